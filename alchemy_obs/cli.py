@@ -1,0 +1,80 @@
+"""The ``alchemy-obs`` command line.
+
+Each sub-command lives in the module of the stage it drives and exposes two functions,
+``add_arguments(parser)`` and ``run(args, config) -> int``. Modules are imported only when
+their command runs, so ``alchemy-obs synth`` does not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from alchemy_obs import __version__
+from alchemy_obs.config import ConfigError, load_config
+
+# name -> (module, one-line help shown by ``alchemy-obs --help``)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("alchemy_obs.sim.cli", "write synthetic galaxies in the IllustrisTNG cutout layout"),
+    "tng": ("alchemy_obs.sim.tng_cli", "search IllustrisTNG subhaloes and download cutouts"),
+    "demo": ("alchemy_obs.demo", "run the whole pipeline on built-in synthetic galaxies"),
+}
+
+log = logging.getLogger("alchemy_obs")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; only ``command``'s module is imported to add its options."""
+    parser = argparse.ArgumentParser(
+        prog="alchemy-obs",
+        description=(
+            "Paired IllustrisTNG galaxy maps, SKA-MID mock observations, and generative "
+            "models that translate between them."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"alchemy-obs {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument(
+            "--config", metavar="YAML", default=None,
+            help="configuration file (see configs/); defaults are used without one",
+        )
+        p.add_argument(
+            "--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+            help="override one configuration value, e.g. --set synth.n_galaxies=10 (repeatable)",
+        )
+        p.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
+        p.set_defaults(_module=module)
+        if name == command:
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``alchemy-obs`` console script; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(next((a for a in argv if a in COMMANDS), None))
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        config = load_config(args.config, args.overrides)
+    except ConfigError as exc:
+        print(f"alchemy-obs {args.command}: configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args, config) or 0)
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""Sphinx configuration for alchemy-obs (builds offline: no intersphinx)."""
+
+import alchemy_obs
+
+project = "alchemy-obs"
+author = "alchemy-obs developers"
+copyright = "2026, alchemy-obs developers"
+release = alchemy_obs.__version__
+version = release
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "numpydoc",
+]
+autosummary_generate = True
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+autodoc_mock_imports: list[str] = []
+exclude_patterns = ["_build"]
+html_theme = "pydata_sphinx_theme"
+html_title = "alchemy-obs"
+html_theme_options = {"navigation_with_keys": False}
+# MathJax is loaded by the reader's browser; the build itself stays offline.
