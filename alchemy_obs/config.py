@@ -21,13 +21,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 __all__ = [
     "ConfigError",
     "Section",
     "SynthConfig",
     "TNGConfig",
+    "JobQueueConfig",
+    "FlowsConfig",
+    "MapsConfig",
     "Config",
     "load_config",
     "config_hash",
@@ -81,11 +84,104 @@ class TNGConfig(Section):
         return SecretStr(env) if env else self.api_key
 
 
+class MapsConfig(Section):
+    """Projected maps of the physical domains and the HDF5 dataset that holds them."""
+
+    npix: int = Field(512, ge=8, le=8192, description="Pixels along each side of a map.")
+    fov_r_half: float = Field(
+        2.0, gt=0,
+        description="Field of view as a multiple of the baryonic (gas + stars) 3D half-mass "
+        "radius; ignored when fov_kpc is set.",
+    )
+    fov_kpc: float | None = Field(
+        None, gt=0, description="Fixed field of view in physical kpc (overrides fov_r_half)."
+    )
+    slab_kpc: float | None = Field(
+        None, gt=0,
+        description="Line-of-sight depth centred on the galaxy (particles selected by centre); "
+        "None projects the full column.",
+    )
+    kernel: Literal["cubic_spline", "wendland_c2"] = Field(
+        "cubic_spline", description="SPH kernel integrated over each pixel."
+    )
+    domains: list[str] = Field(
+        ["dm", "stars", "gas", "hi", "temperature", "bfield", "bfield_vw", "bfield_los", "sfr"],
+        description="Domains to project (see alchemy_obs.maps.domains.DOMAINS).",
+    )
+    n_random_views: int = Field(
+        1, ge=0, description="Views per galaxy with rotations drawn uniformly in SO(3)."
+    )
+    face_on: bool = Field(True, description="Add a face-on view (stellar angular momentum).")
+    edge_on: bool = Field(True, description="Add an edge-on view (stellar angular momentum).")
+    seed: int = Field(
+        0, description="Seed of the random rotations; galaxy g draws from (seed, g)."
+    )
+    split_fractions: dict[str, float] = Field(
+        {"train": 0.8, "val": 0.1, "test": 0.1},
+        description="Fractions of galaxies (not views) in each split; they must sum to 1.",
+    )
+    split_seed: int = Field(0, description="Seed of the hash that assigns galaxies to splits.")
+    compression: Literal["gzip", "lzf"] = Field(
+        "gzip", description="Lossless HDF5 filter of the map chunks (gzip level 4 or lzf)."
+    )
+    out_dir: Path = Field(
+        Path("maps"), description="Folder receiving shards/galaxy_<id>.h5 and dataset.h5."
+    )
+
+    @field_validator("split_fractions")
+    @classmethod
+    def _check_splits(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = set(value) - {"train", "val", "test"}
+        if unknown:
+            raise ValueError(f"unknown split(s) {sorted(unknown)}; use train, val, test")
+        if any(f < 0 for f in value.values()) or abs(sum(value.values()) - 1.0) > 1e-9:
+            raise ValueError(f"fractions must be >= 0 and sum to 1, got {value}")
+        return value
+
+
+class JobQueueConfig(Section):
+    """A dask-jobqueue cluster on a batch system (one Dask worker per batch job)."""
+
+    system: Literal["slurm", "pbs"] = "slurm"
+    jobs: int = Field(4, ge=1, description="Number of batch jobs (Dask workers) to request.")
+    cores: int = Field(8, ge=1, description="Cores per job.")
+    processes: int = Field(1, ge=1, description="Dask worker processes per job.")
+    memory: str = Field("32GB", description="Memory per job, as the batch system writes it.")
+    walltime: str = "02:00:00"
+    queue: str | None = Field(None, description="Partition (SLURM) or queue (PBS).")
+    account: str | None = None
+    job_extra_directives: list[str] = Field(
+        default_factory=list, description="Extra #SBATCH/#PBS lines, e.g. ['--gres=gpu:1']."
+    )
+    local_directory: str | None = Field(None, description="Node-local scratch for Dask spill.")
+
+
+class FlowsConfig(Section):
+    """How the Prefect flows run their tasks."""
+
+    runner: Literal["threads", "dask", "jobqueue"] = Field(
+        "threads",
+        description="threads: one machine; dask: a local Dask cluster or an existing scheduler; "
+        "jobqueue: a SLURM/PBS cluster through dask-jobqueue.",
+    )
+    max_workers: int = Field(2, ge=1, description="Threads (runner=threads).")
+    dask_address: str | None = Field(
+        None, description="Address of a running Dask scheduler (runner=dask); None starts one."
+    )
+    dask_workers: int = Field(2, ge=1, description="Workers of a local Dask cluster.")
+    dask_threads_per_worker: int = Field(1, ge=1)
+    jobqueue: JobQueueConfig = JobQueueConfig()
+    retries: int = Field(3, ge=0, description="Retries of network tasks (TNG downloads).")
+    retry_backoff_s: float = Field(10.0, ge=0, description="First retry delay; doubles each time.")
+
+
 class Config(Section):
     """The whole pipeline configuration; each stage reads its own section."""
 
     synth: SynthConfig = SynthConfig()
     tng: TNGConfig = TNGConfig()
+    flows: FlowsConfig = FlowsConfig()
+    maps: MapsConfig = MapsConfig()
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
 
