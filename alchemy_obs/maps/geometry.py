@@ -1,0 +1,213 @@
+"""Viewing geometry: rotations, face-on and edge-on orientations, field of view and pixels.
+
+Conventions
+-----------
+A view is a proper rotation matrix ``R`` (3x3, orthonormal, det +1) applied to galaxy-centred
+coordinates as ``x' = R @ x`` (rows of ``R`` are the image axes expressed in the simulation
+frame). The map plane is ``(x', y')`` and the line of sight is ``z'``; the observer sits at
+``z' = +inf`` looking towards ``-z'``, so a positive line-of-sight field component points
+towards the observer (the sign convention of a positive Faraday rotation measure). All
+domains of one view are projected with the same matrix.
+
+Random views are drawn from the Haar (uniform) measure on SO(3) by normalising a 4-vector of
+standard normal deviates into a unit quaternion (Shoemake 1992). Uniform Euler angles, used
+by some published map generators, over-sample the poles and are therefore not used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import astropy.units as u
+import numpy as np
+
+__all__ = [
+    "View",
+    "random_rotations",
+    "face_on_matrix",
+    "edge_on_matrix",
+    "galaxy_views",
+    "field_of_view",
+    "map_extent",
+]
+
+
+@dataclass(frozen=True)
+class View:
+    """One orientation of a galaxy.
+
+    Attributes
+    ----------
+    name : str
+        ``"random<k>"``, ``"faceon"`` or ``"edgeon"``.
+    matrix : numpy.ndarray
+        (3, 3) proper rotation, ``x_view = matrix @ x_sim``.
+    """
+
+    name: str
+    matrix: np.ndarray
+
+
+def _quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
+    w, x, y, z = np.moveaxis(q, -1, 0)
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        -2,
+    )
+
+
+def random_rotations(n: int, rng: np.random.Generator | int | tuple[int, ...]) -> np.ndarray:
+    """Draw rotation matrices uniformly (Haar measure) from SO(3).
+
+    Parameters
+    ----------
+    n : int
+        Number of rotations.
+    rng : numpy.random.Generator or int or tuple of int
+        A generator, or a seed (sequence) passed to :func:`numpy.random.default_rng`.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, 3, 3) float64 proper rotation matrices.
+    """
+    if not isinstance(rng, np.random.Generator):
+        rng = np.random.default_rng(rng)
+    q = rng.standard_normal((n, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    return _quaternion_to_matrix(q)
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    v = np.asarray(vector, dtype=np.float64).reshape(3)
+    norm = np.linalg.norm(v)
+    if not np.isfinite(norm) or norm == 0:
+        raise ValueError(f"cannot orient a view along the zero or non-finite vector {v}")
+    return v / norm
+
+
+def _perpendicular(axis: np.ndarray) -> np.ndarray:
+    # The simulation axis least aligned with ``axis`` gives a well-conditioned, deterministic
+    # in-plane direction.
+    trial = np.eye(3)[np.argmin(np.abs(axis))]
+    e = trial - trial.dot(axis) * axis
+    return e / np.linalg.norm(e)
+
+
+def face_on_matrix(angular_momentum: np.ndarray) -> np.ndarray:
+    """Rotation that puts the angular momentum along the line of sight (``+z'``).
+
+    Parameters
+    ----------
+    angular_momentum : array_like
+        (3,) vector in the simulation frame (any normalisation).
+
+    Returns
+    -------
+    numpy.ndarray
+        (3, 3) proper rotation ``R`` with ``R @ L / |L| = (0, 0, 1)``.
+    """
+    axis = _unit(angular_momentum)
+    e1 = _perpendicular(axis)
+    return np.stack([e1, np.cross(axis, e1), axis])
+
+
+def edge_on_matrix(angular_momentum: np.ndarray) -> np.ndarray:
+    """Rotation that puts the angular momentum along the image's vertical axis (``+y'``).
+
+    The disc then lies along ``x'`` and the line of sight ``z'`` is in the disc plane.
+
+    Parameters
+    ----------
+    angular_momentum : array_like
+        (3,) vector in the simulation frame.
+
+    Returns
+    -------
+    numpy.ndarray
+        (3, 3) proper rotation ``R`` with ``R @ L / |L| = (0, 1, 0)``.
+    """
+    axis = _unit(angular_momentum)
+    e1 = _perpendicular(axis)
+    return np.stack([e1, axis, np.cross(e1, axis)])
+
+
+def galaxy_views(
+    angular_momentum: np.ndarray | None,
+    galaxy_id: int,
+    *,
+    n_random: int = 1,
+    face_on: bool = True,
+    edge_on: bool = True,
+    seed: int = 0,
+) -> list[View]:
+    """The views of one galaxy: random rotations, then face-on and edge-on.
+
+    Parameters
+    ----------
+    angular_momentum : array_like or None
+        Stellar angular momentum (3,); required when ``face_on`` or ``edge_on``.
+    galaxy_id : int
+        Galaxy identifier; the random rotations of galaxy ``g`` are drawn from the generator
+        seeded by ``(seed, g)``, so they do not depend on which other galaxies are processed
+        or in which order.
+    n_random : int
+        Number of uniformly random views, named ``random0``, ``random1``, ...
+    face_on, edge_on : bool
+        Whether to add the ``faceon`` and ``edgeon`` views.
+    seed : int
+        Base seed.
+
+    Returns
+    -------
+    list of View
+    """
+    if galaxy_id < 0:
+        raise ValueError(f"galaxy_id must be >= 0 to seed its rotations, got {galaxy_id}")
+    views = [
+        View(f"random{k}", m)
+        for k, m in enumerate(random_rotations(n_random, (seed, galaxy_id)))
+    ]
+    if (face_on or edge_on) and angular_momentum is None:
+        raise ValueError("face-on and edge-on views need the stellar angular momentum")
+    if face_on:
+        views.append(View("faceon", face_on_matrix(angular_momentum)))
+    if edge_on:
+        views.append(View("edgeon", edge_on_matrix(angular_momentum)))
+    return views
+
+
+def field_of_view(
+    half_mass_radius: u.Quantity, *, multiple: float = 2.0, fixed: u.Quantity | None = None
+) -> u.Quantity:
+    """Side length of the (square) field of view.
+
+    Parameters
+    ----------
+    half_mass_radius : Quantity
+        Baryonic (gas + stars) 3D half-mass radius, a length.
+    multiple : float
+        Field of view in units of the half-mass radius (default 2).
+    fixed : Quantity or None
+        A fixed side length that takes precedence over ``multiple``.
+
+    Returns
+    -------
+    Quantity
+        Side length in kpc.
+    """
+    fov = fixed if fixed is not None else multiple * half_mass_radius
+    fov = u.Quantity(fov, u.kpc)
+    if not np.isfinite(fov.value) or fov.value <= 0:
+        raise ValueError(f"field of view must be a positive length, got {fov}")
+    return fov
+
+
+def map_extent(fov: u.Quantity) -> u.Quantity:
+    """Extent ``(xmin, xmax, ymin, ymax)`` of a map of side ``fov`` centred on the galaxy."""
+    half = 0.5 * u.Quantity(fov, u.kpc)
+    return u.Quantity([-half, half, -half, half])

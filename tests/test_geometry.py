@@ -1,0 +1,106 @@
+"""Viewing geometry: uniform rotations, face-on/edge-on matrices, field of view."""
+
+from __future__ import annotations
+
+import astropy.units as u
+import numpy as np
+import pytest
+from scipy import stats
+
+from alchemy_obs.maps.geometry import (
+    edge_on_matrix,
+    face_on_matrix,
+    field_of_view,
+    galaxy_views,
+    map_extent,
+    random_rotations,
+)
+
+
+def test_random_rotations_are_proper_and_orthonormal():
+    r = random_rotations(1000, 1)
+    eye = np.broadcast_to(np.eye(3), r.shape)
+    np.testing.assert_allclose(r @ np.swapaxes(r, 1, 2), eye, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.det(r), 1.0, atol=1e-12)
+
+
+def test_random_rotations_are_uniform_on_the_sphere():
+    n = 20_000
+    r = random_rotations(n, 123)
+    # The line of sight in the simulation frame is the third row: R.T @ z.
+    los = r[:, 2, :]
+    cos_theta = los[:, 2]
+    phi = np.arctan2(los[:, 1], los[:, 0])
+    # Uniform on the sphere: cos(theta) ~ U(-1, 1) (mean 0, variance 1/3), phi ~ U(-pi, pi).
+    assert abs(cos_theta.mean()) < 4 / np.sqrt(3 * n)
+    assert abs(cos_theta.var() - 1 / 3) < 4 * np.sqrt(4 / 45 / n)
+    assert stats.kstest(cos_theta, stats.uniform(-1, 2).cdf).pvalue > 1e-3
+    assert stats.kstest(phi, stats.uniform(-np.pi, 2 * np.pi).cdf).pvalue > 1e-3
+    # Haar measure on SO(3): the rotation angle has density (1 - cos w) / pi on [0, pi].
+    angle = np.arccos(np.clip((np.trace(r, axis1=1, axis2=2) - 1) / 2, -1, 1))
+    cdf = lambda w: (w - np.sin(w)) / np.pi  # noqa: E731
+    assert stats.kstest(angle, cdf).pvalue > 1e-3
+
+
+def test_uniform_euler_angles_would_fail_the_same_test():
+    # The check above has power: the naive "uniform Euler angles" scheme is rejected.
+    rng = np.random.default_rng(5)
+    theta = rng.uniform(0, np.pi, 20_000)
+    assert stats.kstest(np.cos(theta), stats.uniform(-1, 2).cdf).pvalue < 1e-6
+
+
+def test_random_rotations_are_reproducible_per_seed():
+    np.testing.assert_array_equal(random_rotations(3, (0, 7)), random_rotations(3, (0, 7)))
+    assert not np.allclose(random_rotations(3, (0, 7)), random_rotations(3, (0, 8)))
+
+
+@pytest.mark.parametrize("L", [(0, 0, 1), (1, 2, 3), (-5, 0.1, 0), (0, 0, -2), (1, 0, 0)])
+def test_face_on_and_edge_on(L):
+    L = np.asarray(L, float)
+    lhat = L / np.linalg.norm(L)
+    for matrix in (face_on_matrix(L), edge_on_matrix(L)):
+        np.testing.assert_allclose(matrix @ matrix.T, np.eye(3), atol=1e-12)
+        assert np.linalg.det(matrix) == pytest.approx(1.0)
+    np.testing.assert_allclose(face_on_matrix(L) @ lhat, [0, 0, 1], atol=1e-12)
+    np.testing.assert_allclose(edge_on_matrix(L) @ lhat, [0, 1, 0], atol=1e-12)
+
+
+def test_face_on_of_a_rotating_disc_is_round_and_edge_on_is_thin():
+    rng = np.random.default_rng(0)
+    n = 5000
+    r = rng.uniform(0, 10, n)
+    phi = rng.uniform(0, 2 * np.pi, n)
+    disc = np.column_stack([r * np.cos(phi), r * np.sin(phi), rng.normal(0, 0.1, n)])
+    tilt = random_rotations(1, 3)[0]
+    pos = disc @ tilt.T
+    L = tilt @ np.array([0.0, 0.0, 1.0])
+    face = pos @ face_on_matrix(L).T
+    edge = pos @ edge_on_matrix(L).T
+    assert np.std(face[:, 2]) < 0.11 and np.std(face[:, 0]) > 3
+    assert np.std(edge[:, 1]) < 0.11 and np.std(edge[:, 0]) > 3 and np.std(edge[:, 2]) > 3
+
+
+def test_zero_angular_momentum_is_an_error():
+    with pytest.raises(ValueError, match="zero"):
+        face_on_matrix([0, 0, 0])
+
+
+def test_galaxy_views_names_and_seeding():
+    views = galaxy_views(np.array([0, 1.0, 0]), 4, n_random=2, seed=9)
+    assert [v.name for v in views] == ["random0", "random1", "faceon", "edgeon"]
+    again = galaxy_views(np.array([0, 1.0, 0]), 4, n_random=2, seed=9)
+    np.testing.assert_array_equal(views[1].matrix, again[1].matrix)
+    other = galaxy_views(None, 5, n_random=2, face_on=False, edge_on=False, seed=9)
+    assert not np.allclose(views[0].matrix, other[0].matrix)
+    with pytest.raises(ValueError, match="angular momentum"):
+        galaxy_views(None, 4)
+
+
+def test_field_of_view_and_extent():
+    assert field_of_view(3 * u.kpc) == 6 * u.kpc
+    assert field_of_view(3 * u.kpc, multiple=3) == 9 * u.kpc
+    assert field_of_view(3 * u.kpc, fixed=50 * u.kpc) == 50 * u.kpc
+    assert field_of_view(3000 * u.pc).unit == u.kpc
+    np.testing.assert_allclose(map_extent(6 * u.kpc).to_value(u.kpc), [-3, 3, -3, 3])
+    with pytest.raises(ValueError):
+        field_of_view(0 * u.kpc)
