@@ -39,6 +39,8 @@ __all__ = [
     "hi_line_flux",
     "hi_column_density",
     "hi_column_density_from_flux",
+    "hi_surface_density",
+    "frequency_integral_to_velocity_integral",
     "beam_solid_angle",
     "jy_per_beam_to_kelvin",
     "kelvin_to_jy_per_beam",
@@ -255,6 +257,49 @@ def hi_column_density_from_flux(
     # Rayleigh-Jeans at the rest frequency, d nu_rest = nu_0 dV / c.
     tb_dv = intensity_rest * const.c**3 / (2.0 * const.k_B * HI_REST_FREQUENCY**3) * u.sr
     return hi_column_density(tb_dv.to(u.K * u.km / u.s))
+
+
+def hi_surface_density(column_density: u.Quantity) -> u.Quantity:
+    """HI mass surface density of a column density, :math:`\\Sigma = m_{\\rm H} N_{\\rm HI}`.
+
+    Parameters
+    ----------
+    column_density : Quantity
+        HI column density (cm^-2).
+
+    Returns
+    -------
+    Quantity
+        Surface density in Msun/kpc^2 (:math:`10^{20}` cm^-2 is 0.80 Msun/pc^2).
+    """
+    return (column_density * (const.m_p + const.m_e)).to(u.Msun / u.kpc**2)
+
+
+def frequency_integral_to_velocity_integral(
+    integral: u.Quantity, redshift: float = 0.0
+) -> u.Quantity:
+    """Convert a line integral over observed frequency to one over rest-frame velocity.
+
+    With the module's convention :math:`dV = c\\,d\\nu_{\\rm obs}/\\nu_{\\rm obs}` and
+    :math:`\\nu_{\\rm obs} = \\nu_0/(1+z)`, :math:`\\int X\\,dV = c(1+z)/\\nu_0 \\int X\\,d\\nu_{\\rm obs}`.
+
+    Parameters
+    ----------
+    integral : Quantity
+        :math:`\\int X\\,d\\nu_{\\rm obs}` (e.g. Jy/beam Hz or K Hz).
+    redshift : float
+        Redshift of the line.
+
+    Returns
+    -------
+    Quantity
+        :math:`\\int X\\,dV`, in Jy/beam km/s, K km/s or Jy km/s when ``X`` is one of those.
+    """
+    velocity_integral = u.Quantity(integral) / _rest_frame_width_to_observed_frequency(redshift)
+    for unit in (u.Jy / u.beam * u.km / u.s, u.K * u.km / u.s, u.Jy * u.km / u.s):
+        if velocity_integral.unit.is_equivalent(unit):
+            return velocity_integral.to(unit)
+    return velocity_integral
 
 
 def radio_velocity_to_frequency(
