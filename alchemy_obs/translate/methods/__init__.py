@@ -1,0 +1,30 @@
+"""Translator methods and their registry (name -> class).
+
+Add a method by subclassing :class:`~alchemy_obs.translate.methods.base.Method` and
+registering it in :data:`METHODS`; the trainer, checkpoints and CLI then know it by name.
+"""
+
+from __future__ import annotations
+
+from alchemy_obs.config import MethodConfig, NetworkConfig
+from alchemy_obs.translate.methods.base import Method
+from alchemy_obs.translate.methods.ddpm import DDPM
+from alchemy_obs.translate.methods.indi import InDI
+from alchemy_obs.translate.methods.pix2pix import Pix2Pix
+
+__all__ = ["METHODS", "Method", "DDPM", "InDI", "Pix2Pix", "build_method"]
+
+METHODS: dict[str, type[Method]] = {"pix2pix": Pix2Pix, "ddpm": DDPM, "indi": InDI}
+
+
+def build_method(
+    config: MethodConfig, network: NetworkConfig, in_channels: int, out_channels: int
+) -> Method:
+    """A method with freshly initialised networks, by ``config.name``."""
+    try:
+        cls = METHODS[config.name]
+    except KeyError:
+        raise ValueError(
+            f"unknown translator method {config.name!r}; known: {sorted(METHODS)}"
+        ) from None
+    return cls.from_config(config, network, in_channels, out_channels)

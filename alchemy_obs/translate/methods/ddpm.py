@@ -1,0 +1,162 @@
+"""Conditional denoising diffusion (Ho et al. 2020) with ancestral and DDIM samplers.
+
+The denoiser sees ``concat(x_t, condition)`` and predicts the noise ``epsilon``; the
+network time is ``t = (i + 1) / T`` for step index ``i`` in ``0..T-1``.
+
+Forward process: ``x_i = sqrt(abar_i) x_0 + sqrt(1 - abar_i) eps`` with
+``abar_i = prod_{j<=i} (1 - beta_j)``. Schedules: linear (Ho et al. 2020, betas from 1e-4
+to 0.02 at T = 1000, rescaled by 1000/T) and cosine (Nichol and Dhariwal 2021,
+``abar(t) = f(t)/f(0)``, ``f(t) = cos^2(pi/2 (t/T + s)/(1 + s))``, s = 0.008, beta <= 0.999).
+
+DDIM (Song et al. 2021) visits a decreasing subsequence ``tau`` of step indices; each update
+goes from ``tau_k`` to the *next visited* index ``tau_{k+1}`` (``abar = 1`` after the last),
+so strided sampling stays on the forward marginals for any stride.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from alchemy_obs.config import DDPMConfig, MethodConfig, NetworkConfig
+from alchemy_obs.translate.methods.base import Batch, Method, SampleCallback, randn
+from alchemy_obs.translate.nets import UNet
+
+__all__ = ["DDPM", "beta_schedule", "ddim_timesteps"]
+
+
+def beta_schedule(kind: str, timesteps: int) -> np.ndarray:
+    """The betas (float64, length ``timesteps``) of a ``"linear"`` or ``"cosine"`` schedule."""
+    if kind == "linear":
+        scale = 1000.0 / timesteps
+        return np.linspace(scale * 1e-4, scale * 0.02, timesteps, dtype=np.float64)
+    if kind == "cosine":
+        s = 0.008
+        t = np.arange(timesteps + 1, dtype=np.float64) / timesteps
+        f = np.cos((t + s) / (1 + s) * math.pi / 2) ** 2
+        abar = f / f[0]
+        return np.clip(1.0 - abar[1:] / abar[:-1], 0.0, 0.999)
+    raise ValueError(f"unknown noise schedule {kind!r}; use 'linear' or 'cosine'")
+
+
+def ddim_timesteps(timesteps: int, steps: int) -> np.ndarray:
+    """Decreasing step indices visited by a ``steps``-step DDIM sampler (from T-1 to 0)."""
+    if not 1 <= steps <= timesteps:
+        raise ValueError(f"DDIM steps must be in 1..{timesteps}, got {steps}")
+    if steps == 1:
+        return np.array([timesteps - 1])
+    idx = np.round(np.linspace(timesteps - 1, 0, steps)).astype(np.int64)
+    return np.unique(idx)[::-1].copy()
+
+
+class DDPM(Method):
+    """Epsilon-prediction diffusion conditioned by channel concatenation."""
+
+    name = "ddpm"
+
+    def __init__(self, nets, in_channels, out_channels, config: MethodConfig) -> None:
+        super().__init__(nets, in_channels, out_channels, config)
+        cfg: DDPMConfig = config.ddpm
+        self.T = cfg.timesteps
+        betas = beta_schedule(cfg.schedule, self.T)
+        self.betas = torch.from_numpy(betas)
+        self.alphas_cumprod = torch.from_numpy(np.cumprod(1.0 - betas))
+
+    @classmethod
+    def from_config(cls, config, network: NetworkConfig, in_channels, out_channels) -> DDPM:
+        net = UNet(
+            in_channels + out_channels, out_channels, network.base_channels,
+            network.channel_mults, network.num_res_blocks, network.attention_levels,
+            network.attention_heads, network.attention_gates, True, network.groups,
+            network.dropout,
+        )
+        return cls({"net": net}, in_channels, out_channels, config)
+
+    def _abar(self, idx: Tensor, like: Tensor) -> Tensor:
+        return self.alphas_cumprod.to(like.device)[idx].to(like.dtype).view(-1, 1, 1, 1)
+
+    def q_sample(self, x0: Tensor, idx: Tensor, noise: Tensor) -> Tensor:
+        """Draw ``x_i`` from the forward marginal ``q(x_i | x_0)``."""
+        abar = self._abar(idx, x0)
+        return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+
+    def network_time(self, idx: Tensor) -> Tensor:
+        return (idx.float() + 1.0) / self.T
+
+    def predict_eps(self, x: Tensor, condition: Tensor, idx: Tensor) -> Tensor:
+        return self.net("net")(torch.cat([x, condition], dim=1), self.network_time(idx))
+
+    def loss(self, batch: Batch) -> Tensor:
+        x0, cond = batch["target"], batch["input"]
+        idx = torch.randint(0, self.T, (x0.shape[0],), device=x0.device)
+        noise = torch.randn_like(x0)
+        eps = self.predict_eps(self.q_sample(x0, idx, noise), cond, idx)
+        return F.mse_loss(eps.float(), noise.float())
+
+    @torch.no_grad()
+    def sample(
+        self, condition: Tensor, steps: int | None = None,
+        generator: torch.Generator | None = None, callback: SampleCallback | None = None,
+        sampler: str | None = None, eta: float | None = None,
+    ) -> Tensor:
+        """Sample with DDIM (``steps`` evaluations) or ancestral DDPM (``T`` evaluations).
+
+        ``sampler`` and ``eta`` default to the configuration; ``steps`` must be ``None`` or
+        ``T`` for the ancestral sampler.
+        """
+        cfg: DDPMConfig = self.config.ddpm
+        sampler = sampler or cfg.sampler
+        b, _, h, w = condition.shape
+        x = randn((b, self.out_channels, h, w), generator, condition.device)
+        if sampler == "ddpm":
+            if steps not in (None, self.T):
+                raise ValueError(f"the ancestral sampler takes T={self.T} steps, not {steps}")
+            return self._ancestral(x, condition, generator, callback)
+        if sampler == "ddim":
+            return self._ddim(
+                x, condition, steps or cfg.sample_steps, cfg.eta if eta is None else eta,
+                generator, callback,
+            )
+        raise ValueError(f"unknown sampler {sampler!r}; use 'ddpm' or 'ddim'")
+
+    def _ancestral(self, x, condition, generator, callback) -> Tensor:
+        betas = self.betas
+        abar = self.alphas_cumprod
+        for i in reversed(range(self.T)):
+            idx = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
+            eps = self.predict_eps(x, condition, idx).float()
+            ab = float(abar[i])
+            ab_prev = float(abar[i - 1]) if i > 0 else 1.0
+            x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
+            # Posterior q(x_{i-1} | x_i, x_0) (Ho et al. 2020, eq. 7).
+            c0 = math.sqrt(ab_prev) * float(betas[i]) / (1 - ab)
+            ct = math.sqrt(1 - float(betas[i])) * (1 - ab_prev) / (1 - ab)
+            x = c0 * x0 + ct * x
+            if i > 0:
+                var = float(betas[i]) * (1 - ab_prev) / (1 - ab)
+                x = x + math.sqrt(var) * randn(tuple(x.shape), generator, x.device)
+            if callback is not None:
+                callback(i / self.T, x, x0)
+        return x
+
+    def _ddim(self, x, condition, steps, eta, generator, callback) -> Tensor:
+        taus = ddim_timesteps(self.T, steps)
+        abar = self.alphas_cumprod
+        for k, i in enumerate(taus):
+            idx = torch.full((x.shape[0],), int(i), device=x.device, dtype=torch.long)
+            eps = self.predict_eps(x, condition, idx).float()
+            ab = float(abar[i])
+            prev = int(taus[k + 1]) if k + 1 < len(taus) else -1
+            ab_prev = float(abar[prev]) if prev >= 0 else 1.0
+            x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
+            sigma = eta * math.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
+            x = math.sqrt(ab_prev) * x0 + math.sqrt(max(1 - ab_prev - sigma**2, 0.0)) * eps
+            if sigma > 0:
+                x = x + sigma * randn(tuple(x.shape), generator, x.device)
+            if callback is not None:
+                callback((prev + 1) / self.T, x, x0)
+        return x
