@@ -31,6 +31,14 @@ __all__ = [
     "JobQueueConfig",
     "FlowsConfig",
     "MapsConfig",
+    "NetworkConfig",
+    "Pix2PixConfig",
+    "DDPMConfig",
+    "InDIConfig",
+    "MethodConfig",
+    "DataConfig",
+    "OptimConfig",
+    "TrainConfig",
     "Config",
     "load_config",
     "config_hash",
@@ -175,6 +183,106 @@ class FlowsConfig(Section):
     retry_backoff_s: float = Field(10.0, ge=0, description="First retry delay; doubles each time.")
 
 
+class NetworkConfig(Section):
+    """The attention U-Net shared by every translator (generator or denoiser)."""
+
+    base_channels: int = Field(32, ge=4, description="Channels of the first level.")
+    channel_mults: list[int] = Field(
+        [1, 2, 4], min_length=1, description="Width of each level as a multiple of base_channels."
+    )
+    num_res_blocks: int = Field(1, ge=1, description="Residual blocks per level and direction.")
+    attention_levels: list[int] = Field(
+        [2], description="Levels (0 = full resolution) with spatial self-attention."
+    )
+    attention_heads: int = Field(4, ge=1, description="Heads of each self-attention layer.")
+    attention_gates: bool = Field(True, description="Attention gates on skips (Oktay+2018).")
+    groups: int = Field(8, ge=1, description="Groups of every GroupNorm.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout inside residual blocks.")
+
+
+class Pix2PixConfig(Section):
+    """pix2pix (Isola et al. 2017): conditional GAN with an L1 term."""
+
+    l1_weight: float = Field(100.0, ge=0, description="lambda of the L1 term.")
+    disc_channels: int = Field(64, ge=4, description="Channels of the first PatchGAN layer.")
+    disc_layers: int = Field(
+        3, ge=1, description="Stride-2 layers of the PatchGAN; 3 gives a 70x70 receptive field."
+    )
+
+
+class DDPMConfig(Section):
+    """Denoising diffusion (Ho et al. 2020) conditioned by channel concatenation."""
+
+    timesteps: int = Field(1000, ge=2, description="Diffusion steps T.")
+    schedule: Literal["linear", "cosine"] = Field("cosine", description="Noise schedule.")
+    sampler: Literal["ddpm", "ddim"] = Field("ddim", description="Default sampler.")
+    sample_steps: int = Field(50, ge=1, description="Default DDIM steps (ddpm uses T).")
+    eta: float = Field(0.0, ge=0.0, description="DDIM stochasticity (0 = deterministic).")
+
+
+class InDIConfig(Section):
+    """Inversion by Direct Iteration (Delbracio and Milanfar 2023)."""
+
+    noise: float = Field(0.0, ge=0.0, description="sigma of the optional noise t*sigma*eps.")
+    sample_steps: int = Field(10, ge=1, description="Default number of sampling steps.")
+    start_channel: int = Field(
+        0, ge=0, description="Input channel used as the degraded start y (target has 1 channel)."
+    )
+
+
+class MethodConfig(Section):
+    """Which translator to train, and the knobs of each."""
+
+    name: str = Field("ddpm", description="Registered method: pix2pix, ddpm, indi.")
+    pix2pix: Pix2PixConfig = Pix2PixConfig()
+    ddpm: DDPMConfig = DDPMConfig()
+    indi: InDIConfig = InDIConfig()
+
+
+class DataConfig(Section):
+    """Paired maps read from the HDF5 dataset."""
+
+    store: Path = Field(Path("maps/dataset.h5"), description="Dataset written by alchemy-obs maps.")
+    inputs: list[str] = Field(["gas"], min_length=1, description="Input (condition) domains.")
+    target: str = Field("dm", description="Target domain.")
+    augment: bool = Field(True, description="Random flips and 90-degree rotations.")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    fit_maps: int = Field(256, ge=1, description="Training maps used to fit normalisation.")
+
+
+class OptimConfig(Section):
+    """Optimiser, learning-rate schedule, EMA and clipping."""
+
+    lr: float = Field(2e-4, gt=0, description="Peak learning rate (Adam).")
+    betas: tuple[float, float] | None = Field(
+        None, description="Adam betas; None uses the method's default ((0.5, 0.999) for pix2pix)."
+    )
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(100, ge=0, description="Linear warm-up steps.")
+    schedule: Literal["cosine", "constant"] = Field("cosine", description="Decay after warm-up.")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="Final lr / peak lr (cosine).")
+    grad_clip: float | None = Field(1.0, gt=0, description="Max global gradient norm; None: off.")
+    ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA decay of the sampling weights.")
+
+
+class TrainConfig(Section):
+    """One training run of a translator (``alchemy-obs train``)."""
+
+    data: DataConfig = DataConfig()
+    network: NetworkConfig = NetworkConfig()
+    method: MethodConfig = MethodConfig()
+    optim: OptimConfig = OptimConfig()
+    batch_size: int = Field(16, ge=1, description="Batch size per process.")
+    steps: int = Field(10_000, ge=1, description="Optimiser steps in total.")
+    checkpoint_every: int = Field(1000, ge=1, description="Steps between checkpoints.")
+    keep_checkpoints: int = Field(2, ge=1, description="Step checkpoints kept on disk.")
+    log_every: int = Field(10, ge=1, description="Steps between rows of metrics.csv.")
+    out_dir: Path = Field(Path("runs/translator"), description="Run folder (checkpoints, logs).")
+    amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU).")
+    channels_last: bool = Field(True, description="channels-last memory format on CUDA.")
+    eval_maps: int = Field(16, ge=0, description="Validation maps scored at the end of training.")
+
+
 class Config(Section):
     """The whole pipeline configuration; each stage reads its own section."""
 
@@ -182,6 +290,7 @@ class Config(Section):
     tng: TNGConfig = TNGConfig()
     flows: FlowsConfig = FlowsConfig()
     maps: MapsConfig = MapsConfig()
+    train: TrainConfig = TrainConfig()
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
 
