@@ -1,0 +1,711 @@
+"""Sky models with a WCS: a galaxy's HI line cube and radio continuum image.
+
+The pieces are small objects composed by one function each, as in MARTINI (Oman et al. 2019):
+
+* :class:`SkyPlacement` puts the galaxy on the sky: redshift or distance (astropy cosmology
+  for the angular-diameter and luminosity distances), RA/Dec, peculiar velocity;
+* :class:`SkyGrid` is the image grid (pixels and angular pixel size, or pixel size in kpc);
+* :class:`SpectralAxis` is the channel grid, frequency (``FREQ``) or radio velocity (``VRAD``);
+* :class:`LineModel` sets the line width (thermal plus turbulent) and its truncation;
+* :class:`HISource` / :class:`ContinuumSource` are the per-particle inputs;
+* :func:`hi_cube` and :func:`continuum_image` return a :class:`SkyModel` (Jy per pixel, with
+  its :class:`~astropy.wcs.WCS`).
+
+Geometry
+--------
+Particle coordinates are given in a view frame (``x' = R x``, see
+:mod:`alchemy_obs.maps.geometry`): ``x'`` runs along increasing pixel column (West, since
+``CDELT1 < 0``), ``y'`` along increasing row (North), and ``z'`` points towards the observer.
+The image is therefore the same array as the physical map of that view (row = y, column = x)
+and not mirrored on the sky. A particle's receding line-of-sight velocity is ``-v_z'`` plus
+the Hubble flow ``H(z) (-z')`` across the galaxy's depth; its observed line frequency is
+:math:`\\nu_0/[(1+z)(1+v_{\\rm pec}/c)(1+v_{\\rm los}/c)]`. Angles are :math:`x'/D_A`
+(small-angle; exact for the SIN projection to :math:`(x'/D_A)^2`).
+
+Flux
+----
+A particle of HI mass :math:`m` has the line flux :math:`\\int S d\\nu = m / (C D_L^2)`
+(:func:`alchemy_obs.physics.radio.hi_line_flux`). It is spread over pixels with the SPH
+kernel integrated exactly over each pixel (the cumulative tables of
+:mod:`alchemy_obs.maps.kernels`), and over channels with a Gaussian integrated exactly over
+each channel, :math:`\\tfrac12[{\\rm erf}(\\cdot) - {\\rm erf}(\\cdot)]`. Only channels within
+``n_sigma`` of the line centre are touched; the Gaussian's tails beyond that are added to the
+last touched channels so that a line inside the band keeps all its flux.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+from astropy import constants as const
+from astropy import units as u
+from astropy.cosmology import FlatLambdaCDM, Planck15, z_at_value
+from astropy.wcs import WCS
+from scipy.ndimage import gaussian_filter
+
+from alchemy_obs.maps.kernels import kernel_tables
+from alchemy_obs.maps.project import project_particles
+from alchemy_obs.physics import radio
+from alchemy_obs.sim.galaxy import Galaxy
+
+__all__ = [
+    "SkyPlacement",
+    "SkyGrid",
+    "SpectralAxis",
+    "LineModel",
+    "HISource",
+    "ContinuumSource",
+    "SkyModel",
+    "hi_cube",
+    "continuum_image",
+    "thermal_sigma",
+]
+
+_C_KMS = const.c.to_value(u.km / u.s)
+
+
+def thermal_sigma(temperature: u.Quantity) -> u.Quantity:
+    """One-dimensional thermal velocity dispersion of hydrogen atoms, :math:`\\sqrt{kT/m_H}`.
+
+    Parameters
+    ----------
+    temperature : Quantity
+        Gas temperature.
+
+    Returns
+    -------
+    Quantity
+        km/s (9.08 km/s at 10^4 K).
+    """
+    return np.sqrt(const.k_B * temperature / (const.m_p + const.m_e)).to(u.km / u.s)
+
+
+@dataclass(frozen=True)
+class SkyPlacement:
+    """Where a galaxy sits: redshift or distance, sky position and peculiar velocity.
+
+    Give ``redshift`` (cosmological) or ``distance`` (luminosity distance, from which the
+    redshift follows with ``cosmology``), not both.
+
+    Parameters
+    ----------
+    redshift : float or None
+        Cosmological redshift of the galaxy centre.
+    distance : Quantity or None
+        Luminosity distance.
+    ra, dec : Quantity
+        Position of the galaxy centre (ICRS).
+    peculiar_velocity : Quantity
+        Line-of-sight peculiar velocity of the galaxy as a whole (receding positive).
+    cosmology : astropy.cosmology.FLRW
+        Cosmology for distances and the Hubble rate (Planck 2015, as in IllustrisTNG).
+    """
+
+    redshift: float | None = None
+    distance: u.Quantity | None = None
+    ra: u.Quantity = field(default_factory=lambda: 150.0 * u.deg)
+    dec: u.Quantity = field(default_factory=lambda: -30.0 * u.deg)
+    peculiar_velocity: u.Quantity = field(default_factory=lambda: 0.0 * u.km / u.s)
+    cosmology: FlatLambdaCDM = field(default_factory=lambda: Planck15)
+
+    def __post_init__(self) -> None:
+        if (self.redshift is None) == (self.distance is None):
+            raise ValueError("SkyPlacement needs exactly one of redshift or distance")
+        if self.redshift is not None and self.redshift <= 0:
+            raise ValueError(f"redshift must be > 0 (the galaxy needs a distance), got {self.redshift}")
+        if self.distance is not None and self.distance <= 0 * u.Mpc:
+            raise ValueError(f"distance must be > 0, got {self.distance}")
+
+    @property
+    def z(self) -> float:
+        """Cosmological redshift."""
+        if self.redshift is not None:
+            return float(self.redshift)
+        return float(z_at_value(self.cosmology.luminosity_distance, self.distance.to(u.Mpc)))
+
+    @property
+    def luminosity_distance(self) -> u.Quantity:
+        """Luminosity distance (Mpc)."""
+        if self.distance is not None:
+            return self.distance.to(u.Mpc)
+        return self.cosmology.luminosity_distance(self.z).to(u.Mpc)
+
+    @property
+    def angular_diameter_distance(self) -> u.Quantity:
+        """Angular-diameter distance, :math:`D_L/(1+z)^2` (Mpc)."""
+        return (self.luminosity_distance / (1.0 + self.z) ** 2).to(u.Mpc)
+
+    @property
+    def observed_redshift(self) -> float:
+        """Redshift including the peculiar velocity, :math:`(1+z)(1+v/c) - 1`."""
+        return (1.0 + self.z) * (1.0 + self.peculiar_velocity.to_value(u.km / u.s) / _C_KMS) - 1
+
+    @property
+    def systemic_velocity(self) -> u.Quantity:
+        """Optical-convention systemic velocity :math:`c z_{\\rm obs}` (km/s)."""
+        return self.observed_redshift * _C_KMS * u.km / u.s
+
+    @property
+    def line_frequency(self) -> u.Quantity:
+        """Observed frequency of the galaxy's systemic HI line (Hz)."""
+        return radio.HI_REST_FREQUENCY / (1.0 + self.observed_redshift)
+
+    @property
+    def hubble_rate(self) -> u.Quantity:
+        """:math:`H(z)` in km/s/kpc, for the Hubble flow across the galaxy."""
+        return self.cosmology.H(self.z).to(u.km / u.s / u.kpc)
+
+    def kpc_to_angle(self, length: u.Quantity) -> u.Quantity:
+        """Angle subtended by a proper length at the galaxy (small-angle)."""
+        return (length / self.angular_diameter_distance).decompose() * u.rad
+
+    def angle_to_kpc(self, angle: u.Quantity) -> u.Quantity:
+        """Proper length subtended by an angle at the galaxy (small-angle)."""
+        return (angle.to_value(u.rad) * self.angular_diameter_distance).to(u.kpc)
+
+
+@dataclass(frozen=True)
+class SkyGrid:
+    """A square image grid centred on the galaxy.
+
+    Parameters
+    ----------
+    npix : int
+        Pixels per side.
+    pixel_size : Quantity
+        Angular pixel size, or a proper length (kpc) converted with the placement.
+    """
+
+    npix: int
+    pixel_size: u.Quantity
+
+    def __post_init__(self) -> None:
+        if self.npix < 2:
+            raise ValueError(f"npix must be >= 2, got {self.npix}")
+        if not (self.pixel_size.unit.is_equivalent(u.deg) or self.pixel_size.unit.is_equivalent(u.kpc)):
+            raise u.UnitsError(f"pixel_size must be an angle or a length, got {self.pixel_size.unit}")
+
+    def pixel_angle(self, placement: SkyPlacement) -> u.Quantity:
+        """Angular pixel size (arcsec)."""
+        if self.pixel_size.unit.is_equivalent(u.deg):
+            return self.pixel_size.to(u.arcsec)
+        return placement.kpc_to_angle(self.pixel_size).to(u.arcsec)
+
+    def pixel_kpc(self, placement: SkyPlacement) -> u.Quantity:
+        """Pixel size as a proper length at the galaxy (kpc)."""
+        if self.pixel_size.unit.is_equivalent(u.kpc):
+            return self.pixel_size.to(u.kpc)
+        return placement.angle_to_kpc(self.pixel_size)
+
+    def celestial_wcs(self, placement: SkyPlacement) -> WCS:
+        """SIN-projected celestial WCS with the galaxy centre between the two middle pixels."""
+        w = WCS(naxis=2)
+        cdelt = self.pixel_angle(placement).to_value(u.deg)
+        w.wcs.ctype = ["RA---SIN", "DEC--SIN"]
+        w.wcs.cunit = ["deg", "deg"]
+        w.wcs.crval = [placement.ra.to_value(u.deg), placement.dec.to_value(u.deg)]
+        w.wcs.crpix = [0.5 * self.npix + 0.5, 0.5 * self.npix + 0.5]
+        w.wcs.cdelt = [-cdelt, cdelt]
+        w.wcs.radesys = "ICRS"
+        w.wcs.equinox = 2000.0
+        return w
+
+
+@dataclass(frozen=True)
+class SpectralAxis:
+    """Channels of a cube, uniform in frequency (and hence in radio velocity).
+
+    Parameters
+    ----------
+    n_channels : int
+        Number of channels.
+    channel_width : Quantity
+        Channel width in Hz, or in km/s of radio velocity (:math:`\\Delta\\nu = \\nu_0\\Delta v/c`).
+    centre : Quantity or None
+        Frequency or radio velocity of the band centre; ``None`` centres the band on the
+        galaxy's systemic line frequency.
+    ctype : {"FREQ", "VRAD"}
+        Spectral axis of the WCS: frequency increasing with channel, or radio velocity
+        (m/s, rest frequency 1420405751.768 Hz) increasing with channel.
+    """
+
+    n_channels: int
+    channel_width: u.Quantity
+    centre: u.Quantity | None = None
+    ctype: str = "FREQ"
+
+    def __post_init__(self) -> None:
+        if self.n_channels < 1:
+            raise ValueError(f"n_channels must be >= 1, got {self.n_channels}")
+        if self.ctype not in ("FREQ", "VRAD"):
+            raise ValueError(f"ctype must be 'FREQ' or 'VRAD', got {self.ctype!r}")
+        if self.channel_width.value <= 0:
+            raise ValueError(f"channel_width must be > 0, got {self.channel_width}")
+
+    def _width_hz(self) -> float:
+        w = self.channel_width
+        if w.unit.is_equivalent(u.Hz):
+            return w.to_value(u.Hz)
+        return (radio.HI_REST_FREQUENCY * w / const.c).to_value(u.Hz)
+
+    def _centre_hz(self, placement: SkyPlacement) -> float:
+        if self.centre is None:
+            return placement.line_frequency.to_value(u.Hz)
+        if self.centre.unit.is_equivalent(u.Hz):
+            return self.centre.to_value(u.Hz)
+        return radio.radio_velocity_to_frequency(self.centre).to_value(u.Hz)
+
+    def frequency_step(self) -> u.Quantity:
+        """Signed frequency step per channel (negative for ``VRAD``)."""
+        step = self._width_hz()
+        return (step if self.ctype == "FREQ" else -step) * u.Hz
+
+    def frequencies(self, placement: SkyPlacement) -> u.Quantity:
+        """Channel-centre frequencies, in channel order."""
+        k = np.arange(self.n_channels) - 0.5 * (self.n_channels - 1)
+        return (self._centre_hz(placement) + k * self.frequency_step().value) * u.Hz
+
+    def spectral_wcs_keywords(self, placement: SkyPlacement) -> dict:
+        """CTYPE/CUNIT/CRVAL/CDELT/CRPIX of the spectral axis."""
+        nu = self.frequencies(placement)
+        if self.ctype == "FREQ":
+            return dict(ctype="FREQ", cunit="Hz", crval=nu[0].value, cdelt=self.frequency_step().value)
+        v = radio.frequency_to_radio_velocity(nu).to_value(u.m / u.s)
+        cdelt = v[1] - v[0] if self.n_channels > 1 else (
+            -self.frequency_step() * const.c / radio.HI_REST_FREQUENCY).to_value(u.m / u.s)
+        return dict(ctype="VRAD", cunit="m/s", crval=v[0], cdelt=cdelt)
+
+
+@dataclass(frozen=True)
+class LineModel:
+    """Gaussian line profile of each particle.
+
+    Parameters
+    ----------
+    turbulent_sigma : Quantity
+        Non-thermal velocity dispersion added in quadrature to the thermal one.
+    n_sigma : float
+        Channels farther than this many sigma from the line centre are not touched.
+    """
+
+    turbulent_sigma: u.Quantity = field(default_factory=lambda: 0.0 * u.km / u.s)
+    n_sigma: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.n_sigma <= 0:
+            raise ValueError(f"n_sigma must be > 0, got {self.n_sigma}")
+
+    def sigma(self, temperature: u.Quantity) -> u.Quantity:
+        """Total velocity dispersion :math:`\\sqrt{kT/m_H + \\sigma_{\\rm turb}^2}`."""
+        return np.sqrt(thermal_sigma(temperature) ** 2 + self.turbulent_sigma**2).to(u.km / u.s)
+
+
+@dataclass(frozen=True)
+class HISource:
+    """HI-emitting particles in a view frame (see the module notes on geometry).
+
+    Parameters
+    ----------
+    positions : Quantity, shape (N, 3)
+        Proper positions relative to the galaxy centre.
+    velocities : Quantity, shape (N, 3)
+        Peculiar velocities relative to the galaxy's bulk motion.
+    hi_mass : Quantity, shape (N,)
+        HI mass of each particle.
+    smoothing_length : Quantity, shape (N,)
+        Kernel support radius (zero for point particles).
+    temperature : Quantity, shape (N,)
+        Gas temperature (thermal line width).
+    """
+
+    positions: u.Quantity
+    velocities: u.Quantity
+    hi_mass: u.Quantity
+    smoothing_length: u.Quantity
+    temperature: u.Quantity
+
+    def __post_init__(self) -> None:
+        n = self.hi_mass.shape[0]
+        for name in ("positions", "velocities"):
+            if getattr(self, name).shape != (n, 3):
+                raise ValueError(f"HISource.{name} must have shape ({n}, 3)")
+        for name in ("smoothing_length", "temperature"):
+            if getattr(self, name).shape != (n,):
+                raise ValueError(f"HISource.{name} must have shape ({n},)")
+
+    @classmethod
+    def from_galaxy(cls, galaxy: Galaxy, rotation: np.ndarray | None = None) -> HISource:
+        """HI source of a galaxy's gas seen through a view rotation.
+
+        HI masses (Rahmati et al. 2013 self-shielding plus the KMT molecular correction),
+        temperatures and smoothing lengths are those of the physical maps
+        (:func:`alchemy_obs.physics.gas.hi_mass`, :func:`alchemy_obs.physics.gas.temperature`,
+        :func:`alchemy_obs.maps.smoothing.smoothing_lengths`), so the mock and the ``hi`` map
+        of a view describe the same gas.
+
+        Parameters
+        ----------
+        galaxy : Galaxy
+            Centred galaxy in physical units.
+        rotation : ndarray, shape (3, 3), optional
+            View rotation ``x' = R x``; identity by default.
+
+        Returns
+        -------
+        HISource
+        """
+        from alchemy_obs.maps.smoothing import smoothing_lengths  # TODO top-level once merged
+        from alchemy_obs.physics import gas as gas_physics
+
+        gas = galaxy.gas
+        h = smoothing_lengths(gas, "gas")
+        m_hi = gas_physics.hi_mass(gas, galaxy.redshift)
+        temperature = gas_physics.temperature(gas)
+        if rotation is not None:
+            gas = gas.rotated(np.asarray(rotation, dtype=np.float64))
+        keep = m_hi > 0
+        return cls(
+            positions=gas.coordinates[keep] * u.kpc,
+            velocities=gas.velocities[keep] * u.km / u.s,
+            hi_mass=m_hi[keep] * u.Msun,
+            smoothing_length=h[keep] * u.kpc,
+            temperature=temperature[keep] * u.K,
+        )
+
+
+@dataclass(frozen=True)
+class ContinuumSource:
+    """Star-forming particles in a view frame.
+
+    Parameters
+    ----------
+    positions : Quantity, shape (N, 3)
+        Proper positions relative to the galaxy centre.
+    sfr : Quantity, shape (N,)
+        Star formation rate of each particle.
+    smoothing_length : Quantity, shape (N,)
+        Kernel support radius.
+    """
+
+    positions: u.Quantity
+    sfr: u.Quantity
+    smoothing_length: u.Quantity
+
+    @classmethod
+    def from_galaxy(cls, galaxy: Galaxy, rotation: np.ndarray | None = None) -> ContinuumSource:
+        """Star-forming gas of a galaxy seen through a view rotation.
+
+        Parameters
+        ----------
+        galaxy : Galaxy
+            Centred galaxy with gas star formation rates.
+        rotation : ndarray, shape (3, 3), optional
+            View rotation ``x' = R x``.
+
+        Returns
+        -------
+        ContinuumSource
+        """
+        from alchemy_obs.maps.smoothing import smoothing_lengths  # TODO top-level once merged
+
+        gas = galaxy.gas
+        if gas.sfr is None:
+            raise ValueError(f"{galaxy.source}: gas has no StarFormationRate; no continuum model")
+        h = smoothing_lengths(gas, "gas")
+        if rotation is not None:
+            gas = gas.rotated(np.asarray(rotation, dtype=np.float64))
+        keep = gas.sfr > 0
+        return cls(
+            positions=gas.coordinates[keep] * u.kpc,
+            sfr=gas.sfr[keep] * u.Msun / u.yr,
+            smoothing_length=h[keep] * u.kpc,
+        )
+
+
+@dataclass(frozen=True)
+class SkyModel:
+    """A sky image or cube in Jy per pixel (per channel) with its WCS.
+
+    Attributes
+    ----------
+    data : Quantity
+        (n_channels, ny, nx) for a cube or (ny, nx) for an image; Jy (per pixel).
+    wcs : astropy.wcs.WCS
+        Celestial (and spectral) WCS of ``data`` (FITS axis order, reversed from numpy).
+    frequencies : Quantity
+        Channel-centre frequencies (one entry for a continuum image).
+    placement : SkyPlacement
+        Where the galaxy was put.
+    """
+
+    data: u.Quantity
+    wcs: WCS
+    frequencies: u.Quantity
+    placement: SkyPlacement
+
+    @property
+    def pixel_size(self) -> u.Quantity:
+        """Angular pixel size (arcsec)."""
+        return abs(self.wcs.wcs.cdelt[1]) * u.Unit(self.wcs.wcs.cunit[1]).to(u.arcsec) * u.arcsec
+
+    def header(self):
+        """FITS header of the WCS with ``BUNIT = 'Jy/pixel'``."""
+        hdr = self.wcs.to_header()
+        hdr["BUNIT"] = "Jy/pixel"
+        return hdr
+
+
+@numba.njit(cache=True, fastmath=False)
+def _cum_lookup(cum, a, b):
+    """Bilinear C(a, b) on [-1, 1]^2 with clipping (same as KernelTables.cumulative_at)."""
+    n = cum.shape[0] - 1
+    a = min(max(a, -1.0), 1.0)
+    b = min(max(b, -1.0), 1.0)
+    fa = (a + 1.0) * 0.5 * n
+    fb = (b + 1.0) * 0.5 * n
+    ia = min(int(fa), n - 1)
+    ib = min(int(fb), n - 1)
+    ta = fa - ia
+    tb = fb - ib
+    return ((1 - ta) * ((1 - tb) * cum[ia, ib] + tb * cum[ia, ib + 1])
+            + ta * ((1 - tb) * cum[ia + 1, ib] + tb * cum[ia + 1, ib + 1]))
+
+
+@numba.njit(cache=True)
+def _pixel_weights(x, y, h, npix, cum, wbuf, ix0, iy0):
+    """Kernel mass in each pixel of the box a particle covers; returns (nx, ny).
+
+    ``x, y, h`` are in pixel units with pixel j spanning [j, j + 1). Weights go to ``wbuf``
+    (row-major (ny, nx)); the box starts at pixel (ix0[0], iy0[0]).
+    """
+    if h <= 0.0:
+        ix = int(math.floor(x))
+        iy = int(math.floor(y))
+        if ix < 0 or iy < 0 or ix >= npix or iy >= npix:
+            return 0, 0
+        ix0[0] = ix
+        iy0[0] = iy
+        wbuf[0] = 1.0
+        return 1, 1
+    xlo = max(int(math.floor(x - h)), 0)
+    xhi = min(int(math.floor(x + h)), npix - 1)
+    ylo = max(int(math.floor(y - h)), 0)
+    yhi = min(int(math.floor(y + h)), npix - 1)
+    if xlo > xhi or ylo > yhi:
+        return 0, 0
+    nx = xhi - xlo + 1
+    ny = yhi - ylo + 1
+    inv = 1.0 / h
+    # C(a, b) at the box corners; pixel weights are the 2D differences (exact telescoping,
+    # so the weights of a fully covered kernel sum to C(1, 1) = 1).
+    corners = np.empty((ny + 1, nx + 1))
+    for jy in range(ny + 1):
+        b = (ylo + jy - y) * inv
+        for jx in range(nx + 1):
+            a = (xlo + jx - x) * inv
+            corners[jy, jx] = _cum_lookup(cum, a, b)
+    k = 0
+    for jy in range(ny):
+        for jx in range(nx):
+            wbuf[k] = corners[jy + 1, jx + 1] - corners[jy, jx + 1] - corners[jy + 1, jx] + corners[jy, jx]
+            k += 1
+    ix0[0] = xlo
+    iy0[0] = ylo
+    return nx, ny
+
+
+@numba.njit(cache=True)
+def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, cum, cube):
+    """Add each particle's flux to ``cube`` (ny, nx, nchan) over pixels and channels.
+
+    ``pchan`` is the line centre in channel coordinates (channel k spans [k, k + 1)),
+    ``schan`` its Gaussian sigma in channels; ``flux`` is in the cube's unit times channels.
+    """
+    maxbox = 1
+    for i in range(x.shape[0]):
+        side = 2 * int(math.ceil(h[i])) + 2
+        if side * side > maxbox:
+            maxbox = side * side
+    wbuf = np.empty(maxbox)
+    spec = np.empty(nchan)
+    ix0 = np.zeros(1, dtype=np.int64)
+    iy0 = np.zeros(1, dtype=np.int64)
+    rt2 = math.sqrt(2.0)
+    for i in range(x.shape[0]):
+        p = pchan[i]
+        s = schan[i]
+        klo = int(math.floor(p - n_sigma * s))
+        khi = int(math.floor(p + n_sigma * s))
+        klo_c = max(klo, 0)
+        khi_c = min(khi, nchan - 1)
+        if klo_c > khi_c:
+            continue
+        # Channel fractions from the Gaussian CDF at the channel edges; where the window
+        # was cut by n_sigma (not by the band edge) the tail is kept in the end channel.
+        prev = 0.0 if klo_c == klo else 0.5 * (1.0 + math.erf((klo_c - p) / (rt2 * s)))
+        for k in range(klo_c, khi_c + 1):
+            if k == khi_c and khi_c == khi:
+                cdf = 1.0
+            else:
+                cdf = 0.5 * (1.0 + math.erf((k + 1 - p) / (rt2 * s)))
+            spec[k] = (cdf - prev) * flux[i]
+            prev = cdf
+        nx, ny = _pixel_weights(x[i], y[i], h[i], npix, cum, wbuf, ix0, iy0)
+        m = 0
+        for jy in range(ny):
+            for jx in range(nx):
+                w = wbuf[m]
+                m += 1
+                if w == 0.0:
+                    continue
+                row = cube[iy0[0] + jy, ix0[0] + jx]
+                for k in range(klo_c, khi_c + 1):
+                    row[k] += w * spec[k]
+
+
+def _pixel_coordinates(positions: u.Quantity, h: u.Quantity, grid: SkyGrid, placement: SkyPlacement):
+    """Positions and support radii in pixel-edge units (pixel j spans [j, j + 1))."""
+    pix = grid.pixel_kpc(placement).to_value(u.kpc)
+    xyz = positions.to_value(u.kpc)
+    x = np.ascontiguousarray(xyz[:, 0] / pix + 0.5 * grid.npix)
+    y = np.ascontiguousarray(xyz[:, 1] / pix + 0.5 * grid.npix)
+    hh = np.ascontiguousarray(h.to_value(u.kpc) / pix)
+    return x, y, hh
+
+
+def hi_cube(
+    source: HISource,
+    placement: SkyPlacement,
+    grid: SkyGrid,
+    spectral: SpectralAxis,
+    line: LineModel = LineModel(),
+    kernel: str = "cubic_spline",
+) -> SkyModel:
+    """HI line sky cube in Jy per pixel per channel.
+
+    Parameters
+    ----------
+    source : HISource
+        Particles in the view frame.
+    placement : SkyPlacement
+        Distance/redshift, sky position and systemic motion.
+    grid : SkyGrid
+        Image grid.
+    spectral : SpectralAxis
+        Channels.
+    line : LineModel
+        Line width model.
+    kernel : {"cubic_spline", "wendland_c2"}
+        SPH kernel integrated over pixels (the support radius is the smoothing length).
+
+    Returns
+    -------
+    SkyModel
+        ``data`` of shape (n_channels, npix, npix): the mean flux density of each pixel over
+        each channel. Summing ``data * |channel width|`` gives the line flux of the particles
+        inside the cube, :math:`M_{\\rm HI}/(C D_L^2)` (see :func:`~alchemy_obs.physics.radio.hi_mass`).
+    """
+    z = placement.z
+    d_l = placement.luminosity_distance
+    xyz = source.positions.to_value(u.kpc)
+    vel = source.velocities.to_value(u.km / u.s)
+    # Receding velocity: z' points at the observer; Hubble flow across the galaxy's depth.
+    v_los = -vel[:, 2] + placement.hubble_rate.to_value(u.km / u.s / u.kpc) * (-xyz[:, 2])
+    one_plus_z = 1.0 + placement.observed_redshift
+    nu = radio.HI_REST_FREQUENCY.to_value(u.Hz) / (one_plus_z * (1.0 + v_los / _C_KMS))
+    sigma_v = line.sigma(source.temperature).to_value(u.km / u.s)
+    sigma_nu = nu * sigma_v / _C_KMS
+
+    freqs = spectral.frequencies(placement).to_value(u.Hz)
+    step = spectral.frequency_step().to_value(u.Hz)
+    edge0 = freqs[0] - 0.5 * step
+    pchan = np.ascontiguousarray((nu - edge0) / step)
+    schan = np.ascontiguousarray(sigma_nu / abs(step))
+
+    line_flux = radio.hi_line_flux(source.hi_mass, d_l).to_value(u.Jy * u.Hz)
+    flux = np.ascontiguousarray(line_flux / abs(step))  # Jy per channel-fraction
+
+    x, y, h = _pixel_coordinates(source.positions, source.smoothing_length, grid, placement)
+    cum = kernel_tables(kernel).cumulative
+    work = np.zeros((grid.npix, grid.npix, spectral.n_channels))
+    _deposit_cube(x, y, h, flux, pchan, schan, spectral.n_channels, float(line.n_sigma),
+                  grid.npix, np.ascontiguousarray(cum), work)
+    data = np.ascontiguousarray(np.moveaxis(work, -1, 0))
+
+    w = WCS(naxis=3)
+    cel = grid.celestial_wcs(placement)
+    spec = spectral.spectral_wcs_keywords(placement)
+    w.wcs.ctype = [*cel.wcs.ctype, spec["ctype"]]
+    w.wcs.cunit = [*cel.wcs.cunit, spec["cunit"]]
+    w.wcs.crval = [*cel.wcs.crval, spec["crval"]]
+    w.wcs.crpix = [*cel.wcs.crpix, 1.0]
+    w.wcs.cdelt = [*cel.wcs.cdelt, spec["cdelt"]]
+    w.wcs.radesys = "ICRS"
+    w.wcs.equinox = 2000.0
+    w.wcs.restfrq = radio.HI_REST_FREQUENCY.to_value(u.Hz)
+    w.wcs.specsys = "BARYCENT"
+    w.wcs.set()
+    return SkyModel(data=data * u.Jy, wcs=w, frequencies=freqs * u.Hz, placement=placement)
+
+
+def continuum_image(
+    source: ContinuumSource,
+    placement: SkyPlacement,
+    grid: SkyGrid,
+    frequency: u.Quantity = 1.4 * u.GHz,
+    diffusion_length: u.Quantity = 0.0 * u.kpc,
+    electron_temperature: u.Quantity = 1e4 * u.K,
+    synchrotron_index: float = -0.8,
+    kernel: str = "cubic_spline",
+) -> SkyModel:
+    """Radio continuum sky image from star formation, in Jy per pixel.
+
+    Each particle's SFR becomes a flux density at the observed ``frequency`` with the
+    Murphy et al. (2011) calibration and the K-correction
+    (:func:`alchemy_obs.physics.radio.sfr_to_flux_density`), and is spread over pixels with
+    the SPH kernel. The synchrotron-emitting cosmic-ray electrons diffuse away from their
+    birth sites; ``diffusion_length`` (the 1D Gaussian sigma, proper kpc; about 1-2 kpc,
+    Murphy et al. 2008, ApJ 678, 828) smooths the image with a Gaussian of that width. The
+    free-free part is smoothed too, a simplification (it traces HII regions directly).
+
+    Parameters
+    ----------
+    source : ContinuumSource
+        Star-forming particles in the view frame.
+    placement : SkyPlacement
+        Distance/redshift and sky position.
+    grid : SkyGrid
+        Image grid.
+    frequency : Quantity
+        Observed frequency.
+    diffusion_length : Quantity
+        Gaussian sigma of the cosmic-ray diffusion kernel; 0 disables it.
+    electron_temperature : Quantity
+        HII-region electron temperature of the free-free part.
+    synchrotron_index : float
+        Synchrotron spectral index.
+    kernel : {"cubic_spline", "wendland_c2"}
+        SPH kernel.
+
+    Returns
+    -------
+    SkyModel
+        ``data`` (npix, npix) in Jy per pixel; the sum is the total flux density inside the grid.
+    """
+    s = radio.sfr_to_flux_density(
+        source.sfr, frequency, placement.luminosity_distance, placement.z,
+        electron_temperature=electron_temperature, synchrotron_index=synchrotron_index,
+    ).to_value(u.Jy)
+    x, y, h = _pixel_coordinates(source.positions, source.smoothing_length, grid, placement)
+    keep = s > 0
+    image = project_particles(x[keep], y[keep], h[keep], s[keep], (0, grid.npix, 0, grid.npix),
+                              grid.npix, kernel)
+    sigma_pix = (diffusion_length / grid.pixel_kpc(placement)).to_value(u.one)
+    if sigma_pix > 0:
+        image = gaussian_filter(image, sigma_pix, mode="constant", truncate=5.0)
+    w = grid.celestial_wcs(placement)
+    return SkyModel(data=image * u.Jy, wcs=w, frequencies=u.Quantity([frequency.to(u.Hz)]),
+                    placement=placement)

@@ -1,0 +1,218 @@
+"""Sky models: flux and mass conservation, line profiles, velocities, geometry, continuum."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.cosmology import Planck15
+from scipy.special import erf
+
+from alchemy_obs.maps.project import project_particles
+from alchemy_obs.observe.sky import (
+    ContinuumSource,
+    HISource,
+    LineModel,
+    SkyGrid,
+    SkyPlacement,
+    SpectralAxis,
+    continuum_image,
+    hi_cube,
+    thermal_sigma,
+)
+from alchemy_obs.physics import radio
+
+C_KMS = 299792.458
+NU0 = 1420405751.768
+
+
+def _disc(n=3000, seed=0, temperature=8000.0):
+    rng = np.random.default_rng(seed)
+    pos = rng.normal(0.0, 4.0, (n, 3))
+    pos[:, 2] *= 0.15
+    # Solid-body-ish rotation in the x-y plane plus dispersion.
+    vel = np.stack([-pos[:, 1] * 20, pos[:, 0] * 20, np.zeros(n)], 1) + rng.normal(0, 10, (n, 3))
+    return HISource(
+        positions=pos * u.kpc,
+        velocities=vel * u.km / u.s,
+        hi_mass=rng.uniform(1e4, 1e5, n) * u.Msun,
+        smoothing_length=rng.uniform(0.2, 2.5, n) * u.kpc,
+        temperature=np.full(n, temperature) * u.K,
+    )
+
+
+def _single(x=0.0, y=0.0, z=0.0, vz=0.0, h=0.0, t=1e4, m=1e6):
+    return HISource(
+        positions=[[x, y, z]] * u.kpc,
+        velocities=[[0.0, 0.0, vz]] * u.km / u.s,
+        hi_mass=[m] * u.Msun,
+        smoothing_length=[h] * u.kpc,
+        temperature=[t] * u.K,
+    )
+
+
+def test_thermal_sigma_hand_value():
+    # sqrt(k 1e4 K / m_H) = sqrt(1.380649e-23 * 1e4 / 1.6735e-27) m/s = 9.083 km/s
+    assert thermal_sigma(1e4 * u.K).to_value(u.km / u.s) == pytest.approx(9.083, abs=2e-3)
+    assert LineModel(turbulent_sigma=5 * u.km / u.s).sigma(1e4 * u.K).value == pytest.approx(
+        math.hypot(9.0828, 5.0), rel=1e-4
+    )
+
+
+def test_placement_distances():
+    p = SkyPlacement(distance=10 * u.Mpc, cosmology=Planck15)
+    # Planck15: H0 = 67.74, so z ~ D H0 / c = 0.00226 at 10 Mpc.
+    assert p.z == pytest.approx(10 * 67.74 / C_KMS, rel=2e-3)
+    assert p.angular_diameter_distance.to_value(u.Mpc) == pytest.approx(10 / (1 + p.z) ** 2)
+    q = SkyPlacement(redshift=0.1, cosmology=Planck15)
+    assert q.luminosity_distance.to_value(u.Mpc) == pytest.approx(
+        Planck15.luminosity_distance(0.1).to_value(u.Mpc)
+    )
+    v = SkyPlacement(redshift=0.01, peculiar_velocity=300 * u.km / u.s)
+    assert v.observed_redshift == pytest.approx(1.01 * (1 + 300 / C_KMS) - 1)
+    assert v.line_frequency.to_value(u.Hz) == pytest.approx(NU0 / (1 + v.observed_redshift))
+    with pytest.raises(ValueError, match="exactly one"):
+        SkyPlacement(redshift=0.1, distance=10 * u.Mpc)
+
+
+@pytest.mark.parametrize("ctype", ["FREQ", "VRAD"])
+@pytest.mark.parametrize("redshift", [0.002, 0.05])
+def test_cube_recovers_hi_mass(ctype, redshift):
+    src = _disc()
+    place = SkyPlacement(redshift=redshift, dec=-45 * u.deg)
+    grid = SkyGrid(96, 0.6 * u.kpc)
+    spec = SpectralAxis(96, 6 * u.km / u.s, ctype=ctype)
+    cube = hi_cube(src, place, grid, spec)
+    assert cube.data.unit == u.Jy and cube.data.shape == (96, 96, 96)
+    # M_HI = 2.356e5 D_L^2 sum(S dv) with dv the radio-velocity channel width.
+    s_dv = cube.data.sum() * 6 * u.km / u.s
+    m = radio.hi_mass(s_dv * (1 + place.z), place.luminosity_distance, redshift=place.z)
+    assert m.to_value(u.Msun) / src.hi_mass.sum().value == pytest.approx(1.0, abs=5e-3)
+    by_hand = 2.356e5 * place.luminosity_distance.to_value(u.Mpc) ** 2 * s_dv.to_value(
+        u.Jy * u.km / u.s
+    )
+    assert by_hand / src.hi_mass.sum().value == pytest.approx(1.0, abs=5e-3)
+
+
+def test_point_particle_spectrum_is_channel_integrated_gaussian():
+    place = SkyPlacement(redshift=0.01)
+    spec = SpectralAxis(40, 2 * u.km / u.s, ctype="FREQ")
+    cube = hi_cube(_single(t=1e4), place, SkyGrid(8, 1 * u.kpc), spec, LineModel(n_sigma=6))
+    spectrum = cube.data.sum(axis=(1, 2)).to_value(u.Jy)
+    width = NU0 * 2 / C_KMS
+    nu_line = NU0 / 1.01
+    sigma = nu_line * 9.0828 / C_KMS
+    edges = cube.frequencies.to_value(u.Hz)[0] - width / 2 + width * np.arange(41)
+    frac = 0.5 * np.diff(erf((edges - nu_line) / (math.sqrt(2) * sigma)))
+    total = radio.hi_line_flux(1e6 * u.Msun, place.luminosity_distance).to_value(u.Jy * u.Hz)
+    assert np.allclose(spectrum, total * frac / width, rtol=2e-4, atol=1e-9 * spectrum.max())
+    # All flux in the single pixel holding the centre (point particle).
+    img = cube.data.sum(axis=0).value
+    assert img[4, 4] == pytest.approx(img.sum())
+
+
+def test_line_of_sight_velocity_and_hubble_flow_signs():
+    place = SkyPlacement(redshift=0.01)
+    spec = SpectralAxis(200, 2 * u.km / u.s, ctype="VRAD")
+
+    def centre_velocity(src):
+        cube = hi_cube(src, place, SkyGrid(8, 1 * u.kpc), spec)
+        s = cube.data.sum(axis=(1, 2)).value
+        v = radio.frequency_to_radio_velocity(cube.frequencies).to_value(u.km / u.s)
+        return (s * v).sum() / s.sum()
+
+    v0 = centre_velocity(_single())
+    # z' points to the observer: v_z' = +100 km/s approaches, radio velocity lower by
+    # 100 km/s * nu_sys / nu0 (velocities compose as (1+z)(1+v/c)).
+    assert centre_velocity(_single(vz=100.0)) - v0 == pytest.approx(-100 / 1.01, rel=1e-3)
+    # 1 Mpc behind the centre recedes with the Hubble flow H(z) * 1 Mpc.
+    hz = Planck15.H(0.01).to_value(u.km / u.s / u.Mpc)
+    assert centre_velocity(_single(z=-1000.0)) - v0 == pytest.approx(hz / 1.01, rel=1e-3)
+
+
+def test_pixel_position_and_orientation():
+    place = SkyPlacement(distance=20 * u.Mpc, ra=150 * u.deg, dec=-30 * u.deg)
+    grid = SkyGrid(64, 0.5 * u.kpc)
+    cube = hi_cube(_single(x=6.1, y=-3.1, m=1e7), place, grid, SpectralAxis(32, 5 * u.km / u.s))
+    img = cube.data.sum(axis=0).value
+    row, col = np.unravel_index(np.argmax(img), img.shape)
+    # x' = +6.1 kpc is 12.2 pixels to the right of the centre (pixel edge 32): column 44.
+    assert (row, col) == (32 - 7, 32 + 12)
+    world = cube.wcs.celestial.pixel_to_world(col, row)
+    d_a = place.angular_diameter_distance.to_value(u.kpc)
+    # +x' is West (RA decreases), +y' is North.
+    dra = (world.ra.deg - 150) * math.cos(math.radians(-30)) * 3600
+    ddec = (world.dec.deg + 30) * 3600
+    pix = 0.5 / d_a * 206264.806
+    assert dra == pytest.approx(-(12.5 - 0.0) * pix, rel=2e-3)
+    assert ddec == pytest.approx(-(6.5) * pix, rel=2e-3)
+
+
+def test_spatial_deposit_matches_maps_projection():
+    src = _disc(n=2000, seed=3)
+    place = SkyPlacement(distance=15 * u.Mpc)
+    grid = SkyGrid(80, 0.4 * u.kpc)
+    cube = hi_cube(src, place, grid, SpectralAxis(160, 4 * u.km / u.s))
+    mom0 = cube.data.sum(axis=0).value
+    xyz = src.positions.to_value(u.kpc)
+    ref = project_particles(xyz[:, 0], xyz[:, 1], src.smoothing_length.to_value(u.kpc),
+                            src.hi_mass.value, (-16, 16, -16, 16), 80)
+    ref = ref / ref.sum() * mom0.sum()
+    assert np.abs(mom0 - ref).max() < 2e-3 * mom0.max()
+
+
+def test_truncation_keeps_flux_and_band_edge_cuts_it():
+    place = SkyPlacement(redshift=0.01)
+    spec = SpectralAxis(30, 2 * u.km / u.s, ctype="FREQ")
+    grid = SkyGrid(8, 1 * u.kpc)
+    total = radio.hi_line_flux(1e6 * u.Msun, place.luminosity_distance).to_value(u.Jy * u.Hz)
+    width = NU0 * 2 / C_KMS
+    narrow = hi_cube(_single(), place, grid, spec, LineModel(n_sigma=1.0))
+    assert narrow.data.sum().value * width == pytest.approx(total, rel=1e-12)
+    assert np.count_nonzero(narrow.data.sum(axis=(1, 2)).value) <= 11
+    # Line centred on the lower band edge: half of the flux is outside the cube.
+    edge = SpectralAxis(30, 2 * u.km / u.s, centre=place.line_frequency + 15 * width * u.Hz)
+    half = hi_cube(_single(), place, grid, edge)
+    assert half.data.sum().value * width == pytest.approx(0.5 * total, rel=1e-6)
+
+
+def test_spectral_wcs():
+    place = SkyPlacement(redshift=0.01)
+    grid = SkyGrid(8, 1 * u.kpc)
+    f = hi_cube(_single(), place, grid, SpectralAxis(10, 100 * u.kHz, ctype="FREQ"))
+    nu = f.wcs.spectral.pixel_to_world(np.arange(10))
+    assert np.allclose(nu.to_value(u.Hz), f.frequencies.value)
+    assert np.all(np.diff(f.frequencies.value) > 0)
+    assert f.wcs.wcs.restfrq == NU0
+    v = hi_cube(_single(), place, grid, SpectralAxis(10, 5 * u.km / u.s, ctype="VRAD"))
+    vel = v.wcs.spectral.pixel_to_world(np.arange(10))
+    expected = radio.frequency_to_radio_velocity(v.frequencies)
+    assert np.allclose(vel.to_value(u.km / u.s), expected.value, rtol=1e-9)
+    assert np.diff(vel.to_value(u.km / u.s)) == pytest.approx(np.full(9, 5.0))
+
+
+def test_continuum_total_flux_and_diffusion():
+    rng = np.random.default_rng(2)
+    n = 500
+    pos = rng.normal(0, 2.0, (n, 3))
+    sfr = rng.uniform(0, 0.01, n)
+    src = ContinuumSource(pos * u.kpc, sfr * u.Msun / u.yr, np.full(n, 0.5) * u.kpc)
+    place = SkyPlacement(redshift=0.02)
+    grid = SkyGrid(128, 0.25 * u.kpc)
+    img = continuum_image(src, place, grid, frequency=1.4 * u.GHz)
+    expected = radio.sfr_to_flux_density(sfr.sum() * u.Msun / u.yr, 1.4 * u.GHz,
+                                         place.luminosity_distance, 0.02)
+    assert img.data.sum().to_value(u.Jy) == pytest.approx(expected.to_value(u.Jy), rel=1e-6)
+    smooth = continuum_image(src, place, grid, 1.4 * u.GHz, diffusion_length=1.5 * u.kpc)
+    assert smooth.data.sum().value == pytest.approx(img.data.sum().value, rel=1e-4)
+
+    def variance(a):
+        yy, xx = np.indices(a.shape)
+        w = a / a.sum()
+        mx = (w * xx).sum()
+        return (w * (xx - mx) ** 2).sum()
+
+    # Gaussian smoothing adds sigma^2 = (1.5 / 0.25)^2 = 36 pixel^2 to the variance.
+    assert variance(smooth.data.value) - variance(img.data.value) == pytest.approx(36.0, rel=0.02)
