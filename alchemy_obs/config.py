@@ -283,6 +283,89 @@ class TrainConfig(Section):
     eval_maps: int = Field(16, ge=0, description="Validation maps scored at the end of training.")
 
 
+class DishConfig(Section):
+    """One dish type: aperture and system temperature over aperture efficiency per band."""
+
+    diameter_m: float = Field(..., gt=0, description="Geometric dish diameter (m).")
+    tsys_over_eta_k: dict[str, float] = Field(
+        ..., description="T_sys/eta_A (K) per SKA-MID band name ('1', '2'); SEFD = 2k(T/eta)/A."
+    )
+
+
+class TelescopeConfig(Section):
+    """The interferometer: SKA-MID sub-array, dish types and site."""
+
+    array: Literal["AA0.5", "AA1", "AA2", "AA*", "AA4"] = Field(
+        "AA*", description="SKA-MID staged-delivery array (ska-ost-array-config 2.3.1)."
+    )
+    layout: Path | None = Field(
+        None, description="Own layout table (format of alchemy_obs/data/ska_mid_layout.txt)."
+    )
+    max_baseline_km: float | None = Field(
+        None, gt=0, description="Drop dishes farther than this from the array centre (km)."
+    )
+    dishes: dict[str, DishConfig] = Field(
+        {
+            "ska": DishConfig(diameter_m=15.0, tsys_over_eta_k={"1": 28.0, "2": 20.0}),
+            "meerkat": DishConfig(diameter_m=13.5, tsys_over_eta_k={"1": 27.0, "2": 22.0}),
+        },
+        description="Dish types named in the layout's type column.",
+    )
+    beam_fwhm_factor: float = Field(
+        1.2, gt=0, description="Gaussian primary beam FWHM = factor * lambda / D."
+    )
+    longitude_deg: float = Field(21.443803, description="Array reference longitude (deg E).")
+    latitude_deg: float = Field(-30.712925, description="Array reference latitude (deg).")
+    height_m: float = Field(1053.0, description="Array reference height above WGS84 (m).")
+
+
+class ImagingConfig(Section):
+    """Weighting, image grid and CLEAN of the built-in imager."""
+
+    weighting: Literal["natural", "uniform", "briggs"] = "briggs"
+    robust: float = Field(0.0, ge=-2.0, le=2.0, description="Briggs robust parameter.")
+    npix: int | None = Field(None, ge=32, description="Image side (even); None = sky grid.")
+    cell_arcsec: float | None = Field(None, gt=0, description="Pixel size; None = sky grid.")
+    niter: int = Field(2000, ge=0, description="Maximum CLEAN components per channel.")
+    gain: float = Field(0.1, gt=0, le=1, description="Hogbom loop gain.")
+    threshold_sigma: float = Field(
+        3.0, ge=0, description="Stop CLEAN at this multiple of the predicted image noise."
+    )
+    major_cycles: int = Field(5, ge=1, description="Maximum Cotton-Schwab major cycles.")
+    mgain: float = Field(
+        0.8, gt=0, le=1, description="A major cycle ends when the peak fell by this fraction."
+    )
+    mask_sigma: float | None = Field(
+        None, ge=0, description="Clean only where the first dirty image exceeds this many sigma."
+    )
+    epsilon: float = Field(1e-6, gt=0, description="ducc0 wgridder accuracy.")
+    imager: Literal["builtin", "wsclean"] = "builtin"
+
+
+class ObserveConfig(Section):
+    """A mock observation: telescope, track, correlator, noise and imaging."""
+
+    telescope: TelescopeConfig = TelescopeConfig()
+    imaging: ImagingConfig = ImagingConfig()
+    band: Literal["1", "2"] = Field("2", description="SKA-MID receiver band.")
+    hour_angle_start_h: float = Field(-1.0, ge=-12, le=12, description="Start hour angle (h).")
+    hour_angle_end_h: float = Field(1.0, ge=-12, le=12, description="End hour angle (h).")
+    start_utc: str | None = Field(
+        None, description="UTC start (ISOT); overrides the hour angles (duration kept)."
+    )
+    dump_s: float = Field(300.0, gt=0, description="Correlator dump (integration) time (s).")
+    freq_start_hz: float = Field(1.4e9, gt=0, description="Centre of the first channel (Hz).")
+    channel_width_hz: float = Field(1.0e6, gt=0, description="Channel width (Hz).")
+    n_channels: int = Field(1, ge=1, description="Number of channels.")
+    n_pol: int = Field(2, ge=1, le=2, description="Polarisation products averaged into Stokes I.")
+    noise: bool = Field(True, description="Add thermal noise from the radiometer equation.")
+    mode: Literal["visibility", "fast"] = Field(
+        "visibility", description="Full visibility path or the fast image-plane mode."
+    )
+    backend: Literal["builtin", "karabo"] = "builtin"
+    seed: int = Field(0, description="Seed of the noise generator.")
+
+
 class Config(Section):
     """The whole pipeline configuration; each stage reads its own section."""
 
@@ -291,6 +374,7 @@ class Config(Section):
     flows: FlowsConfig = FlowsConfig()
     maps: MapsConfig = MapsConfig()
     train: TrainConfig = TrainConfig()
+    observe: ObserveConfig = ObserveConfig()
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
 
