@@ -1,0 +1,4 @@
+"""Physical formulae, one module per subject, each with units and references.
+
+- :mod:`alchemy_obs.physics.units`: IllustrisTNG code units to physical units.
+"""
