@@ -1,0 +1,746 @@
+"""Synthetic disc galaxies written in the exact IllustrisTNG cutout layout.
+
+Each galaxy is drawn from a seeded generator (``numpy.random.default_rng((seed, index))``)
+so a file is reproducible from ``(seed, index, n_particles)`` alone. The model, in physical
+units and then converted to TNG code units with :mod:`alchemy_obs.physics.units`:
+
+* **Dark matter**: an NFW halo truncated at :math:`R_{200}` with the Dutton & Macciò (2014)
+  concentration-mass relation (0.11 dex scatter), plus a handful of Plummer subhaloes on
+  orbits at :math:`0.2-0.9\\,R_{200}`; isotropic dispersion :math:`V_c(r)/\\sqrt{2}`.
+* **Stars**: stellar mass from the Moster et al. (2013) stellar-to-halo mass relation
+  (0.15 dex scatter); an exponential disc (sech² vertical profile) whose scale length
+  follows the halo spin (Mo, Mao & White 1998) and grows inside-out with formation time,
+  plus a Hernquist bulge. Formation times from a delayed-tau star formation history, a
+  metallicity that follows the gas gradient and decreases with age; a few wind particles
+  (``GFM_StellarFormationTime <= 0``) above and below the disc.
+* **Gas**: an exponential disc, more extended than the stars, with logarithmic spiral arms
+  and lognormal density fluctuations; a hot :math:`\\beta`-model halo at the virial
+  temperature. Star-forming cells (:math:`n_H > 0.1\\,{\\rm cm^{-3}}`) sit on a polytropic
+  effective equation of state and form stars as in TNG, :math:`\\dot M_* = m/t_*` with
+  :math:`t_* = 2.2\\,{\\rm Gyr}\\,(\\rho/\\rho_{\\rm th})^{-1/2}`, which gives the Kennicutt-
+  Schmidt slope 1.5. Neutral fractions follow a self-shielding curve (high in cold dense
+  gas, :math:`\\sim10^{-6}` in the hot halo); electron abundances follow.
+* **Kinematics**: circular velocity from the spherically averaged enclosed mass of all
+  components; discs rotate with asymmetric drift (Jeans equation) and carry dispersions
+  (isothermal-sheet :math:`\\sigma_z`), the gas has turbulence of ~10 km/s.
+* **Magnetic field**: an ordered disc field along spiral arms (pitch angle 10-30 degrees)
+  plus a divergence-free Kolmogorov-like turbulent field (a sum of random Fourier modes),
+  both scaling as :math:`\\rho^{1/2}`, a few μG in the disc.
+* **Black hole**: one particle at the centre, mass from the Kormendy & Ho (2013)
+  :math:`M_{BH}-M_{\\rm bulge}` relation.
+* Sometimes (``merger_fraction``) a **merging companion** with mass ratio 0.1-0.4 falls in.
+
+Particle numbers are set by the caller; 40 % go to dark matter, 30 % each to gas and stars
+(the companion takes its mass share), so per-type particle masses differ as in a zoom
+simulation, while all dark matter particles share one mass (``MassTable[1]``). The
+galaxy is placed at a random position of a TNG-sized periodic box, in a third of the
+cases within a few ckpc/h of a box face so that readers must wrap periodically.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+from astropy.cosmology import FlatLambdaCDM
+from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
+from tqdm.auto import tqdm
+
+from alchemy_obs.config import SynthConfig
+from alchemy_obs.physics import units
+
+__all__ = [
+    "TNG_COSMOLOGY",
+    "tng_cosmology",
+    "GalaxyParameters",
+    "draw_parameters",
+    "make_synthetic_cutout",
+    "write_synthetic_cutouts",
+    "is_valid_cutout",
+]
+
+log = logging.getLogger(__name__)
+
+#: Planck 2015 cosmology of IllustrisTNG.
+TNG_COSMOLOGY = {"h": 0.6774, "Omega0": 0.3089, "OmegaLambda": 0.6911, "OmegaBaryon": 0.0486}
+#: TNG full snapshots and their redshifts.
+_SNAPSHOTS = {99: 0.0, 91: 0.1, 84: 0.2, 78: 0.3, 72: 0.4, 67: 0.5, 59: 0.7, 50: 1.0}
+#: TNG50 and TNG100 box sides in ckpc/h.
+_BOXES = (35000.0, 75000.0)
+
+G = 4.30091e-6  # kpc (km/s)^2 / Msun
+_K_B = 1.380649e-16  # erg/K
+_M_P = 1.67262192e-24  # g
+_MSUN_KPC3_TO_G_CM3 = 1.98841e33 / (3.0856776e21) ** 3
+_Z_SUN = 0.0127  # TNG's solar metallicity
+_N_H_SF = 0.1  # cm^-3, star-formation threshold of the TNG model
+_T_STAR_0_GYR = 2.2  # Springel & Hernquist (2003) star formation timescale at threshold
+# Mass fractions of the metals in GFM_Metals[2:9] (C, N, O, Ne, Mg, Si, Fe) and the rest,
+# solar proportions (Asplund et al. 2009).
+_METAL_MIX = np.array([0.178, 0.052, 0.431, 0.094, 0.053, 0.050, 0.096, 0.046])
+_GAMMA = 5.0 / 3.0
+
+
+@dataclass(frozen=True)
+class GalaxyParameters:
+    """The drawn properties of one synthetic galaxy (physical units: Msun, kpc, km/s, μG)."""
+
+    snapshot: int
+    redshift: float
+    box_size: float
+    m200: float
+    concentration: float
+    stellar_mass: float
+    bulge_fraction: float
+    disc_scale_length: float
+    cold_gas_mass: float
+    hot_gas_mass: float
+    gas_scale_factor: float
+    spiral_arms: int
+    pitch_angle_deg: float
+    arm_amplitude: float
+    b0_microgauss: float
+    turbulent_ratio: float
+    central_metallicity: float
+    metallicity_gradient_dex_per_kpc: float
+    tau_sfh_gyr: float
+    merger: bool
+    merger_mass_ratio: float
+
+
+@functools.lru_cache(maxsize=1)
+def tng_cosmology() -> FlatLambdaCDM:
+    """The TNG (Planck 2015) cosmology as an astropy object."""
+    return FlatLambdaCDM(
+        H0=100 * TNG_COSMOLOGY["h"], Om0=TNG_COSMOLOGY["Omega0"], Ob0=TNG_COSMOLOGY["OmegaBaryon"]
+    )
+
+
+def _moster_stellar_mass(m200: float) -> float:
+    """Moster, Naab & White (2013) z=0 stellar-to-halo mass relation (their eq. 2)."""
+    m1, n, beta, gamma = 10**11.59, 0.0351, 1.376, 0.608
+    ratio = 2 * n / ((m200 / m1) ** -beta + (m200 / m1) ** gamma)
+    return ratio * m200
+
+
+def _concentration(m200: float, z: float, h: float) -> float:
+    """Dutton & Macciò (2014) c200(M200, z) for NFW haloes in Planck cosmology."""
+    b = -0.101 + 0.026 * z
+    a = 0.520 + (0.905 - 0.520) * math.exp(-0.617 * z**1.21)
+    return 10 ** (a + b * math.log10(m200 * h / 1e12))
+
+
+def draw_parameters(rng: np.random.Generator, merger_fraction: float) -> GalaxyParameters:
+    """Draw one galaxy's global properties from scaling relations with scatter."""
+    h = TNG_COSMOLOGY["h"]
+    snapshot = int(rng.choice(list(_SNAPSHOTS)))
+    z = _SNAPSHOTS[snapshot]
+    m200 = 10 ** rng.uniform(11.0, 12.6)
+    conc = _concentration(m200, z, h) * 10 ** rng.normal(0, 0.11)
+    mstar = _moster_stellar_mass(m200) * 10 ** rng.normal(0, 0.15)
+    log_ms = math.log10(mstar)
+    bulge = float(np.clip(0.1 + 0.25 * (log_ms - 10.0) + rng.normal(0, 0.1), 0.02, 0.7))
+    r200 = _r200(m200, tng_cosmology(), z)
+    spin = 0.035 * math.exp(rng.normal(0, 0.5))
+    # Mo, Mao & White (1998) R_d = lambda R200 / sqrt(2), lowered by 25 % for the disc's
+    # smaller share of the angular momentum.
+    rd = float(np.clip(0.75 * spin / math.sqrt(2) * r200, 0.8, 8.0))
+    cold = mstar * 10 ** (-0.6 * (log_ms - 10.0) - 0.3 + rng.normal(0, 0.25))
+    f_b = TNG_COSMOLOGY["OmegaBaryon"] / TNG_COSMOLOGY["Omega0"]
+    hot = max(rng.uniform(0.1, 0.5) * (f_b * m200 - mstar - cold), 0.05 * cold)
+    return GalaxyParameters(
+        snapshot=snapshot,
+        redshift=z,
+        box_size=float(rng.choice(_BOXES)),
+        m200=m200,
+        concentration=conc,
+        stellar_mass=mstar,
+        bulge_fraction=bulge,
+        disc_scale_length=rd,
+        cold_gas_mass=cold,
+        hot_gas_mass=hot,
+        gas_scale_factor=rng.uniform(1.4, 2.5),
+        spiral_arms=int(rng.choice([2, 2, 3, 4])),
+        pitch_angle_deg=rng.uniform(10.0, 30.0),
+        arm_amplitude=rng.uniform(0.2, 0.7),
+        b0_microgauss=rng.uniform(3.0, 12.0),
+        turbulent_ratio=rng.uniform(0.5, 1.5),
+        central_metallicity=_Z_SUN * 10 ** (0.3 * (log_ms - 10.5) + 0.15 + rng.normal(0, 0.1)),
+        metallicity_gradient_dex_per_kpc=-rng.uniform(0.1, 0.3) / rd,
+        tau_sfh_gyr=rng.uniform(2.0, 10.0),
+        merger=bool(rng.random() < merger_fraction),
+        merger_mass_ratio=rng.uniform(0.1, 0.4),
+    )
+
+
+def _r200(m200: float, cosmo: FlatLambdaCDM, z: float) -> float:
+    rho_c = cosmo.critical_density(z).to_value("Msun/kpc3")
+    return (3 * m200 / (4 * math.pi * 200 * rho_c)) ** (1 / 3)
+
+
+def _sample_cdf(rng: np.random.Generator, n: int, x: np.ndarray, cdf: np.ndarray) -> np.ndarray:
+    """Inverse-transform samples of a tabulated, monotonic cumulative distribution."""
+    cdf = cdf / cdf[-1]
+    return np.interp(rng.random(n), cdf, x)
+
+
+def _unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
+    v = rng.normal(size=(n, 3))
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _nfw_m(x: np.ndarray) -> np.ndarray:
+    return np.log1p(x) - x / (1 + x)
+
+
+class _MassModel:
+    """Spherically averaged enclosed mass of all components, for circular velocities."""
+
+    def __init__(self, r_max: float):
+        self.r = np.geomspace(1e-3, r_max, 600)
+        self.m = np.zeros_like(self.r)
+
+    def add(self, enclosed: np.ndarray) -> None:
+        self.m += enclosed
+
+    def vcirc(self, r: np.ndarray) -> np.ndarray:
+        m = np.interp(r, self.r, self.m)
+        return np.sqrt(G * m / np.maximum(r, 1e-3))
+
+
+def _counts(n: int, fractions: dict[str, float]) -> dict[str, int]:
+    return {k: max(int(round(n * f)), 1) for k, f in fractions.items()}
+
+
+def _disc_galaxy(
+    rng: np.random.Generator,
+    p: GalaxyParameters,
+    n_particles: int,
+    scale: float,
+    m_dm: float | None,
+    cosmo: FlatLambdaCDM,
+    with_halo_gas: bool,
+) -> tuple[dict[str, dict[str, np.ndarray]], float]:
+    """Particles of one galaxy in its own frame (disc in the x-y plane), physical units.
+
+    ``scale`` multiplies all masses (companions); ``m_dm`` fixes the DM particle mass so
+    that a companion shares ``MassTable[1]`` with the main galaxy. Returns the particle
+    dictionaries and the DM particle mass.
+    """
+    z = p.redshift
+    m200 = p.m200 * scale
+    r200 = _r200(m200, cosmo, z)
+    f_b = TNG_COSMOLOGY["OmegaBaryon"] / TNG_COSMOLOGY["Omega0"]
+    m_dm_total = (1 - f_b) * m200
+    mstar = p.stellar_mass * scale
+    mcold = p.cold_gas_mass * scale
+    mhot = p.hot_gas_mass * scale if with_halo_gas else 0.0
+    rd = p.disc_scale_length * scale ** (1 / 3)
+    rg = rd * p.gas_scale_factor
+    rs = r200 / p.concentration
+    a_bulge = 0.2 * rd
+    t_now = cosmo.age(z).to_value("Gyr")
+
+    n_dm = max(int(round(0.4 * n_particles)), 32) if m_dm is None else max(int(round(m_dm_total / m_dm)), 32)
+    m_dm = m_dm_total / n_dm if m_dm is None else m_dm
+    n_star = max(int(round(0.3 * n_particles)), 32)
+    n_gas = max(int(round(0.3 * n_particles)), 32)
+    cold_share = max(0.6, mcold / (mcold + mhot)) if mhot > 0 else 1.0
+    n_cold = max(int(round(cold_share * n_gas)), 16)
+    n_hot = n_gas - n_cold if mhot > 0 else 0
+    n_wind = max(int(round(0.01 * n_star)), 1)
+    n_bulge = int(round(p.bulge_fraction * (n_star - n_wind)))
+    n_disc = n_star - n_wind - n_bulge
+
+    # ---- enclosed mass and circular velocity
+    model = _MassModel(3 * r200)
+    r = model.r
+    c = p.concentration
+    model.add(m_dm_total * _nfw_m(np.minimum(r, r200) / rs) / _nfw_m(c))
+    model.add(mstar * p.bulge_fraction * r**2 / (r + a_bulge) ** 2)
+    model.add(mstar * (1 - p.bulge_fraction) * (1 - (1 + r / rd) * np.exp(-r / rd)))
+    model.add(mcold * (1 - (1 + r / rg) * np.exp(-r / rg)))
+    r_core = rng.uniform(0.05, 0.15) * r200
+    beta = rng.uniform(0.5, 0.75)
+    hot_shell = np.where(r < r200, r**2 * (1 + (r / r_core) ** 2) ** (-1.5 * beta), 0.0)
+    hot_cdf = np.concatenate([[0.0], np.cumsum(0.5 * (hot_shell[1:] + hot_shell[:-1]) * np.diff(r))])
+    if mhot > 0:
+        model.add(mhot * hot_cdf / hot_cdf[-1])
+
+    out: dict[str, dict[str, np.ndarray]] = {}
+
+    # ---- dark matter: truncated NFW plus Plummer subhaloes
+    n_sub = int(min(rng.poisson(4), 10))
+    sub_frac = 10 ** rng.uniform(-3.0, -1.7, n_sub)
+    n_in_sub = np.maximum((sub_frac * n_dm).astype(int), 8) if n_sub else np.zeros(0, int)
+    n_main = n_dm - int(n_in_sub.sum())
+    x = np.linspace(0, c, 2000)
+    r_dm = rs * _sample_cdf(rng, n_main, x, _nfw_m(x))
+    pos_dm = r_dm[:, None] * _unit_vectors(rng, n_main)
+    sig = model.vcirc(r_dm) / math.sqrt(2)
+    vel_dm = rng.normal(size=(n_main, 3)) * sig[:, None]
+    pos_list, vel_list = [pos_dm], [vel_dm]
+    for k in range(n_sub):
+        ns = int(n_in_sub[k])
+        msub = ns * m_dm
+        centre = r200 * rng.uniform(0.2, 0.9) * _unit_vectors(rng, 1)[0]
+        a_pl = 0.6 * (msub / 1e9) ** (1 / 3)  # kpc; dense enough to survive near the host
+        u = rng.random(ns)
+        rr = a_pl / np.sqrt(u ** (-2 / 3) - 1)
+        rr = np.minimum(rr, 10 * a_pl)
+        vorb = model.vcirc(np.array([np.linalg.norm(centre)]))[0]
+        vdir = np.cross(centre, _unit_vectors(rng, 1)[0])
+        vdir /= np.linalg.norm(vdir)
+        sig_sub = math.sqrt(G * msub / (6 * a_pl))
+        pos_list.append(centre + rr[:, None] * _unit_vectors(rng, ns))
+        vel_list.append(vorb * vdir + rng.normal(size=(ns, 3)) * sig_sub)
+    out["dm"] = {"pos": np.concatenate(pos_list), "vel": np.concatenate(vel_list)}
+
+    # ---- stars: inside-out exponential disc + Hernquist bulge + wind particles
+    t_grid = np.linspace(0.0, t_now, 400)
+    sfh = t_grid * np.exp(-t_grid / p.tau_sfh_gyr)
+    t_form = _sample_cdf(rng, n_disc, t_grid, np.cumsum(sfh))
+    rd_t = rd * (0.5 + 0.5 * t_form / t_now) / 0.75
+    big_r = rng.gamma(2.0, 1.0, n_disc) * rd_t
+    big_r = np.minimum(big_r, 8 * rd)
+    age = t_now - t_form
+    amp_star = p.arm_amplitude * (0.15 + 0.85 * np.exp(-age / 0.5))
+    phi = _spiral_phases(rng, big_r, amp_star, p, rd)
+    z0 = 0.12 * rd * (0.5 + age / t_now)
+    zz = z0 * np.arctanh(np.clip(2 * rng.random(n_disc) - 1, -0.9999, 0.9999))
+    pos_disc = np.column_stack([big_r * np.cos(phi), big_r * np.sin(phi), zz])
+    sigma_surface = mstar * (1 - p.bulge_fraction) / (2 * math.pi * rd**2) * np.exp(-big_r / rd)
+    sig_z = np.sqrt(math.pi * G * sigma_surface * z0)
+    sig_r = 1.8 * sig_z
+    vc = model.vcirc(big_r)
+    v_phi = np.sqrt(np.maximum(vc**2 + sig_r**2 * (0.5 - 2 * big_r / rd), 0.0))
+    vel_disc = _cylindrical_velocities(rng, phi, v_phi, sig_r, sig_r / math.sqrt(2), sig_z)
+
+    u = rng.random(n_bulge) * 0.95
+    r_b = a_bulge * np.sqrt(u) / (1 - np.sqrt(u))
+    pos_bulge = r_b[:, None] * _unit_vectors(rng, n_bulge)
+    vel_bulge = rng.normal(size=(n_bulge, 3)) * (0.7 * model.vcirc(r_b))[:, None]
+    t_bulge = rng.uniform(0.3, 0.35 * t_now, n_bulge)
+
+    z_gas_at = lambda rad: p.central_metallicity * 10 ** (p.metallicity_gradient_dex_per_kpc * rad / scale ** (1 / 3))  # noqa: E731
+    z_disc = z_gas_at(big_r) * 10 ** (-0.5 * age / t_now + rng.normal(0, 0.1, n_disc))
+    z_bulge = p.central_metallicity * 10 ** (0.1 + rng.normal(0, 0.15, n_bulge))
+
+    r_w = rng.gamma(2.0, 1.0, n_wind) * rd
+    phi_w = rng.uniform(0, 2 * math.pi, n_wind)
+    z_w = rng.choice([-1.0, 1.0], n_wind) * rng.uniform(0.5, 10.0, n_wind)
+    pos_wind = np.column_stack([r_w * np.cos(phi_w), r_w * np.sin(phi_w), z_w])
+    vel_wind = _cylindrical_velocities(rng, phi_w, model.vcirc(r_w), 10.0, 10.0, 10.0)
+    vel_wind[:, 2] += np.sign(z_w) * rng.uniform(200.0, 600.0, n_wind)
+
+    a_of_t = _scale_factor_of_age(cosmo)
+    m_star_particle = mstar / (n_disc + n_bulge)
+    star_mass = m_star_particle * rng.uniform(0.6, 1.4, n_disc + n_bulge)
+    star_mass *= mstar / star_mass.sum()
+    out["stars"] = {
+        "pos": np.concatenate([pos_disc, pos_bulge, pos_wind]),
+        "vel": np.concatenate([vel_disc, vel_bulge, vel_wind]),
+        "mass": np.concatenate([star_mass, np.full(n_wind, m_star_particle)]),
+        "a_form": np.concatenate([a_of_t(t_form), a_of_t(t_bulge), -rng.uniform(0.05, 1.0, n_wind) / (1 + z)]),
+        "Z": np.concatenate([z_disc, z_bulge, z_gas_at(r_w)]),
+    }
+
+    # ---- gas: cold disc with spiral arms, hot halo
+    big_r = np.minimum(rng.gamma(2.0, 1.0, n_cold) * rg, 7 * rg)
+    phi = _spiral_phases(rng, big_r, np.full(n_cold, p.arm_amplitude), p, rd)
+    h_g = rng.uniform(0.08, 0.2) * math.sqrt(scale ** (1 / 3)) * np.exp(big_r / (3 * rg))
+    zz = h_g * np.arctanh(np.clip(2 * rng.random(n_cold) - 1, -0.999, 0.999))
+    pos_cold = np.column_stack([big_r * np.cos(phi), big_r * np.sin(phi), zz])
+    arm = 1 + p.arm_amplitude * np.cos(p.spiral_arms * (phi - _arm_phase(big_r, p, rd)))
+    sigma_gas = mcold / (2 * math.pi * rg**2) * np.exp(-big_r / rg)
+    rho_cold = sigma_gas / (2 * h_g) / np.cosh(zz / h_g) ** 2 * arm * np.exp(rng.normal(-0.06, 0.35, n_cold))
+    sig_gas = rng.uniform(7.0, 14.0)
+    vc = model.vcirc(big_r)
+    v_phi = np.sqrt(np.maximum(vc**2 - sig_gas**2 * 2 * big_r / rg, 0.0))
+    vel_cold = _cylindrical_velocities(rng, phi, v_phi, sig_gas, sig_gas, sig_gas)
+
+    r_hot = _sample_cdf(rng, n_hot, r, hot_cdf) if n_hot else np.zeros(0)
+    r_hot = np.maximum(r_hot, 0.5 * rg)
+    pos_hot = r_hot[:, None] * _unit_vectors(rng, n_hot)
+    v_hot_c = model.vcirc(r_hot)
+    phi_hot = np.arctan2(pos_hot[:, 1], pos_hot[:, 0])
+    vel_hot = _cylindrical_velocities(rng, phi_hot, 0.3 * v_hot_c, 0.6 * v_hot_c, 0.6 * v_hot_c, 0.6 * v_hot_c)
+    rho_hot = (
+        mhot / (4 * math.pi * hot_cdf[-1]) * (1 + (r_hot / r_core) ** 2) ** (-1.5 * beta)
+        if n_hot
+        else np.zeros(0)
+    )
+    v200 = math.sqrt(G * m200 / r200)
+    t_vir = 0.59 * _M_P * (v200 * 1e5) ** 2 / (2 * _K_B)
+    t_hot = t_vir * rng.uniform(0.7, 1.3) * (1 + r_hot / r_core) ** -0.15
+
+    gas_mass = np.concatenate([
+        mcold / n_cold * rng.uniform(0.5, 1.5, n_cold) if n_cold else np.zeros(0),
+        np.full(n_hot, mhot / max(n_hot, 1)),
+    ])
+    gas_mass[:n_cold] *= mcold / gas_mass[:n_cold].sum()
+    z_cold = z_gas_at(big_r) * 10 ** rng.normal(0, 0.05, n_cold)
+    z_hot = _Z_SUN * rng.uniform(0.05, 0.3) * np.ones(n_hot)
+    out["gas"] = {
+        "pos": np.concatenate([pos_cold, pos_hot]),
+        "vel": np.concatenate([vel_cold, vel_hot]),
+        "mass": gas_mass,
+        "rho": np.concatenate([rho_cold, rho_hot]),
+        "Z": np.concatenate([z_cold, z_hot]),
+        "T_hot": np.concatenate([np.full(n_cold, np.nan), t_hot]),
+        "disc": np.concatenate([np.ones(n_cold, bool), np.zeros(n_hot, bool)]),
+        "rho_disc0": np.array(mcold / (2 * math.pi * rg**2) / (2 * np.mean(h_g))),
+    }
+
+    # ---- central black hole (Kormendy & Ho 2013)
+    m_bulge = max(mstar * p.bulge_fraction, 1e8)
+    m_bh = 0.49e9 * (m_bulge / 1e11) ** 1.16 * 10 ** rng.normal(0, 0.28)
+    out["bh"] = {
+        "pos": rng.normal(0, 0.01, (1, 3)),
+        "vel": rng.normal(0, 5.0, (1, 3)),
+        "mass": np.array([1.02 * m_bh]),
+        "bh_mass": np.array([m_bh]),
+    }
+    return out, m_dm
+
+
+def _arm_phase(big_r: np.ndarray, p: GalaxyParameters, rd: float) -> np.ndarray:
+    """Azimuth of a logarithmic spiral arm at radius R: ln(R/R_d)/tan(pitch)."""
+    return np.log(np.maximum(big_r, 1e-3) / rd) / math.tan(math.radians(p.pitch_angle_deg))
+
+
+def _spiral_phases(
+    rng: np.random.Generator, big_r: np.ndarray, amp: np.ndarray, p: GalaxyParameters, rd: float
+) -> np.ndarray:
+    """Azimuths distributed as 1 + A cos(m (phi - phi_arm(R))) by rejection sampling."""
+    n = big_r.size
+    phi = np.empty(n)
+    todo = np.arange(n)
+    while todo.size:
+        trial = rng.uniform(0, 2 * math.pi, todo.size)
+        dens = 1 + amp[todo] * np.cos(p.spiral_arms * (trial - _arm_phase(big_r[todo], p, rd)))
+        ok = rng.random(todo.size) * (1 + amp[todo]) < dens
+        phi[todo[ok]] = trial[ok]
+        todo = todo[~ok]
+    return phi
+
+
+def _cylindrical_velocities(
+    rng: np.random.Generator,
+    phi: np.ndarray,
+    v_phi: np.ndarray | float,
+    sig_r: np.ndarray | float,
+    sig_phi: np.ndarray | float,
+    sig_z: np.ndarray | float,
+) -> np.ndarray:
+    n = phi.size
+    vr = rng.normal(size=n) * sig_r
+    vp = v_phi + rng.normal(size=n) * sig_phi
+    vz = rng.normal(size=n) * sig_z
+    cos, sin = np.cos(phi), np.sin(phi)
+    return np.column_stack([vr * cos - vp * sin, vr * sin + vp * cos, vz])
+
+
+def _scale_factor_of_age(cosmo: FlatLambdaCDM):
+    a = np.geomspace(0.02, 1.0, 300)
+    t = cosmo.age(1 / a - 1).to_value("Gyr")
+    return lambda age_gyr: np.interp(age_gyr, t, a)
+
+
+def _gas_thermodynamics(
+    rng: np.random.Generator, gas: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Temperatures, ionisation state, SFR and internal energy of the gas cells."""
+    z_met = gas["Z"]
+    helium = 0.2485 + 1.7 * (z_met - _Z_SUN)
+    x_h = 1.0 - helium - z_met
+    rho_cgs = gas["rho"] * _MSUN_KPC3_TO_G_CM3
+    n_h = x_h * rho_cgs / _M_P
+    disc = gas["disc"]
+    sf = disc & (n_h > _N_H_SF)
+    # Warm ISM ~1e4 K, slightly warmer at low density; SF cells on the effective EOS.
+    t = np.where(disc, 1e4 * np.clip((n_h / 0.01) ** -0.15, 0.6, 2.0) * 10 ** rng.normal(0, 0.05, n_h.size), gas["T_hot"])
+    t = np.where(sf, 1e4 * (n_h / _N_H_SF) ** (1 / 3), t)
+    # Self-shielding (Rahmati et al. 2013 shape) against the UV background.
+    n_ss = 6e-3
+    shield = 0.98 * (1 + (n_h / n_ss) ** 2) ** -1
+    x_hi = np.where(disc, np.clip(1.0 - shield - 2e-3, 1e-4, 0.995), 10 ** rng.uniform(-6.5, -5.5, n_h.size))
+    x_hi = np.where(sf, np.clip(x_hi * 0.92, 1e-4, 1.0), x_hi)
+    y_ratio = helium / (4 * x_h)
+    x_e = np.where(disc, (1 - x_hi) * (1 + y_ratio), 1 - x_hi + 2 * y_ratio)
+    mu = 4.0 / (1 + 3 * x_h + 4 * x_h * x_e)
+    u = _K_B * t / ((_GAMMA - 1) * mu * _M_P) / 1e10  # (km/s)^2
+    rho_th = _N_H_SF * _M_P / x_h / _MSUN_KPC3_TO_G_CM3
+    t_star_yr = _T_STAR_0_GYR * 1e9 * np.sqrt(rho_th / gas["rho"])
+    sfr = np.where(sf, gas["mass"] / t_star_yr, 0.0)
+    metals = np.empty((n_h.size, 10))
+    metals[:, 0] = x_h
+    metals[:, 1] = helium
+    metals[:, 2:] = z_met[:, None] * _METAL_MIX[None, :]
+    return {"u": u, "x_e": x_e, "x_hi": x_hi, "sfr": sfr, "metals": metals}
+
+
+def _magnetic_field(rng: np.random.Generator, p: GalaxyParameters, gas: dict[str, np.ndarray]) -> np.ndarray:
+    """Ordered spiral disc field plus solenoidal turbulent field, Gauss, scaling as rho^0.5."""
+    pos = gas["pos"]
+    n = pos.shape[0]
+    strength = p.b0_microgauss * 1e-6 * np.clip(gas["rho"] / gas["rho_disc0"], 1e-6, 50.0) ** 0.5
+    phi = np.arctan2(pos[:, 1], pos[:, 0])
+    pitch = math.radians(p.pitch_angle_deg)
+    b_r, b_phi = -math.sin(pitch), math.cos(pitch)
+    ordered = np.column_stack([
+        b_r * np.cos(phi) - b_phi * np.sin(phi),
+        b_r * np.sin(phi) + b_phi * np.cos(phi),
+        np.zeros(n),
+    ]) * np.where(gas["disc"], 1.0, 0.1)[:, None]
+    # Random Fourier modes with amplitude ⟂ k are divergence-free; Kolmogorov-like spectrum.
+    n_modes = 48
+    k_mag = 2 * math.pi / np.geomspace(0.5, 30.0, n_modes)  # 1/kpc
+    k_dir = _unit_vectors(rng, n_modes)
+    k_vec = k_mag[:, None] * k_dir
+    e = np.cross(k_dir, _unit_vectors(rng, n_modes))
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    amp = k_mag ** (-1 / 3)
+    amp *= math.sqrt(2.0 / np.sum(amp**2))
+    phases = rng.uniform(0, 2 * math.pi, n_modes)
+    turbulent = np.cos(pos @ k_vec.T + phases) @ (amp[:, None] * e)
+    return strength[:, None] * (ordered + p.turbulent_ratio * turbulent)
+
+
+def _build(
+    rng: np.random.Generator, n_particles: int, merger_fraction: float
+) -> tuple[GalaxyParameters, dict[str, dict[str, np.ndarray]], float]:
+    """All particles of one synthetic cutout, physical units, galaxy at the origin."""
+    p = draw_parameters(rng, merger_fraction)
+    cosmo = tng_cosmology()
+    share = p.merger_mass_ratio / (1 + p.merger_mass_ratio) if p.merger else 0.0
+    main, m_dm = _disc_galaxy(rng, p, int(round(n_particles * (1 - share))), 1.0, None, cosmo, True)
+    parts = [main]
+    if p.merger:
+        q = p.merger_mass_ratio
+        comp, _ = _disc_galaxy(rng, p, int(round(n_particles * share)), q, m_dm, cosmo, False)
+        rot = Rotation.random(random_state=rng).as_matrix()
+        distance = rng.uniform(20.0, 60.0)
+        offset = distance * _unit_vectors(rng, 1)[0]
+        approach = -offset / distance * rng.uniform(100.0, 250.0)
+        tangential = np.cross(offset, _unit_vectors(rng, 1)[0])
+        tangential *= rng.uniform(50.0, 150.0) / np.linalg.norm(tangential)
+        # The companion's halo is stripped down to its tidal radius, about half the distance.
+        keep = np.linalg.norm(comp["dm"]["pos"], axis=1) < 0.5 * distance
+        comp["dm"] = {k: v[keep] for k, v in comp["dm"].items()}
+        for d in comp.values():
+            d["pos"] = d["pos"] @ rot.T + offset
+            d["vel"] = d["vel"] @ rot.T + approach + tangential
+        parts.append(comp)
+
+    for block in parts:
+        g = block["gas"]
+        g.update(_gas_thermodynamics(rng, g))
+        g["B"] = _magnetic_field(rng, p, g)
+    merged: dict[str, dict[str, np.ndarray]] = {}
+    for kind in ("gas", "dm", "stars", "bh"):
+        blocks = [block[kind] for block in parts]
+        keys = [k for k in blocks[0] if k not in ("rho_disc0",) and np.ndim(blocks[0][k]) > 0]
+        merged[kind] = {k: np.concatenate([b[k] for b in blocks]) for k in keys}
+    # A random orientation of the whole system: the disc's inclination to the box axes.
+    rot = Rotation.random(random_state=rng).as_matrix()
+    for d in merged.values():
+        d["pos"] = d["pos"] @ rot.T
+        d["vel"] = d["vel"] @ rot.T
+    merged["gas"]["B"] = merged["gas"]["B"] @ rot.T
+    return p, merged, m_dm
+
+
+def make_synthetic_cutout(
+    path: str | os.PathLike,
+    galaxy_index: int,
+    n_particles: int,
+    seed: int,
+    merger_fraction: float = 0.25,
+) -> Path:
+    """Write one synthetic galaxy as a TNG-layout cutout HDF5 file (atomically).
+
+    Parameters
+    ----------
+    path : path-like
+        Output file, conventionally ``cutout_<galaxy_index>.hdf5``.
+    galaxy_index : int
+        Index of the galaxy; with ``seed`` it fixes the random stream ``(seed, galaxy_index)``.
+    n_particles : int
+        Approximate total number of particles (all types).
+    seed : int
+        Seed of the random generator.
+    merger_fraction : float
+        Probability that the galaxy has a merging companion.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    path = Path(path)
+    rng = np.random.default_rng((seed, galaxy_index))
+    p, parts, m_dm = _build(rng, n_particles, merger_fraction)
+    h = TNG_COSMOLOGY["h"]
+    a = 1.0 / (1.0 + p.redshift)
+    cu = units.CodeUnits(a=a, h=h)
+    box = p.box_size
+
+    centre = rng.uniform(0, box, 3)
+    if rng.random() < 1 / 3:
+        axis = rng.integers(3)
+        centre[axis] = np.mod(rng.uniform(-5.0, 5.0), box)
+    bulk = rng.normal(0.0, 150.0, 3)
+
+    def coords(pos: np.ndarray) -> np.ndarray:
+        return np.mod(centre + pos / cu.length, box)
+
+    def vels(vel: np.ndarray) -> np.ndarray:
+        return ((vel + bulk) / cu.velocity).astype(np.float32)
+
+    gas, dm, stars, bh = parts["gas"], parts["dm"], parts["stars"], parts["bh"]
+    n = {0: len(gas["mass"]), 1: len(dm["pos"]), 4: len(stars["mass"]), 5: len(bh["mass"])}
+    id_base = int(rng.integers(10**8, 10**10))
+    ids = {}
+    start = id_base
+    for t in (0, 1, 4, 5):
+        ids[t] = np.arange(start, start + n[t], dtype=np.uint64)
+        start += n[t]
+
+    f32 = np.float32
+    dm_code_hsml = _subfind_hsml(coords(dm["pos"]), [coords(dm["pos"]), coords(stars["pos"])], box)
+    groups = {
+        "PartType0": {
+            "Coordinates": coords(gas["pos"]),
+            "Velocities": vels(gas["vel"]),
+            "Masses": (gas["mass"] / cu.mass).astype(f32),
+            "Density": (gas["rho"] / cu.density).astype(f32),
+            "InternalEnergy": gas["u"].astype(f32),
+            "ElectronAbundance": gas["x_e"].astype(f32),
+            "NeutralHydrogenAbundance": gas["x_hi"].astype(f32),
+            "MagneticField": (gas["B"] / cu.magnetic_field).astype(f32),
+            "StarFormationRate": gas["sfr"].astype(f32),
+            "GFM_Metallicity": gas["Z"].astype(f32),
+            "GFM_Metals": gas["metals"].astype(f32),
+            "ParticleIDs": ids[0],
+        },
+        "PartType1": {
+            "Coordinates": coords(dm["pos"]),
+            "Velocities": vels(dm["vel"]),
+            "ParticleIDs": ids[1],
+            "SubfindHsml": dm_code_hsml[0].astype(f32),
+        },
+        "PartType4": {
+            "Coordinates": coords(stars["pos"]),
+            "Velocities": vels(stars["vel"]),
+            "Masses": (stars["mass"] / cu.mass).astype(f32),
+            "GFM_StellarFormationTime": stars["a_form"].astype(f32),
+            "GFM_Metallicity": stars["Z"].astype(f32),
+            "ParticleIDs": ids[4],
+            "SubfindHsml": dm_code_hsml[1].astype(f32),
+        },
+        "PartType5": {
+            "Coordinates": coords(bh["pos"]),
+            "Velocities": vels(bh["vel"]),
+            "Masses": (bh["mass"] / cu.mass).astype(f32),
+            "BH_Mass": (bh["bh_mass"] / cu.mass).astype(f32),
+            "ParticleIDs": ids[5],
+        },
+    }
+    numpart = np.zeros(6, dtype=np.int64)
+    for t, count in n.items():
+        numpart[t] = count
+    mass_table = np.zeros(6)
+    mass_table[1] = m_dm / cu.mass
+    header = {
+        "BoxSize": np.float64(box),
+        "HubbleParam": np.float64(h),
+        "Omega0": np.float64(TNG_COSMOLOGY["Omega0"]),
+        "OmegaLambda": np.float64(TNG_COSMOLOGY["OmegaLambda"]),
+        "OmegaBaryon": np.float64(TNG_COSMOLOGY["OmegaBaryon"]),
+        "Time": np.float64(a),
+        "Redshift": np.float64(p.redshift),
+        "MassTable": mass_table,
+        "NumPart_ThisFile": numpart.astype(np.int32),
+        "NumPart_Total": numpart.astype(np.uint32),
+        "NumPart_Total_HighWord": np.zeros(6, dtype=np.uint32),
+        "NumFilesPerSnapshot": np.int32(1),
+        "UnitLength_in_cm": np.float64(units.TNG_UNIT_LENGTH_CM),
+        "UnitMass_in_g": np.float64(units.TNG_UNIT_MASS_G),
+        "UnitVelocity_in_cm_per_s": np.float64(units.TNG_UNIT_VELOCITY_CM_S),
+    }
+    _write_atomic(path, header, groups)
+    return path
+
+
+def _subfind_hsml(dm_pos: np.ndarray, targets: list[np.ndarray], box: float, k: int = 64) -> list[np.ndarray]:
+    """Radius enclosing the ``k`` nearest DM particles around each target (ckpc/h)."""
+    tree = cKDTree(dm_pos, boxsize=box)
+    k = min(k, len(dm_pos))
+    return [tree.query(t, k=[k])[0][:, 0] for t in targets]
+
+
+def _write_atomic(path: Path, header: dict, groups: dict[str, dict[str, np.ndarray]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            hdr = f.create_group("Header")
+            for key, value in header.items():
+                hdr.attrs[key] = value
+            for name, fields in groups.items():
+                g = f.create_group(name)
+                for field, data in fields.items():
+                    g.create_dataset(field, data=data)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def is_valid_cutout(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a complete TNG-layout cutout (readable, counts match the header)."""
+    try:
+        with h5py.File(path, "r") as f:
+            numpart = f["Header"].attrs["NumPart_ThisFile"]
+            for t in (0, 1, 4, 5):
+                if numpart[t] and f[f"PartType{t}/Coordinates"].shape[0] != numpart[t]:
+                    return False
+            return "PartType0" in f
+    except (OSError, KeyError):
+        return False
+
+
+def write_synthetic_cutouts(config: SynthConfig) -> list[Path]:
+    """Write ``config.n_galaxies`` synthetic cutouts ``cutout_<i>.hdf5`` into ``config.out_dir``.
+
+    Files that already exist and are complete are kept, so an interrupted run resumes.
+
+    Parameters
+    ----------
+    config : SynthConfig
+        Number of galaxies, particles per galaxy, seed, output folder, merger fraction.
+
+    Returns
+    -------
+    list of pathlib.Path
+        All cutout files, in galaxy order.
+    """
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in tqdm(range(config.n_galaxies), desc="synthetic galaxies", unit="galaxy"):
+        path = out / f"cutout_{i}.hdf5"
+        if path.exists() and is_valid_cutout(path):
+            log.debug("keeping existing %s", path)
+        else:
+            make_synthetic_cutout(path, i, config.n_particles, config.seed, config.merger_fraction)
+        paths.append(path)
+    return paths

@@ -1,0 +1,176 @@
+"""Synthetic galaxies: exact TNG layout, reproducibility, physical plausibility, resumable writes."""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import numpy as np
+import pytest
+from tng_layout import FIELDS, HEADER, resolve_shape, write_layout_file
+
+from alchemy_obs.config import SynthConfig
+from alchemy_obs.sim.galaxy import load_galaxy
+from alchemy_obs.sim.synthetic import (
+    draw_parameters,
+    is_valid_cutout,
+    make_synthetic_cutout,
+    write_synthetic_cutouts,
+)
+
+K_B = 1.380649e-16
+M_P = 1.67262192e-24
+MSUN_KPC3_TO_G_CM3 = 1.98841e33 / 3.0856776e21**3
+N_GAL = 6
+
+
+@pytest.fixture(scope="module")
+def cutouts(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synthetic")
+    return write_synthetic_cutouts(SynthConfig(n_galaxies=N_GAL, n_particles=6000, seed=11, out_dir=out))
+
+
+@pytest.fixture(scope="module")
+def galaxies(cutouts):
+    return [load_galaxy(p) for p in cutouts]
+
+
+def test_layout_matches_tng_specification_table(cutouts, tmp_path):
+    expected = {(g, f) for g, f, _, _ in FIELDS}
+    for path in cutouts:
+        with h5py.File(path) as f:
+            hdr = f["Header"].attrs
+            assert set(hdr) == {name for name, _, _ in HEADER}
+            for name, dtype, shape in HEADER:
+                assert np.asarray(hdr[name]).dtype == np.dtype(dtype), name
+                assert np.shape(hdr[name]) == shape, name
+            numpart = hdr["NumPart_ThisFile"]
+            assert set(f) == {"Header", "PartType0", "PartType1", "PartType4", "PartType5"}
+            present = {(g, name) for g in f if g != "Header" for name in f[g]}
+            assert present == expected, present ^ expected
+            for group, field, dtype, shape in FIELDS:
+                ds = f[group][field]
+                assert ds.dtype == np.dtype(dtype), (group, field, ds.dtype)
+                assert ds.shape == resolve_shape(shape, int(numpart[int(group[-1])])), (group, field)
+            assert "Masses" not in f["PartType1"] and hdr["MassTable"][1] > 0
+            assert np.all(f["PartType4/GFM_StellarFormationTime"][:] <= hdr["Time"])
+            assert np.any(f["PartType4/GFM_StellarFormationTime"][:] <= 0)  # wind particles
+            ids = np.concatenate([f[g]["ParticleIDs"][:] for g in f if g != "Header"])
+            assert np.unique(ids).size == ids.size
+            assert np.all((f["PartType0/Coordinates"][:] >= 0) & (f["PartType0/Coordinates"][:] < hdr["BoxSize"]))
+    # A file written straight from the table loads through the same reader.
+    spec_file = write_layout_file(tmp_path / "cutout_1.hdf5", {0: 100, 1: 80, 4: 60, 5: 1})
+    both = [load_galaxy(spec_file), load_galaxy(cutouts[0])]
+    for g in both:
+        assert len(g.gas) and len(g.dm) and len(g.stars) and len(g.bh) == 1
+        assert g.gas.magnetic_field.shape == (len(g.gas), 3) and g.stars.hsml is not None
+
+
+def test_same_seed_reproduces_and_seeds_differ(tmp_path):
+    a = make_synthetic_cutout(tmp_path / "a.hdf5", 3, 3000, seed=5)
+    b = make_synthetic_cutout(tmp_path / "b.hdf5", 3, 3000, seed=5)
+    c = make_synthetic_cutout(tmp_path / "c.hdf5", 3, 3000, seed=6)
+    with h5py.File(a) as fa, h5py.File(b) as fb, h5py.File(c) as fc:
+        for group, field, _, _ in FIELDS:
+            np.testing.assert_array_equal(fa[group][field][:], fb[group][field][:])
+        assert not np.array_equal(fa["PartType0/Masses"][:], fc["PartType0/Masses"][:])
+        assert fa["Header"].attrs["BoxSize"] == fb["Header"].attrs["BoxSize"]
+
+
+def test_galaxies_are_diverse(galaxies):
+    mstar = np.array([g.stars.total_mass for g in galaxies])
+    rhalf = np.array([g.half_mass_radius(("stars",)) for g in galaxies])
+    assert np.ptp(np.log10(mstar)) > 0.5
+    assert rhalf.max() / rhalf.min() > 1.5
+    axes = np.array([g.stellar_angular_momentum() for g in galaxies])
+    assert np.abs(axes @ axes.T)[np.triu_indices(N_GAL, 1)].min() < 0.9  # different inclinations
+
+
+def test_masses_are_plausible(galaxies):
+    for g in galaxies:
+        mstar, mdm = g.stars.total_mass, g.dm.total_mass
+        assert 5e8 < mstar < 5e11
+        assert 0.003 < mstar / mdm < 0.12  # stellar-to-halo mass ratio (Moster+2013 with scatter)
+        cold = g.gas.internal_energy < 3e3  # below ~1e5 K
+        f_gas = g.gas.masses[cold].sum() / (g.gas.masses[cold].sum() + mstar)
+        assert 0.02 < f_gas < 0.95
+        baryons = mstar + g.gas.total_mass
+        assert baryons / (baryons + mdm) < 0.0486 / 0.3089  # below the cosmic baryon fraction
+        assert len(g.bh) == 1 and 1e5 < g.bh.masses[0] < 1e10
+
+
+def _temperature(g):
+    x = g.gas.hydrogen_fraction
+    mu = 4.0 / (1 + 3 * x + 4 * x * g.gas.electron_abundance)
+    return (2.0 / 3.0) * g.gas.internal_energy * 1e10 * mu * M_P / K_B
+
+
+def test_gas_phases_and_kennicutt_schmidt_law(galaxies):
+    for g in galaxies:
+        t = _temperature(g)
+        n_h = g.gas.hydrogen_fraction * g.gas.density * MSUN_KPC3_TO_G_CM3 / M_P
+        sf = g.gas.sfr > 0
+        hot = t > 1e5
+        assert sf.any() and hot.any()
+        # Star formation only above the TNG threshold n_H = 0.1 cm^-3, at the TNG rate
+        # SFR = m / t*, t* = 2.2 Gyr (n_H / 0.1 cm^-3)^(-1/2): the KS law rho_SFR ~ rho^1.5.
+        assert n_h[sf].min() > 0.1 and np.all(g.gas.sfr[n_h <= 0.1] == 0)
+        t_star = 2.2e9 * np.sqrt(0.1 / n_h[sf])
+        np.testing.assert_allclose(g.gas.sfr[sf], g.gas.masses[sf] / t_star, rtol=1e-4)
+        # Star-forming cells sit on the effective equation of state T = 1e4 K (n_H/0.1)^(1/3).
+        np.testing.assert_allclose(t[sf], 1e4 * (n_h[sf] / 0.1) ** (1 / 3), rtol=1e-3)
+        # Neutral where cold and dense, ionised in the hot halo.
+        assert np.median(g.gas.neutral_hydrogen_abundance[sf]) > 0.8
+        assert np.all(g.gas.neutral_hydrogen_abundance[hot] < 1e-4)
+        assert np.all(g.gas.electron_abundance[hot] > 1.1)
+        b = np.linalg.norm(g.gas.magnetic_field, axis=1)
+        assert 5e-7 < np.median(b[sf]) < 3e-5  # microgauss disc fields
+        assert np.median(b[hot]) < 0.1 * np.median(b[sf])
+
+
+def test_rotation_and_metallicity_gradient(galaxies):
+    for g in galaxies:
+        axis = g.stellar_angular_momentum()
+        part = g.gas.select(g.gas.sfr > 0)
+        height = part.coordinates @ axis
+        plane = part.coordinates - height[:, None] * axis
+        radius = np.linalg.norm(plane, axis=1)
+        e_phi = np.cross(axis, plane) / radius[:, None]
+        v_phi = np.sum(part.velocities * e_phi, axis=1)
+        v_z = part.velocities @ axis
+        assert np.median(v_phi) > 3 * np.std(v_z)  # a rotating cold disc
+        slope = np.polyfit(radius, np.log10(part.metallicity), 1)[0]
+        assert slope < -0.01  # dex/kpc, decreasing outwards
+
+
+def test_some_galaxies_straddle_the_box_edge(cutouts, galaxies):
+    straddling = 0
+    for path, g in zip(cutouts, galaxies):
+        with h5py.File(path) as f:
+            box = f["Header"].attrs["BoxSize"]
+            raw = f["PartType4/Coordinates"][:]
+        if np.ptp(raw, axis=0).max() > box / 2:
+            straddling += 1
+            assert np.percentile(np.linalg.norm(g.stars.coordinates, axis=1), 90) < 100.0
+    assert straddling >= 1
+
+
+def test_merger_fraction_controls_companions():
+    rng_on, rng_off = np.random.default_rng(0), np.random.default_rng(0)
+    assert all(draw_parameters(rng_on, 1.0).merger for _ in range(5))
+    assert not any(draw_parameters(rng_off, 0.0).merger for _ in range(5))
+
+
+def test_rerun_skips_valid_files_and_replaces_broken_ones(tmp_path):
+    cfg = SynthConfig(n_galaxies=2, n_particles=2000, seed=1, out_dir=tmp_path)
+    first = write_synthetic_cutouts(cfg)
+    assert [p.name for p in first] == ["cutout_0.hdf5", "cutout_1.hdf5"]
+    stamp = first[0].stat().st_mtime_ns
+    first[1].write_bytes(first[1].read_bytes()[:1000])  # an interrupted write
+    assert not is_valid_cutout(first[1])
+    second = write_synthetic_cutouts(cfg)
+    assert second == first
+    assert first[0].stat().st_mtime_ns == stamp
+    assert is_valid_cutout(first[1])
+    assert sorted(os.listdir(tmp_path)) == ["cutout_0.hdf5", "cutout_1.hdf5"]  # no temp files left
+
