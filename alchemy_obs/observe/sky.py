@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numba
 import numpy as np
@@ -119,7 +120,7 @@ class SkyPlacement:
         if self.distance is not None and self.distance <= 0 * u.Mpc:
             raise ValueError(f"distance must be > 0, got {self.distance}")
 
-    @property
+    @cached_property
     def z(self) -> float:
         """Cosmological redshift."""
         if self.redshift is not None:
@@ -458,63 +459,64 @@ class SkyModel:
         return hdr
 
 
-@numba.njit(cache=True, fastmath=False)
-def _cum_lookup(cum, a, b):
-    """Bilinear C(a, b) on [-1, 1]^2 with clipping (same as KernelTables.cumulative_at)."""
-    n = cum.shape[0] - 1
-    a = min(max(a, -1.0), 1.0)
-    b = min(max(b, -1.0), 1.0)
-    fa = (a + 1.0) * 0.5 * n
-    fb = (b + 1.0) * 0.5 * n
-    ia = min(int(fa), n - 1)
-    ib = min(int(fb), n - 1)
-    ta = fa - ia
-    tb = fb - ib
-    return ((1 - ta) * ((1 - tb) * cum[ia, ib] + tb * cum[ia, ib + 1])
-            + ta * ((1 - tb) * cum[ia + 1, ib] + tb * cum[ia + 1, ib + 1]))
-
-
 @numba.njit(cache=True)
-def _pixel_weights(x, y, h, npix, cum, wbuf, ix0, iy0):
-    """Kernel mass in each pixel of the box a particle covers; returns (nx, ny).
+def _pixel_weights(x, y, h, npix, cum, corners, wbuf, box):
+    """Kernel mass in each pixel of the box a particle covers.
 
     ``x, y, h`` are in pixel units with pixel j spanning [j, j + 1). Weights go to ``wbuf``
-    (row-major (ny, nx)); the box starts at pixel (ix0[0], iy0[0]).
+    (row-major (ny, nx)); ``box`` receives (x0, y0, nx, ny), nx = ny = 0 if nothing is covered.
     """
     if h <= 0.0:
         ix = int(math.floor(x))
         iy = int(math.floor(y))
         if ix < 0 or iy < 0 or ix >= npix or iy >= npix:
-            return 0, 0
-        ix0[0] = ix
-        iy0[0] = iy
+            box[2] = 0
+            box[3] = 0
+            return
+        box[0] = ix
+        box[1] = iy
+        box[2] = 1
+        box[3] = 1
         wbuf[0] = 1.0
-        return 1, 1
+        return
     xlo = max(int(math.floor(x - h)), 0)
     xhi = min(int(math.floor(x + h)), npix - 1)
     ylo = max(int(math.floor(y - h)), 0)
     yhi = min(int(math.floor(y + h)), npix - 1)
     if xlo > xhi or ylo > yhi:
-        return 0, 0
+        box[2] = 0
+        box[3] = 0
+        return
     nx = xhi - xlo + 1
     ny = yhi - ylo + 1
     inv = 1.0 / h
+    n = cum.shape[0] - 1
     # C(a, b) at the box corners; pixel weights are the 2D differences (exact telescoping,
     # so the weights of a fully covered kernel sum to C(1, 1) = 1).
-    corners = np.empty((ny + 1, nx + 1))
     for jy in range(ny + 1):
-        b = (ylo + jy - y) * inv
+        b = min(max((ylo + jy - y) * inv, -1.0), 1.0)
+        fb = (b + 1.0) * 0.5 * n
+        ib = min(int(fb), n - 1)
+        tb = fb - ib
         for jx in range(nx + 1):
-            a = (xlo + jx - x) * inv
-            corners[jy, jx] = _cum_lookup(cum, a, b)
+            a = min(max((xlo + jx - x) * inv, -1.0), 1.0)
+            fa = (a + 1.0) * 0.5 * n
+            ia = min(int(fa), n - 1)
+            ta = fa - ia
+            corners[jy * (nx + 1) + jx] = (
+                (1 - ta) * ((1 - tb) * cum[ia, ib] + tb * cum[ia, ib + 1])
+                + ta * ((1 - tb) * cum[ia + 1, ib] + tb * cum[ia + 1, ib + 1]))
     k = 0
+    s = nx + 1
     for jy in range(ny):
         for jx in range(nx):
-            wbuf[k] = corners[jy + 1, jx + 1] - corners[jy, jx + 1] - corners[jy + 1, jx] + corners[jy, jx]
+            c = jy * s + jx
+            wbuf[k] = corners[c + s + 1] - corners[c + 1] - corners[c + s] + corners[c]
             k += 1
-    ix0[0] = xlo
-    iy0[0] = ylo
-    return nx, ny
+    box[0] = xlo
+    box[1] = ylo
+    box[2] = nx
+    box[3] = ny
 
 
 @numba.njit(cache=True)
@@ -524,15 +526,13 @@ def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, cum, cube):
     ``pchan`` is the line centre in channel coordinates (channel k spans [k, k + 1)),
     ``schan`` its Gaussian sigma in channels; ``flux`` is in the cube's unit times channels.
     """
-    maxbox = 1
+    side = 3
     for i in range(x.shape[0]):
-        side = 2 * int(math.ceil(h[i])) + 2
-        if side * side > maxbox:
-            maxbox = side * side
-    wbuf = np.empty(maxbox)
+        side = max(side, 2 * int(math.ceil(min(h[i], float(npix)))) + 3)
+    wbuf = np.empty(side * side)
+    corners = np.empty((side + 1) * (side + 1))
     spec = np.empty(nchan)
-    ix0 = np.zeros(1, dtype=np.int64)
-    iy0 = np.zeros(1, dtype=np.int64)
+    box = np.zeros(4, dtype=np.int64)
     rt2 = math.sqrt(2.0)
     for i in range(x.shape[0]):
         p = pchan[i]
@@ -542,6 +542,11 @@ def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, cum, cube):
         klo_c = max(klo, 0)
         khi_c = min(khi, nchan - 1)
         if klo_c > khi_c:
+            continue
+        _pixel_weights(x[i], y[i], h[i], npix, cum, corners, wbuf, box)
+        nx = box[2]
+        ny = box[3]
+        if nx == 0:
             continue
         # Channel fractions from the Gaussian CDF at the channel edges; where the window
         # was cut by n_sigma (not by the band edge) the tail is kept in the end channel.
@@ -553,7 +558,8 @@ def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, cum, cube):
                 cdf = 0.5 * (1.0 + math.erf((k + 1 - p) / (rt2 * s)))
             spec[k] = (cdf - prev) * flux[i]
             prev = cdf
-        nx, ny = _pixel_weights(x[i], y[i], h[i], npix, cum, wbuf, ix0, iy0)
+        x0 = box[0]
+        y0 = box[1]
         m = 0
         for jy in range(ny):
             for jx in range(nx):
@@ -561,9 +567,8 @@ def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, cum, cube):
                 m += 1
                 if w == 0.0:
                     continue
-                row = cube[iy0[0] + jy, ix0[0] + jx]
                 for k in range(klo_c, khi_c + 1):
-                    row[k] += w * spec[k]
+                    cube[y0 + jy, x0 + jx, k] += w * spec[k]
 
 
 def _pixel_coordinates(positions: u.Quantity, h: u.Quantity, grid: SkyGrid, placement: SkyPlacement):
@@ -629,11 +634,17 @@ def hi_cube(
     flux = np.ascontiguousarray(line_flux / abs(step))  # Jy per channel-fraction
 
     x, y, h = _pixel_coordinates(source.positions, source.smoothing_length, grid, placement)
+    # Visiting particles in raster order of their pixel keeps the cube rows they update in
+    # cache (about twice as fast as the input order for a large cube).
+    order = np.argsort(np.floor(np.clip(y, -1, grid.npix)) * (grid.npix + 2) + np.clip(x, -1, grid.npix),
+                       kind="stable")
+    x, y, h, flux, pchan, schan = (np.ascontiguousarray(a[order]) for a in (x, y, h, flux, pchan, schan))
     cum = kernel_tables(kernel).cumulative
     work = np.zeros((grid.npix, grid.npix, spectral.n_channels))
     _deposit_cube(x, y, h, flux, pchan, schan, spectral.n_channels, float(line.n_sigma),
                   grid.npix, np.ascontiguousarray(cum), work)
-    data = np.ascontiguousarray(np.moveaxis(work, -1, 0))
+    # A (n_channels, ny, nx) view of the channel-last work array: no 100 MB copy.
+    data = u.Quantity(np.moveaxis(work, -1, 0), u.Jy, copy=False)
 
     w = WCS(naxis=3)
     cel = grid.celestial_wcs(placement)
@@ -648,7 +659,7 @@ def hi_cube(
     w.wcs.restfrq = radio.HI_REST_FREQUENCY.to_value(u.Hz)
     w.wcs.specsys = "BARYCENT"
     w.wcs.set()
-    return SkyModel(data=data * u.Jy, wcs=w, frequencies=freqs * u.Hz, placement=placement)
+    return SkyModel(data=data, wcs=w, frequencies=freqs * u.Hz, placement=placement)
 
 
 def continuum_image(
