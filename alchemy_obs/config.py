@@ -39,6 +39,8 @@ __all__ = [
     "DataConfig",
     "OptimConfig",
     "TrainConfig",
+    "InferConfig",
+    "MockConfig",
     "Config",
     "load_config",
     "config_hash",
@@ -366,6 +368,71 @@ class ObserveConfig(Section):
     seed: int = Field(0, description="Seed of the noise generator.")
 
 
+class InferConfig(Section):
+    """Inference on real FITS cubes and images (``alchemy-obs infer``)."""
+
+    model: str | None = Field(
+        None, description="Default model: a name in the registry or a model folder."
+    )
+    registry: Path = Field(Path("models/registry.yaml"), description="Model registry file.")
+    out_dir: Path = Field(Path("inferred"), description="Folder receiving <input>_<target>.fits.")
+    samples: int = Field(1, ge=1, description="Posterior samples (diffusion models).")
+    steps: int | None = Field(None, ge=1, description="Sampler steps; None: the method's default.")
+    mask_sigma: float | None = Field(
+        None, gt=0, description="Noise-mask threshold for moment-0 (sigma); None: no mask."
+    )
+    centre: Literal["flux", "header"] = Field(
+        "flux", description="Model grid centre: flux-weighted centre or the WCS reference (CRVAL)."
+    )
+    beam_ratio_warning: float = Field(
+        2.0, gt=1.0, description="Warn when beam/training beam exceeds this ratio (either way)."
+    )
+    overwrite: bool = Field(False, description="Replace existing outputs.")
+
+
+class MockConfig(Section):
+    """Sky models of a galaxy (HI cube, radio continuum) and the mock-observation products."""
+
+    distance_mpc: float = Field(
+        20.0, gt=0, description="Luminosity distance of the galaxy (Mpc); ignored if redshift is set."
+    )
+    redshift: float | None = Field(
+        None, gt=0, description="Cosmological redshift of the galaxy (overrides distance_mpc)."
+    )
+    ra_deg: float = Field(150.0, ge=0, lt=360, description="Right ascension of the galaxy (deg).")
+    dec_deg: float = Field(-30.0, ge=-90, le=90, description="Declination of the galaxy (deg).")
+    npix: int = Field(
+        128, ge=16, le=4096,
+        description="Pixels per side of the sky model and mock image (field: the maps' field).",
+    )
+    n_channels: int = Field(64, ge=1, description="Channels of the HI cube.")
+    channel_width_kms: float = Field(
+        5.0, gt=0, description="HI channel width in radio velocity (km/s), nu0 dv / c in Hz."
+    )
+    spectral_axis: Literal["FREQ", "VRAD"] = Field(
+        "FREQ", description="Spectral WCS axis of the sky cube."
+    )
+    turbulent_sigma_kms: float = Field(
+        0.0, ge=0, description="Non-thermal line width added in quadrature to sqrt(kT/m_H)."
+    )
+    n_sigma: float = Field(4.0, gt=0, description="Channels beyond this many sigma are untouched.")
+    continuum_frequency_ghz: float = Field(
+        1.4, gt=0, description="Observed frequency of the continuum image (GHz)."
+    )
+    continuum_bandwidth_mhz: float = Field(
+        100.0, gt=0, description="Continuum bandwidth (MHz), one channel for the radiometer noise."
+    )
+    diffusion_kpc: float = Field(
+        1.0, ge=0, description="Cosmic-ray diffusion length: Gaussian sigma (kpc) of the synchrotron."
+    )
+    electron_temperature_k: float = Field(1e4, gt=0, description="HII-region T_e (free-free).")
+    synchrotron_index: float = Field(-0.8, description="Synchrotron spectral index alpha.")
+    products: list[Literal["hi", "continuum"]] = Field(
+        ["hi", "continuum"], min_length=1, description="Mock observations to make."
+    )
+    out_dir: Path = Field(Path("mocks"), description="Folder receiving the FITS files.")
+
+
 class Config(Section):
     """The whole pipeline configuration; each stage reads its own section."""
 
@@ -375,6 +442,8 @@ class Config(Section):
     maps: MapsConfig = MapsConfig()
     train: TrainConfig = TrainConfig()
     observe: ObserveConfig = ObserveConfig()
+    mock: MockConfig = MockConfig()
+    infer: InferConfig = InferConfig()
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
 

@@ -1,0 +1,247 @@
+"""One observation in, one physical map out: the driver that chains the inference stages.
+
+::
+
+    from alchemy_obs.infer import infer_file, load_translator
+
+    model = load_translator("demo-hi2dm")
+    result = infer_file("ngc2403.fits", model, "out/", beam=parse_beam("12,10,30"),
+                        distance=3.2 * u.Mpc)
+    print(result.output, result.timings)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy import units as u
+from radio_beam import Beam
+
+from alchemy_obs.infer import preprocess
+from alchemy_obs.infer.errors import InferError
+from alchemy_obs.infer.predict import predict
+from alchemy_obs.infer.read import read_observation
+from alchemy_obs.infer.registry import RegistryError, resolve
+from alchemy_obs.infer.write import output_path, prediction_hdus, provenance_cards, write_atomic
+from alchemy_obs.translate.checkpoint import load_model
+from alchemy_obs.translate.methods import Method
+
+__all__ = ["Translator", "InferResult", "load_translator", "infer_file"]
+
+
+@dataclass
+class Translator:
+    """A loaded model with what inference needs to know about it.
+
+    Attributes
+    ----------
+    method : Method
+        The translator, in eval mode.
+    card : dict
+        Its model card.
+    name, version : str
+        Registry name and version (the folder path and ``"unregistered"`` otherwise).
+    beam_fwhm_kpc : float or None
+        Resolution of the training observations, when recorded.
+    demonstration : bool
+        True for models trained on synthetic data only.
+    """
+
+    method: Method
+    card: dict[str, Any]
+    name: str
+    version: str
+    beam_fwhm_kpc: float | None = None
+    demonstration: bool = False
+
+    @property
+    def target(self) -> str:
+        return self.card["target"]
+
+    @property
+    def target_unit(self) -> u.UnitBase:
+        return u.Unit(self.card.get("units", {}).get(self.target, ""))
+
+
+def load_translator(
+    name_or_path: str | os.PathLike,
+    registry_path: str | os.PathLike | None = None,
+    device: str | None = None,
+) -> Translator:
+    """Load a model by registry name (checksum-verified) or by folder.
+
+    Parameters
+    ----------
+    name_or_path : str or path-like
+        A name in ``models/registry.yaml`` or a model folder.
+    registry_path : path-like, optional
+        Registry file.
+    device : str, optional
+        Torch device (default: CUDA if available).
+
+    Returns
+    -------
+    Translator
+
+    Raises
+    ------
+    InferError
+        Naming the model when it cannot be found, verified or loaded.
+    """
+    try:
+        found = resolve(str(name_or_path), registry_path)
+    except RegistryError as exc:
+        raise InferError(name_or_path, str(exc)) from None
+    folder = found[0] if found else Path(name_or_path)
+    try:
+        method, card = load_model(folder, device=device)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        raise InferError(name_or_path, f"cannot load the model ({exc})") from None
+    if found:
+        entry = found[1]
+        return Translator(method, card, str(name_or_path), entry.version,
+                          entry.beam_fwhm_kpc, entry.demonstration)
+    return Translator(method, card, str(folder), "unregistered",
+                      card.get("beam_fwhm_kpc"), bool(card.get("demonstration", False)))
+
+
+@dataclass
+class InferResult:
+    """What :func:`infer_file` did."""
+
+    input: Path
+    output: Path
+    distance: u.Quantity
+    distance_source: str
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def infer_file(
+    path: str | os.PathLike,
+    model: Translator,
+    out_dir: str | os.PathLike,
+    *,
+    beam: Beam | None = None,
+    distance: u.Quantity | None = None,
+    samples: int = 1,
+    steps: int | None = None,
+    mask_sigma: float | None = None,
+    centre: str = "flux",
+    overwrite: bool = False,
+    seed: int = 0,
+    target: str | None = None,
+    beam_ratio_warning: float = preprocess.BEAM_RATIO_WARNING,
+    protected: tuple[str | os.PathLike, ...] = (),
+) -> InferResult:
+    """Run the model on one FITS cube or image and write the prediction next to it.
+
+    Parameters
+    ----------
+    path : path-like
+        Input FITS (HI cube or moment-0 / column-density / continuum image).
+    model : Translator
+        From :func:`load_translator`.
+    out_dir : path-like
+        Folder of the output ``<stem>_<target>.fits``.
+    beam : radio_beam.Beam, optional
+        Overrides or supplies the restoring beam.
+    distance : Quantity, optional
+        Overrides the header or redshift distance.
+    samples, steps, seed :
+        Posterior sampling (see :func:`~alchemy_obs.infer.predict.predict`).
+    mask_sigma : float, optional
+        Noise mask threshold for moment-0 (``None``: no mask).
+    centre : {"flux", "header"}
+        Centre of the model grid (see :func:`~alchemy_obs.infer.preprocess.galaxy_centre`).
+    overwrite : bool
+        Replace an existing output.
+    target : str, optional
+        Expected target domain; refused if the model predicts another one.
+    beam_ratio_warning : float
+        Beam/training-beam ratio above which (or below whose inverse) a warning is issued.
+    protected : tuple of path-like
+        Files never to overwrite (all inputs of a batch); ``path`` is always protected.
+
+    Returns
+    -------
+    InferResult
+
+    Raises
+    ------
+    InferError
+        One line naming the file and the problem; no output file is left behind.
+    """
+    path = Path(path)
+    card = model.card
+    timings: dict[str, float] = {}
+    warnings: list[str] = []
+    if target is not None and target != model.target:
+        raise InferError(path, f"model {model.name} predicts {model.target!r}, not {target!r}")
+    if len(card["inputs"]) != 1:
+        raise InferError(path, f"model {model.name} needs {len(card['inputs'])} input maps "
+                               f"({', '.join(card['inputs'])}); infer feeds one observation")
+    domain = card["inputs"][0]
+    out = output_path(path, out_dir, model.target)
+    if out.exists() and not overwrite:  # fail before the expensive part
+        raise InferError(out, "output exists; pass --overwrite to replace it")
+
+    t0 = time.perf_counter()
+    obs = read_observation(path, beam=beam)
+    timings["read"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    sky = preprocess.line_integral(obs, mask_sigma=mask_sigma)
+    observable = preprocess.to_domain(sky, domain, path)
+    timings["moment0"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    redshift = sky.redshift if obs.cube is not None else None
+    dist, dist_source = preprocess.resolve_distance(obs.header, redshift, distance, path=path)
+    lonlat = preprocess.galaxy_centre(sky, centre)
+    npix, pixel_kpc = int(card["npix"]), float(card["pixel_kpc"])
+    grid = preprocess.model_grid(lonlat, obs.celestial_wcs, pixel_kpc, npix, dist)
+    model_input = preprocess.reproject_map(observable.value, obs.celestial_wcs, grid, (npix, npix))
+    warning = preprocess.check_beam(obs.beam, dist, model.beam_fwhm_kpc, path, beam_ratio_warning)
+    if warning:
+        warnings.append(warning)
+    timings["reproject_in"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    mean, std = predict(model.method, card, {domain: model_input}, samples=samples,
+                        steps=steps, seed=seed)
+    timings["predict"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    stack = mean[None] if std is None else np.stack([mean, std])
+    back = preprocess.reproject_map(stack, grid, obs.celestial_wcs, obs.spatial_shape)
+    masked = ~obs.spatial_mask
+    back[:, masked] = np.nan
+    timings["reproject_out"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    provenance = provenance_cards(
+        model.name, model.version, card.get("weights_sha256", ""), card.get("method", ""),
+        model.target, path, _sha256(path), dist, dist_source, samples, steps, pixel_kpc, lonlat,
+    )
+    if model.demonstration:
+        provenance["DEMOMODL"] = (True, "demonstration model: not a science result")
+    hdul = prediction_hdus(obs, back[0], None if std is None else back[1], model.target_unit,
+                           provenance)
+    write_atomic(hdul, out, overwrite=overwrite, protected=(path, *protected))
+    timings["write"] = time.perf_counter() - t0
+    return InferResult(path, out, dist, dist_source, warnings, timings)

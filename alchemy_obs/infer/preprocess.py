@@ -1,0 +1,475 @@
+"""From an :class:`~alchemy_obs.infer.read.Observation` to the model's input grid and units.
+
+Steps, each a function:
+
+1. :func:`line_integral` -- moment-0 over observed frequency (``Jy/beam Hz``) with an optional
+   noise-based mask, and the redshift of the line (flux-weighted mean frequency). Integrating
+   over frequency makes every spectral axis type (``FREQ``, ``VRAD``, ``VOPT``, ``VELO``) the
+   same computation; :mod:`alchemy_obs.physics.radio` then converts to a rest-frame velocity
+   integral, a column density or a surface density without any velocity-convention factor.
+2. :func:`to_domain` -- the map in the units of a model input domain.
+3. :func:`resolve_distance`, :func:`galaxy_centre`, :func:`model_grid` -- where the model's
+   ``npix x npix`` grid of ``pixel_kpc`` pixels lies on the sky.
+4. :func:`reproject_map` -- resampling (reproject) between the sky grid and the model grid.
+5. :func:`check_beam` -- a warning when the observation's beam differs much from the model's
+   training beam.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from astropy import units as u
+from astropy.cosmology import Cosmology, Planck18
+from astropy.io import fits
+from astropy.wcs import WCS
+from radio_beam import Beam
+from reproject import reproject_adaptive, reproject_interp
+from scipy import ndimage
+
+from alchemy_obs.infer.errors import InferError
+from alchemy_obs.infer.read import Observation
+from alchemy_obs.physics import radio
+
+__all__ = [
+    "DOMAIN_UNITS",
+    "SkyMap",
+    "noise_mask",
+    "line_integral",
+    "to_domain",
+    "resolve_distance",
+    "galaxy_centre",
+    "model_grid",
+    "reproject_map",
+    "beam_size_kpc",
+    "check_beam",
+]
+
+log = logging.getLogger(__name__)
+
+#: Units of the observation-like model input domains (see the dataset contract).
+DOMAIN_UNITS: dict[str, u.UnitBase] = {
+    "hi_mom0": u.Jy / u.beam * u.km / u.s,
+    "hi_nhi": u.cm**-2,
+    "hi": u.Msun / u.kpc**2,
+    "continuum": u.Jy / u.beam,
+}
+
+#: Below this systemic velocity a Hubble-flow distance is refused (peculiar velocities
+#: of a few hundred km/s dominate).
+MIN_HUBBLE_VELOCITY = 1000 * u.km / u.s
+#: A beam this many times larger or smaller than the training beam triggers a warning.
+BEAM_RATIO_WARNING = 2.0
+
+
+@dataclass
+class SkyMap:
+    """A 2-D map on the observation's celestial grid.
+
+    Attributes
+    ----------
+    data : Quantity
+        ``(ny, nx)``; NaN where the observation has no data.
+    wcs : astropy.wcs.WCS
+        The observation's celestial WCS.
+    beam : radio_beam.Beam or None
+        Resolution of ``data``.
+    redshift : float
+        Redshift of the HI line (0 for maps without a spectral axis).
+    """
+
+    data: u.Quantity
+    wcs: WCS
+    beam: Beam | None
+    redshift: float = 0.0
+
+
+def _mad_sigma(values: np.ndarray) -> float:
+    """Gaussian-equivalent standard deviation from the median absolute deviation."""
+    values = values[np.isfinite(values)]
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+
+
+def noise_mask(
+    data: np.ndarray, threshold: float = 4.0, smooth_pixels: float = 1.5, smooth_channels: int = 3
+) -> np.ndarray:
+    """Voxels of a cube where the smoothed signal exceeds ``threshold`` times its noise.
+
+    The cube is smoothed by a Gaussian of ``smooth_pixels`` (sigma, pixels) on the sky and a
+    ``smooth_channels`` boxcar along the spectrum; the noise is the MAD-based sigma of the
+    smoothed cube (robust to the emission, which fills a small fraction of a cube).
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        ``(nchan, ny, nx)`` cube, NaN where blank.
+    threshold : float
+        Clip level in units of the smoothed noise.
+    smooth_pixels : float
+        Spatial Gaussian sigma, pixels.
+    smooth_channels : int
+        Spectral boxcar width, channels.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        True where the voxel is kept.
+    """
+    filled = np.nan_to_num(data.astype(np.float32, copy=False), nan=0.0)
+    smoothed = ndimage.gaussian_filter(
+        filled, sigma=(0.0, smooth_pixels, smooth_pixels), mode="constant", truncate=3.0
+    )
+    if smooth_channels > 1:
+        smoothed = ndimage.uniform_filter1d(smoothed, smooth_channels, axis=0, mode="constant")
+    finite = np.isfinite(data)
+    sample = smoothed[finite]
+    if sample.size > 2_000_000:
+        # The median of a random subset is as good a noise estimate and much cheaper.
+        sample = sample[:: sample.size // 1_000_000]
+    sigma = _mad_sigma(sample)
+    if not sigma > 0:
+        return finite
+    return (smoothed > threshold * sigma) & finite
+
+
+def line_integral(obs: Observation, mask_sigma: float | None = None) -> SkyMap:
+    """Moment-0 of a cube over observed frequency, or an image as it is.
+
+    Parameters
+    ----------
+    obs : Observation
+        The observation.
+    mask_sigma : float, optional
+        If given, only voxels of a cube selected by :func:`noise_mask` at this threshold are
+        summed; otherwise every unblanked voxel is (unbiased, but noisier).
+
+    Returns
+    -------
+    SkyMap
+        For a cube: :math:`\\int S\\,d\\nu_{\\rm obs}` in Jy/beam Hz (or K Hz), with the line
+        redshift from the flux-weighted mean frequency. For an image: its values and unit.
+        Sky pixels with no unblanked data are NaN.
+    """
+    if obs.cube is None:
+        return SkyMap(u.Quantity(obs.image, obs.unit), obs.celestial_wcs, obs.beam, 0.0)
+    cube = obs.cube.with_spectral_unit(u.Hz, rest_value=obs.rest_frequency)
+    data = cube.unmasked_data[:].value.astype(np.float64)
+    data[~cube.mask.include()] = np.nan
+    unit = cube.unit
+    if hasattr(cube, "beams"):
+        # Per-channel beams: Jy/beam is not additive across channels, K is. Convert each
+        # channel with its own beam, integrate, and return to Jy/beam with the common beam.
+        freqs = cube.spectral_axis
+        to_k = radio.jy_per_beam_to_kelvin(
+            1.0 * unit, freqs, cube.beams.major, cube.beams.minor
+        ).to_value(u.K)
+        data = data * to_k[:, None, None]
+    keep = noise_mask(data, mask_sigma) if mask_sigma is not None else np.isfinite(data)
+    freqs_hz = cube.spectral_axis.to_value(u.Hz)
+    widths = np.abs(np.gradient(freqs_hz))
+    summed = np.where(keep, data, 0.0)
+    mom0 = np.tensordot(widths, summed, axes=(0, 0))
+    mom0[~np.isfinite(data).any(axis=0)] = np.nan
+    spectrum = np.clip(summed.sum(axis=(1, 2)), 0.0, None)
+    if spectrum.sum() > 0:
+        mean_freq = float(np.sum(spectrum * freqs_hz) / spectrum.sum())
+    else:
+        mean_freq = float(np.mean(freqs_hz))
+    redshift = float(obs.rest_frequency.to_value(u.Hz) / mean_freq - 1.0)
+    if hasattr(cube, "beams"):
+        beam = obs.beam
+        centre = obs.rest_frequency / (1.0 + redshift)
+        value = radio.kelvin_to_jy_per_beam(mom0 * u.K, centre, beam.major, beam.minor)
+        return SkyMap(value * u.Hz, obs.celestial_wcs, beam, redshift)
+    return SkyMap(u.Quantity(mom0, unit * u.Hz), obs.celestial_wcs, obs.beam, redshift)
+
+
+# A beam only used to route K through Jy/beam: the beam solid angle cancels exactly.
+_REFERENCE_BEAM = Beam(1 * u.arcsec)
+
+
+def to_domain(sky: SkyMap, domain: str, path: str | os.PathLike = "") -> u.Quantity:
+    """The map in the units of a model input domain.
+
+    Parameters
+    ----------
+    sky : SkyMap
+        Output of :func:`line_integral`.
+    domain : str
+        One of :data:`DOMAIN_UNITS`.
+    path : path-like
+        File name used in error messages.
+
+    Returns
+    -------
+    Quantity
+        ``(ny, nx)`` in ``DOMAIN_UNITS[domain]``.
+
+    Raises
+    ------
+    InferError
+        If the data cannot be expressed in that domain (e.g. a continuum image for an HI model,
+        or Jy/beam needed without a beam).
+    """
+    if domain not in DOMAIN_UNITS:
+        raise InferError(path, f"model input domain {domain!r} is not an observable "
+                               f"(known: {', '.join(DOMAIN_UNITS)})")
+    data = sky.data
+    z = sky.redshift
+    target = DOMAIN_UNITS[domain]
+    if domain == "continuum":
+        if not data.unit.is_equivalent(target):
+            raise InferError(path, f"the model wants a continuum image in Jy/beam, got {data.unit}")
+        return data.to(target)
+    if data.unit.is_equivalent(u.Jy / u.beam) or data.unit.is_equivalent(u.K):
+        raise InferError(path, f"a 2-D image in {data.unit} is continuum; the model wants {domain} "
+                               "(give an HI cube or a moment-0 map)")
+    beam = sky.beam
+    if data.unit.is_equivalent(u.K * u.Hz) or data.unit.is_equivalent(u.K * u.km / u.s):
+        # Route brightness temperature through Jy/beam: exact, and the beam cancels.
+        ref = beam if beam is not None else _REFERENCE_BEAM
+        per_unit = u.K * u.Hz if data.unit.is_equivalent(u.K * u.Hz) else u.K * u.km / u.s
+        freq = radio.HI_REST_FREQUENCY / (1.0 + z)
+        factor = radio.kelvin_to_jy_per_beam(1.0 * u.K, freq, ref.major, ref.minor)
+        data = data.to(per_unit) / u.K * factor
+        beam = ref
+        if domain == "hi_mom0" and sky.beam is None:
+            raise InferError(path, "converting K to Jy/beam needs the beam; pass --beam")
+    if data.unit.is_equivalent(u.Jy / u.beam * u.Hz):
+        if domain == "hi_mom0":
+            return radio.frequency_integral_to_velocity_integral(data, z).to(target)
+        nhi = radio.hi_column_density_from_flux(data, beam.major, beam.minor, z)
+    elif data.unit.is_equivalent(u.Jy / u.beam * u.km / u.s):
+        if domain == "hi_mom0":
+            return data.to(target)
+        if beam is None:
+            raise InferError(path, "converting Jy/beam km/s to column density needs the beam; "
+                                   "pass --beam")
+        nhi = radio.hi_column_density_from_flux(data, beam.major, beam.minor, z)
+    elif data.unit.is_equivalent(u.cm**-2):
+        nhi = data.to(u.cm**-2)
+    elif data.unit.is_equivalent(u.Msun / u.pc**2):
+        if domain == "hi":
+            return data.to(target)
+        raise InferError(path, f"cannot convert a surface density map to {domain}")
+    else:
+        raise InferError(path, f"cannot convert {data.unit} to {domain} ({target})")
+    if domain == "hi_nhi":
+        return nhi.to(target)
+    if domain == "hi":
+        return radio.hi_surface_density(nhi).to(target)
+    raise InferError(path, f"cannot convert {data.unit} to {domain} without a beam")
+
+
+_DISTANCE_KEYS = ("DISTANCE", "DIST", "OBJ_DIST")
+
+
+def resolve_distance(
+    header: fits.Header,
+    redshift: float | None,
+    distance: u.Quantity | None = None,
+    cosmology: Cosmology = Planck18,
+    path: str | os.PathLike = "",
+) -> tuple[u.Quantity, str]:
+    """The distance to the galaxy and where it came from.
+
+    Priority: ``distance`` (the ``--distance`` option), a ``DISTANCE``/``DIST`` header card
+    (in Mpc unless its comment says kpc), then the angular-diameter distance of the line's
+    redshift in ``cosmology`` (the Hubble flow), refused below
+    :data:`MIN_HUBBLE_VELOCITY` where peculiar velocities dominate.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        The observation's header.
+    redshift : float or None
+        Redshift of the HI line (``None`` for images).
+    distance : Quantity, optional
+        Explicit distance.
+    cosmology : astropy.cosmology.Cosmology
+        Cosmology for redshift-based distances.
+    path : path-like
+        File name for error messages.
+
+    Returns
+    -------
+    distance : Quantity
+        In Mpc.
+    source : str
+        ``"option"``, ``"header DISTANCE"`` or ``"redshift z=..."``.
+    """
+    if distance is not None:
+        return u.Quantity(distance, u.Mpc).to(u.Mpc), "option"
+    for key in _DISTANCE_KEYS:
+        value = header.get(key)
+        if isinstance(value, (int, float)) and value > 0:
+            unit = u.kpc if "kpc" in header.comments[key].lower() else u.Mpc
+            return (value * unit).to(u.Mpc), f"header {key}"
+    if redshift is None or not redshift > 0:
+        raise InferError(path, "no distance: pass --distance (Mpc); the file has no DISTANCE card "
+                               "and no spectral axis to take a redshift from")
+    velocity = (redshift * 299792.458) * u.km / u.s
+    if velocity < MIN_HUBBLE_VELOCITY:
+        raise InferError(
+            path,
+            f"systemic velocity {velocity:.0f} is too small for a Hubble-flow distance "
+            "(peculiar velocities dominate); pass --distance (Mpc)",
+        )
+    d = cosmology.angular_diameter_distance(redshift).to(u.Mpc)
+    log.info("%s: distance %.1f from z=%.5f (%s)", path, d.value, redshift, cosmology.name)
+    return d, f"redshift z={redshift:.5f} ({cosmology.name})"
+
+
+def galaxy_centre(sky: SkyMap, how: str = "flux") -> tuple[float, float]:
+    """Sky position (longitude, latitude in degrees, input frame) of the galaxy centre.
+
+    Parameters
+    ----------
+    sky : SkyMap
+        The integrated map on the input grid.
+    how : {"flux", "header"}
+        ``"flux"``: flux-weighted centre of the positive pixels of the map (falls back to the
+        reference position if there are none); ``"header"``: the WCS reference value
+        (``CRVAL``), where observers usually point at the galaxy.
+
+    Returns
+    -------
+    tuple of float
+    """
+    if how not in ("flux", "header"):
+        raise ValueError(f"centre must be 'flux' or 'header', got {how!r}")
+    values = np.nan_to_num(sky.data.value, nan=0.0)
+    weights = np.clip(values, 0.0, None)
+    if how == "header" or not weights.sum() > 0:
+        lon, lat = sky.wcs.wcs.crval[:2]
+        return float(lon), float(lat)
+    y, x = np.indices(weights.shape)
+    xc = float(np.sum(x * weights) / weights.sum())
+    yc = float(np.sum(y * weights) / weights.sum())
+    lon, lat = sky.wcs.pixel_to_world_values(xc, yc)
+    return float(lon), float(lat)
+
+
+def model_grid(
+    centre: tuple[float, float], like: WCS, pixel_kpc: float, npix: int, distance: u.Quantity
+) -> WCS:
+    """The model's square grid on the sky: gnomonic, north up, centred on ``centre``.
+
+    Parameters
+    ----------
+    centre : tuple of float
+        (longitude, latitude) in degrees, in the frame of ``like``.
+    like : astropy.wcs.WCS
+        The observation's celestial WCS (its frame, equinox and axis names are kept).
+    pixel_kpc : float
+        Physical pixel size of the model (model card).
+    npix : int
+        Pixels per side of the model.
+    distance : Quantity
+        Angular-diameter distance.
+
+    Returns
+    -------
+    astropy.wcs.WCS
+    """
+    pixel_deg = float(np.degrees(pixel_kpc / distance.to_value(u.kpc)))
+    out = WCS(naxis=2)
+    out.wcs.ctype = [c.split("-")[0].ljust(5, "-") + "TAN" for c in list(like.wcs.ctype)[:2]]
+    out.wcs.crval = centre
+    out.wcs.crpix = [(npix + 1) / 2.0, (npix + 1) / 2.0]
+    out.wcs.cdelt = [-pixel_deg, pixel_deg]
+    out.wcs.cunit = ["deg", "deg"]
+    if like.wcs.radesys:
+        out.wcs.radesys = like.wcs.radesys
+    if np.isfinite(like.wcs.equinox):
+        out.wcs.equinox = like.wcs.equinox
+    out.pixel_shape = (npix, npix)
+    return out
+
+
+def _pixel_scale_deg(wcs: WCS) -> float:
+    return float(np.sqrt(abs(np.linalg.det(wcs.pixel_scale_matrix))))
+
+
+def reproject_map(
+    data: np.ndarray, wcs_in: WCS, wcs_out: WCS, shape_out: tuple[int, ...]
+) -> np.ndarray:
+    """Resample intensive maps (surface brightness or density) from one grid to another.
+
+    Bilinear interpolation when the output pixels are not much larger than the input's;
+    the anti-aliased adaptive resampling of DeForest (2004) when they are (downsampling).
+    Values are per unit area, so neither method rescales them (no flux conservation).
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        ``(ny, nx)`` or ``(n, ny, nx)`` (several maps on the same grid); NaN = no data.
+    wcs_in, wcs_out : astropy.wcs.WCS
+        Celestial WCS of the input and output grids.
+    shape_out : tuple of int
+        ``(ny, nx)`` of the output.
+
+    Returns
+    -------
+    numpy.ndarray
+        Float64, NaN outside the input's footprint.
+    """
+    ratio = _pixel_scale_deg(wcs_out) / _pixel_scale_deg(wcs_in)
+    data = np.asarray(data, dtype=np.float64)
+    if ratio > 1.5:
+        out, _ = reproject_adaptive(
+            (data, wcs_in), wcs_out, shape_out=shape_out, conserve_flux=False,
+            boundary_mode="ignore", bad_value_mode="ignore",
+        )
+    else:
+        out, _ = reproject_interp((data, wcs_in), wcs_out, shape_out=shape_out, order="bilinear")
+    return out
+
+
+def beam_size_kpc(beam: Beam, distance: u.Quantity) -> u.Quantity:
+    """Geometric-mean FWHM of ``beam`` at ``distance``, in kpc."""
+    fwhm = np.sqrt(beam.major * beam.minor).to_value(u.rad)
+    return (fwhm * distance).to(u.kpc)
+
+
+def check_beam(
+    beam: Beam | None, distance: u.Quantity, training_beam_kpc: float | None,
+    path: str | os.PathLike = "", ratio_limit: float = BEAM_RATIO_WARNING,
+) -> str | None:
+    """A warning text if the beam differs by more than ``ratio_limit`` from the training beam.
+
+    Parameters
+    ----------
+    beam : radio_beam.Beam or None
+        The observation's beam.
+    distance : Quantity
+        Distance used.
+    training_beam_kpc : float or None
+        FWHM of the beam the model was trained with, kpc (model card); ``None`` if unknown.
+    path : path-like
+        File name for the message.
+    ratio_limit : float
+        Largest acceptable ratio of the two beam sizes (either way).
+
+    Returns
+    -------
+    str or None
+        The warning (also logged), or ``None`` when the beams are comparable or unknown.
+    """
+    if beam is None or training_beam_kpc is None:
+        return None
+    size = beam_size_kpc(beam, distance).value
+    ratio = size / training_beam_kpc
+    if 1.0 / ratio_limit <= ratio <= ratio_limit:
+        return None
+    which = "larger" if ratio > 1 else "smaller"
+    text = (
+        f"{os.fspath(path)}: the beam is {size:.2f} kpc at this distance, {ratio:.1f}x {which} "
+        f"than the model's training beam ({training_beam_kpc:.2f} kpc); the prediction is "
+        "outside what the model has seen"
+    )
+    log.warning(text)
+    return text
