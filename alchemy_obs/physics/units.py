@@ -1,28 +1,23 @@
-"""IllustrisTNG code units to physical units: the project's single place for them.
+r"""IllustrisTNG code units to physical units: the project's single place for them.
 
 TNG (AREPO) snapshots and cutouts store comoving quantities in code units with explicit
 factors of the scale factor :math:`a` (header ``Time``) and the reduced Hubble constant
 :math:`h` (header ``HubbleParam``). Following the TNG data specification
 (https://www.tng-project.org/data/docs/specifications/):
 
-================================  ==============================  ===========================
-field                             code unit                       physical value
-================================  ==============================  ===========================
-``Coordinates``, ``SubfindHsml``  :math:`{\\rm ckpc}/h`           :math:`x\\,a/h` kpc
-``Masses``, ``MassTable``         :math:`10^{10} M_\\odot/h`       :math:`m\\,10^{10}/h` Msun
-``Velocities``                    :math:`{\\rm km}\\sqrt{a}/{\\rm s}` :math:`v\\sqrt{a}` km/s
-``Density``                       :math:`10^{10}M_\\odot/h/({\\rm ckpc}/h)^3` :math:`\\rho\\,10^{10}h^2/a^3` Msun/kpc^3
-``InternalEnergy``                :math:`({\\rm km/s})^2`          unchanged
-``StarFormationRate``             :math:`M_\\odot/{\\rm yr}`        unchanged
-``MagneticField``                 :math:`(h/a^2)\\sqrt{P_{\\rm unit}}` :math:`B\\,h/a^2\\sqrt{P_{\\rm unit}}` G
-================================  ==============================  ===========================
+* ``Coordinates``, ``SubfindHsml``, ``BoxSize`` (ckpc/h): :math:`x\,a/h` kpc;
+* ``Masses``, ``MassTable``, ``BH_Mass`` (:math:`10^{10} M_\odot/h`): :math:`m\,10^{10}/h` Msun;
+* ``Velocities`` (km :math:`\sqrt{a}`/s): :math:`v\sqrt{a}` km/s, peculiar;
+* ``Density`` (:math:`10^{10}M_\odot/h` per (ckpc/h)³): :math:`\rho\,10^{10}h^2/a^3` Msun/kpc³;
+* ``InternalEnergy`` ((km/s)²) and ``StarFormationRate`` (Msun/yr): unchanged;
+* ``MagneticField`` (:math:`(h/a^2)\sqrt{P_{\rm unit}}`): :math:`B\,(h/a^2)\sqrt{P_{\rm unit}}` G.
 
-The magnetic field unit uses :math:`P_{\\rm unit} = M_{\\rm unit}/(L_{\\rm unit}\\,t_{\\rm unit}^2)`
-in cgs with :math:`t_{\\rm unit} = L_{\\rm unit}/v_{\\rm unit}`, taken from the header's
+The magnetic field unit uses :math:`P_{\rm unit} = M_{\rm unit}/(L_{\rm unit}\,t_{\rm unit}^2)`
+in cgs with :math:`t_{\rm unit} = L_{\rm unit}/v_{\rm unit}`, taken from the header's
 ``UnitMass_in_g``, ``UnitLength_in_cm`` and ``UnitVelocity_in_cm_per_s`` (the factors of
-:math:`h` in the unit definitions are the explicit :math:`h` above). AREPO uses Heaviside-
-Lorentz-like units for B in which :math:`B^2/2` is an energy density, so there is **no**
-factor :math:`\\sqrt{4\\pi}`: one code unit at :math:`a=h=1` is :math:`2.6\\times10^{-6}` G.
+:math:`h` in the unit definitions are the explicit :math:`h` above). This is the conversion to Gauss given by the TNG
+specification; no further factor :math:`\sqrt{4\pi}` enters. One code unit at
+:math:`a=h=1` is :math:`2.6\times10^{-6}` G.
 
 Functions take plain arrays (or scalars) in code units with ``a`` and ``h`` and return float64
 arrays in the physical unit named in their docstring; each ``*_factor`` function returns the
