@@ -6,7 +6,9 @@ Every backend is an object with one method, ``observe(sky, observation)``, retur
 
 Conventions
 -----------
-* The sky is a :class:`SkyModel`: ``data`` in Jy per pixel (per channel for a cube) on a
+* The sky is a :class:`SkyImage` -- or any object with ``data`` and ``wcs`` attributes, such
+  as :class:`alchemy_obs.observe.sky.SkyModel`, which is converted with
+  :meth:`SkyImage.from_sky` --: ``data`` in Jy per pixel (per channel for a cube) on a
   celestial WCS whose reference value is the phase centre, with RA increasing to the left
   (CDELT1 < 0), square pixels and no rotation; SIN is exact, TAN differs from SIN by
   ``theta^3/2`` (1e-9 rad at 5 arcmin), which is ignored.
@@ -41,7 +43,7 @@ from ducc0.wgridder.experimental import dirty2vis, vis2dirty
 from alchemy_obs.observe.telescope import Observation
 
 __all__ = [
-    "SkyModel",
+    "SkyImage",
     "Visibilities",
     "Simulator",
     "BuiltinSimulator",
@@ -183,7 +185,7 @@ def grid(
 
 
 @dataclass
-class SkyModel:
+class SkyImage:
     """Sky brightness on a grid: a 2-D image or a cube, with its WCS.
 
     Parameters
@@ -210,9 +212,19 @@ class SkyModel:
             raise ValueError(f"sky data must be 2-D or 3-D, got shape {self.data.shape}")
         if self.wcs.naxis != self.data.ndim:
             raise ValueError(f"WCS has {self.wcs.naxis} axes but the data {self.data.ndim}")
-        if self.data.ndim == 3 and not self.wcs.has_spectral:
+        if self.data.ndim == 3 and self.wcs.spectral.naxis != 1:
             raise ValueError("a sky cube needs a spectral WCS axis")
         self.geometry = GridGeometry.from_wcs(self.wcs, self.data.shape[-2:])
+
+    @classmethod
+    def from_sky(cls, sky) -> SkyImage:
+        """A :class:`SkyImage` from any object with ``data`` (Jy/pixel) and ``wcs``."""
+        if isinstance(sky, cls):
+            return sky
+        try:
+            return cls(sky.data, sky.wcs)
+        except AttributeError:
+            raise TypeError(f"a sky needs .data and .wcs attributes, got {type(sky).__name__}") from None
 
     @property
     def cube(self) -> np.ndarray:
@@ -291,7 +303,7 @@ class Visibilities:
 class Simulator(Protocol):
     """What every telescope simulator backend provides."""
 
-    def observe(self, sky: SkyModel, observation: Observation):
+    def observe(self, sky, observation: Observation):
         """Observe ``sky``; returns :class:`Visibilities` or an image result."""
 
 
@@ -310,7 +322,7 @@ def _flags(observation: Observation, geometry: GridGeometry) -> np.ndarray:
     return flag
 
 
-def _check_pointing(sky: SkyModel, observation: Observation) -> None:
+def _check_pointing(sky: SkyImage, observation: Observation) -> None:
     sep = sky.phase_centre.separation(observation.phase_centre)
     if sep > 0.01 * abs(sky.geometry.cell) * u.rad:
         raise ValueError(
@@ -319,7 +331,7 @@ def _check_pointing(sky: SkyModel, observation: Observation) -> None:
         )
 
 
-def _check_channels(sky: SkyModel, observation: Observation) -> None:
+def _check_channels(sky: SkyImage, observation: Observation) -> None:
     nchan = sky.cube.shape[0]
     if sky.data.ndim == 3 and nchan != len(observation.frequencies):
         raise ValueError(
@@ -353,8 +365,9 @@ class BuiltinSimulator:
         self.rng = np.random.default_rng(seed)
         self.nthreads = nthreads
 
-    def predict(self, sky: SkyModel, observation: Observation) -> Visibilities:
+    def predict(self, sky, observation: Observation) -> Visibilities:
         """Noise-free visibilities of the primary-beam-attenuated sky."""
+        sky = SkyImage.from_sky(sky)
         _check_pointing(sky, observation)
         _check_channels(sky, observation)
         geo = sky.geometry
@@ -383,7 +396,7 @@ class BuiltinSimulator:
         noise = vis.sigma * (self.rng.standard_normal(shape) + 1j * self.rng.standard_normal(shape))
         return vis.replace_data(np.where(vis.flag, 0, vis.data + noise))
 
-    def observe(self, sky: SkyModel, observation: Observation) -> Visibilities:
+    def observe(self, sky, observation: Observation) -> Visibilities:
         """Visibilities of ``sky`` seen by ``observation``, with noise if enabled."""
         vis = self.predict(sky, observation)
         return self.add_noise(vis) if self.noise else vis
