@@ -1,0 +1,158 @@
+"""FITS output of mock observations: SIN, FREQ and STOKES axes, Jy/beam and the beam.
+
+Layout
+------
+The primary HDU holds the restored image as ``(STOKES, FREQ, DEC, RA)`` = ``(1, nchan, ny, nx)``
+float32 with ``BUNIT = 'Jy/beam'``, ``RESTFRQ``, ``SPECSYS``, ``TELESCOP``, ``OBJECT`` and the
+observation parameters (array, band, track, dump time, channel width, weighting, predicted
+noise). ``BMAJ``/``BMIN``/``BPA`` (degrees) give the restoring beam; where it varies between
+channels the CASA convention is followed as well: ``CASAMBM = T`` and a ``BEAMS`` binary table
+(``BMAJ``, ``BMIN`` arcsec, ``BPA`` deg, ``CHAN``, ``POL``), which spectral-cube reads into a
+``VaryingResolutionSpectralCube``. The primary header's BMAJ/BMIN/BPA are then those of the
+largest beam (the one to convolve to). Files are written atomically (temporary file in the
+same folder, then :func:`os.replace`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from astropy import units as u
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from alchemy_obs.observe.imaging import ImageResult
+from alchemy_obs.observe.telescope import Observation
+
+__all__ = ["to_hdulist", "write_fits", "write_hdulist"]
+
+
+def _beams_vary(result: ImageResult) -> bool:
+    b = result.beams
+    return len(b) > 1 and not (
+        np.allclose(b.major.value, b.major.value[0], rtol=1e-6)
+        and np.allclose(b.minor.value, b.minor.value[0], rtol=1e-6)
+        and np.allclose(b.pa.value, b.pa.value[0], atol=1e-6)
+    )
+
+
+def to_hdulist(
+    result: ImageResult,
+    observation: Observation | None = None,
+    plane: str = "image",
+    restfreq: u.Quantity | None = None,
+    object_name: str | None = None,
+    specsys: str = "TOPOCENT",
+) -> fits.HDUList:
+    """The FITS representation of one plane set of an :class:`ImageResult`.
+
+    Parameters
+    ----------
+    result : ImageResult
+    observation : Observation, optional
+        Adds telescope, array size, band, track and correlator set-up to the header.
+    plane : {"image", "residual", "dirty", "model"}
+        Which cube to write (model in Jy/pixel, the others Jy/beam).
+    restfreq : Quantity, optional
+        Rest frequency of the line (e.g. 1420.405751768 MHz for HI).
+    object_name : str, optional
+    specsys : str
+        Spectral reference frame of the FREQ axis (FITS ``SPECSYS``).
+    """
+    if plane not in ("image", "residual", "dirty", "model"):
+        raise ValueError(f"unknown plane {plane!r}")
+    data = getattr(result, plane)
+    nchan, ny, nx = data.shape
+    w3 = result.wcs.wcs
+    w4 = WCS(naxis=4)
+    w4.wcs.ctype = [*w3.ctype, "STOKES"]
+    w4.wcs.crval = [*w3.crval, 1.0]
+    w4.wcs.cdelt = [*(w3.get_cdelt() * np.diag(w3.get_pc())), 1.0]
+    w4.wcs.crpix = [*w3.crpix, 1.0]
+    w4.wcs.cunit = [*w3.cunit, ""]
+    w4.wcs.radesys = w3.radesys or "ICRS"
+    w4.wcs.specsys = specsys
+    if restfreq is not None:
+        w4.wcs.restfrq = u.Quantity(restfreq, u.Hz).value
+    header = w4.to_header()
+    header["BUNIT"] = "Jy/pixel" if plane == "model" else "Jy/beam"
+    beams = result.beams
+    big = int(np.argmax(beams.sr.value))
+    header["BMAJ"] = beams[big].major.to_value(u.deg)
+    header["BMIN"] = beams[big].minor.to_value(u.deg)
+    header["BPA"] = beams[big].pa.to_value(u.deg)
+    header["TELESCOP"] = "SKA-MID"
+    header["INSTRUME"] = "alchemy-obs"
+    header["ORIGIN"] = "alchemy-obs built-in interferometer simulator"
+    if object_name:
+        header["OBJECT"] = object_name
+    header["NOISERMS"] = (float(np.median(result.noise_rms.value)), "predicted thermal rms (Jy/beam)")
+    header["WEIGHT"] = (str(result.meta.get("weighting", "")), "uv weighting")
+    if "robust" in result.meta:
+        header["ROBUST"] = (float(result.meta["robust"]), "Briggs robust")
+    if "mode" in result.meta:
+        header["SIMMODE"] = (str(result.meta["mode"]), "visibility or fast image-plane")
+    if observation is not None:
+        tel = observation.telescope
+        header["TELESCOP"] = tel.name
+        header["NANTENNA"] = (tel.n_antennas, "dishes in the array")
+        header["BAND"] = (observation.band, "SKA-MID receiver band")
+        header["DATE-OBS"] = observation.times[0].isot
+        header["MJD-OBS"] = observation.times[0].mjd
+        ha = observation.hour_angles().to_value(u.hourangle)
+        header["HASTART"] = (float(ha[0]), "first dump hour angle (h)")
+        header["HAEND"] = (float(ha[-1]), "last dump hour angle (h)")
+        header["TINTEG"] = (observation.dump_time.to_value(u.s), "dump time (s)")
+        header["EXPOSURE"] = (observation.n_times * observation.dump_time.to_value(u.s), "track (s)")
+        header["CHANWID"] = (observation.channel_width.to_value(u.Hz), "channel width (Hz)")
+        header["OBSRA"] = observation.phase_centre.ra.deg
+        header["OBSDEC"] = observation.phase_centre.dec.deg
+    hdus = [fits.PrimaryHDU(np.asarray(data.value, np.float32)[None], header)]
+    if _beams_vary(result):
+        hdus[0].header["CASAMBM"] = True
+        cols = [
+            fits.Column("BMAJ", "1E", unit="arcsec", array=beams.major.to_value(u.arcsec)),
+            fits.Column("BMIN", "1E", unit="arcsec", array=beams.minor.to_value(u.arcsec)),
+            fits.Column("BPA", "1E", unit="deg", array=beams.pa.to_value(u.deg)),
+            fits.Column("CHAN", "1J", array=np.arange(nchan, dtype=np.int32)),
+            fits.Column("POL", "1J", array=np.zeros(nchan, dtype=np.int32)),
+        ]
+        table = fits.BinTableHDU.from_columns(cols, name="BEAMS")
+        table.header["NCHAN"] = nchan
+        table.header["NPOL"] = 1
+        hdus.append(table)
+    return fits.HDUList(hdus)
+
+
+def write_hdulist(hdul: fits.HDUList, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write ``hdul`` atomically: a temporary file in the same folder, then ``os.replace``."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        hdul.writeto(tmp, overwrite=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_fits(
+    result: ImageResult,
+    path: str | os.PathLike,
+    observation: Observation | None = None,
+    plane: str = "image",
+    restfreq: u.Quantity | None = None,
+    object_name: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write one plane set of ``result`` to ``path`` (see :func:`to_hdulist`); returns the path."""
+    hdul = to_hdulist(result, observation, plane, restfreq, object_name)
+    return write_hdulist(hdul, path, overwrite)
