@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tng": ("alchemy_obs.sim.tng_cli", "search IllustrisTNG subhaloes and download cutouts"),
     "infer": ("alchemy_obs.infer.cli", "turn real FITS cubes and images into physical maps"),
     "demo": ("alchemy_obs.demo", "run the whole pipeline on built-in synthetic galaxies"),
+    "train": ("alchemy_obs.translate.cli", "train a map-to-map translator (pix2pix, DDPM, InDI)"),
+    "evaluate": ("alchemy_obs.translate.evaluate", "score a trained translator and plot its maps"),
 }
 
 log = logging.getLogger("alchemy_obs")

@@ -47,10 +47,14 @@ class DomainScaling:
         return (x - self.median) / self.iqr
 
     def inverse(self, z: Tensor) -> Tensor:
-        """Normalised tensor -> physical units (float32)."""
-        y = z.float() * self.iqr + self.median
+        """Normalised tensor -> physical units (float64).
+
+        Log domains saturate at ``floor`` below and at 1e300 above, so that a diverging
+        prediction gives huge but finite metrics instead of infinities.
+        """
+        y = z.double() * self.iqr + self.median
         if self.log:
-            y = torch.pow(10.0, torch.clamp(y, min=np.log10(self.floor)))
+            y = torch.pow(10.0, torch.clamp(y, min=np.log10(self.floor), max=300.0))
         return y
 
 

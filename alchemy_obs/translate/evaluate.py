@@ -1,0 +1,108 @@
+"""Scoring a trained translator on a split of the store (``alchemy-obs evaluate``).
+
+Predictions are made in normalised space, inverted to physical units with the model's
+normalisation, and scored with :mod:`alchemy_obs.translate.metrics`. The command writes
+``metrics.json`` and the figures of :mod:`alchemy_obs.translate.plots` next to the model
+(or into ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from alchemy_obs.config import Config
+from alchemy_obs.translate import metrics
+from alchemy_obs.translate.data import PairedMapDataset
+from alchemy_obs.translate.methods import Method
+from alchemy_obs.translate.normalise import Normalisation
+
+__all__ = ["evaluate_method", "add_arguments", "run"]
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def evaluate_method(
+    method: Method, store: str | os.PathLike, inputs: Sequence[str], target: str,
+    normalisation: Normalisation, split: str = "test", max_maps: int | None = None,
+    steps: int | None = None, batch_size: int = 16, seed: int = 0,
+) -> dict[str, Any]:
+    """Predict and score the views of ``split``.
+
+    Returns
+    -------
+    dict
+        ``summary`` (dict of float, see :func:`alchemy_obs.translate.metrics.summarise`),
+        and physical-unit tensors ``input`` (N, C, H, W), ``pred`` and ``target`` (N, H, W).
+    """
+    ds = PairedMapDataset(store, inputs, target, split, normalisation, augment=False)
+    n = len(ds) if max_maps is None else min(len(ds), max_maps)
+    gen = torch.Generator(device=method.device).manual_seed(seed)
+    method.eval()
+    preds, truths, conds = [], [], []
+    for lo in range(0, n, batch_size):
+        items = [ds[i] for i in range(lo, min(lo + batch_size, n))]
+        cond = torch.stack([it["input"] for it in items]).to(method.device)
+        z = method.sample(cond, steps=steps, generator=gen)
+        preds.append(normalisation.inverse(target, z[:, 0].cpu()))
+        raw = [ds.physical(i) for i in range(lo, min(lo + batch_size, n))]
+        truths.append(torch.as_tensor(np.stack([np.nan_to_num(r[target]) for r in raw])))
+        conds.append(torch.as_tensor(np.stack([[np.nan_to_num(r[d]) for d in inputs] for r in raw])))
+    pred, truth = torch.cat(preds), torch.cat(truths)
+    return {"summary": metrics.summarise(pred, truth), "pred": pred, "target": truth,
+            "input": torch.cat(conds)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="model folder, training checkpoint or model name")
+    parser.add_argument("--store", default=None, help="dataset (default: the training store)")
+    parser.add_argument("--split", default="test", choices=["train", "val", "test"])
+    parser.add_argument("--max-maps", type=int, default=None, help="score at most this many")
+    parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: config)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder")
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    from alchemy_obs.translate import plots
+    from alchemy_obs.translate.checkpoint import load_model, resolve_model
+
+    device = None if config.device == "auto" else config.device
+    method, card = load_model(args.checkpoint, device=device)
+    norm = Normalisation.from_dict(card["normalisation"])
+    store = args.store or card["training_data"]["store"]
+    result = evaluate_method(method, store, card["inputs"], card["target"], norm, args.split,
+                             args.max_maps, args.steps, seed=config.seed)
+    out = args.out or resolve_model(args.checkpoint) / f"eval_{args.split}"
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"checkpoint": str(args.checkpoint), "store": str(store), "split": args.split,
+              "n_maps": int(result["pred"].shape[0]), "steps": args.steps,
+              "metrics": result["summary"]}
+    tmp = out / "metrics.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2))
+    os.replace(tmp, out / "metrics.json")
+    units = card["units"]
+    plots.triptych(result["input"][:, 0], result["pred"], result["target"], out / "triptych.png",
+                   labels=(card["inputs"][0], f"{card['target']} predicted", f"{card['target']} true"),
+                   units=(units[card["inputs"][0]], units[card["target"]]))
+    plots.radial_profiles(result["pred"], result["target"], out / "profiles.png",
+                          pixel_kpc=card.get("pixel_kpc"), unit=units[card["target"]])
+    plots.pixel_distributions(result["pred"], result["target"], out / "pixels.png",
+                              unit=units[card["target"]])
+    if method.name in ("ddpm", "indi"):
+        cond = torch.stack([norm.forward(d, torch.as_tensor(result["input"][0, c].numpy()))
+                            for c, d in enumerate(card["inputs"])])[None].to(method.device)
+        plots.sampling_trajectory(method, cond, out / "trajectory.png", norm, card["target"],
+                                  steps=args.steps)
+    for k, v in result["summary"].items():
+        print(f"{k:>20s} {v: .4g}")
+    log.info("wrote %s", out)
+    return 0

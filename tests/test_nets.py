@@ -1,0 +1,93 @@
+"""Networks of the translators: shapes, spatial self-attention, gates, PatchGAN field."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from alchemy_obs.translate.nets import PatchGAN, UNet, receptive_field
+from alchemy_obs.translate.nets.layers import AttentionGate, SelfAttention2d
+
+
+def test_unet_shapes_and_time_dependence():
+    torch.manual_seed(0)
+    net = UNet(3, 2, base_channels=8, channel_mults=(1, 2, 2), attention_levels=(1, 2))
+    x = torch.randn(2, 3, 32, 32)
+    y0 = net(x, torch.zeros(2))
+    y1 = net(x, torch.ones(2))
+    assert y0.shape == (2, 2, 32, 32)
+    assert not torch.allclose(y0, y1), "output must depend on t"
+    with pytest.raises(ValueError, match="pass t"):
+        net(x)
+    with pytest.raises(ValueError, match="not divisible"):
+        net(torch.randn(1, 3, 30, 30), torch.zeros(1))
+    with pytest.raises(ValueError, match="outside"):
+        UNet(1, 1, channel_mults=(1, 2), attention_levels=(2,))
+
+
+def test_unet_without_time_embedding_ignores_t():
+    torch.manual_seed(0)
+    net = UNet(1, 1, base_channels=8, channel_mults=(1, 2), attention_levels=(), time_embedding=False)
+    x = torch.randn(1, 1, 16, 16)
+    assert torch.equal(net(x), net(x, torch.ones(1)))
+
+
+def test_self_attention_is_global_over_positions():
+    torch.manual_seed(0)
+    attn = SelfAttention2d(8, heads=2, groups=4).eval()
+    x = torch.randn(2, 8, 12, 10)
+    x2 = x.clone()
+    x2[:, :, 3, 7] += 1.0
+    change = (attn(x) - attn(x2)).abs().amax(dim=1)  # (B, H, W)
+    assert (change > 1e-6).all(), "one changed pixel must change every output position"
+
+
+def test_self_attention_matches_per_head_softmax_over_positions():
+    torch.manual_seed(1)
+    c, heads, h, w = 8, 2, 5, 6
+    attn = SelfAttention2d(c, heads=heads, groups=4)
+    x = torch.randn(1, c, h, w)
+    qkv = attn.qkv(attn.norm(x)).reshape(3, heads, c // heads, h * w)
+    out = []
+    for hd in range(heads):
+        q, k, v = qkv[0, hd], qkv[1, hd], qkv[2, hd]  # (d, HW)
+        a = torch.softmax(q.T @ k / (c // heads) ** 0.5, dim=-1)  # (HW, HW)
+        assert a.shape == (h * w, h * w)
+        out.append((a @ v.T).T)
+    ref = x + attn.proj(torch.cat(out).reshape(1, c, h, w))
+    torch.testing.assert_close(attn(x), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_attention_gate_scales_skip_between_zero_and_one():
+    torch.manual_seed(0)
+    gate = AttentionGate(6, 4)
+    x, g = torch.randn(2, 6, 8, 8), torch.randn(2, 4, 8, 8)
+    out = gate(x, g)
+    ratio = out / x
+    # One coefficient per pixel, shared by all channels, in (0, 1).
+    assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio), atol=1e-5)
+    assert (ratio > 0).all() and (ratio < 1).all()
+
+
+def test_patchgan_receptive_field_is_70():
+    disc = PatchGAN(2, base_channels=8, n_layers=3)
+    assert receptive_field(disc) == 70
+    assert receptive_field(PatchGAN(2, 8, n_layers=1)) == 16
+    assert receptive_field(PatchGAN(2, 8, n_layers=4)) == 142
+
+
+def test_patchgan_receptive_field_by_gradient():
+    # Instance normalisation couples all pixels through its statistics, so measure the
+    # convolutional field on a copy without it.
+    torch.manual_seed(0)
+    disc = PatchGAN(1, base_channels=4, n_layers=3)
+    convs = nn.Sequential(*[m for m in disc.net if not isinstance(m, nn.InstanceNorm2d)])
+    x = torch.randn(1, 1, 160, 160, requires_grad=True)
+    out = convs(x)
+    i, j = out.shape[-2] // 2, out.shape[-1] // 2
+    out[0, 0, i, j].backward()
+    rows = torch.nonzero(x.grad[0, 0].abs().sum(dim=1)).flatten()
+    cols = torch.nonzero(x.grad[0, 0].abs().sum(dim=0)).flatten()
+    assert rows.max() - rows.min() + 1 == 70
+    assert cols.max() - cols.min() + 1 == 70
