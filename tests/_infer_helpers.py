@@ -93,9 +93,9 @@ def gaussian_cube_header(
     h["BMAJ"], h["BMIN"], h["BPA"] = 12 / 3600, 10 / 3600, 30.0
     for k, v in extra.items():
         if v is None:
-            h.remove(k.replace("_", "-"), ignore_missing=True)
+            h.remove(k, ignore_missing=True)
         else:
-            h[k.replace("_", "-")] = v
+            h[k] = v
     return h
 
 

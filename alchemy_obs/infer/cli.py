@@ -118,18 +118,16 @@ def run(args: argparse.Namespace, config: Config) -> int:
             )
         except InferError as exc:
             failures.append(str(exc))
-            tqdm.write(f"FAILED {exc}", file=sys.stderr)
+            tqdm.write(f"alchemy-obs infer: {exc}", file=sys.stderr)
             continue
         except Exception as exc:  # a bug or an unforeseen file: report it, go on with the batch
             log.debug("traceback of %s", path, exc_info=True)
             line = str(InferError(path, f"unexpected {type(exc).__name__}: {exc} (run with -v)"))
             failures.append(line)
-            tqdm.write(f"FAILED {line}", file=sys.stderr)
+            tqdm.write(f"alchemy-obs infer: {line}", file=sys.stderr)
             continue
         done += 1
         log.info("%s -> %s (distance %.2f Mpc from %s)", path, result.output,
                  result.distance.to_value(u.Mpc), result.distance_source)
     print(f"alchemy-obs infer: {done} succeeded, {len(failures)} failed", file=sys.stderr)
-    for line in failures:
-        print(f"  {line}", file=sys.stderr)
     return 1 if failures else 0

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from astropy import units as u
 from astropy.io import fits
+from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS, FITSFixedWarning
 from radio_beam import Beam, Beams
 from radio_beam.beam import NoBeamException
@@ -454,6 +455,7 @@ def read_observation(path: str | os.PathLike, beam: Beam | None = None) -> Obser
         # Header repairs (EPOCH, NCP, VELO-HEL) are expected; we report what matters ourselves.
         warnings.simplefilter("ignore", FITSFixedWarning)
         warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+        warnings.simplefilter("ignore", AstropyUserWarning)  # truncation: reported by us
         header, raw, hdul = _open_data_hdu(path)
         try:
             return _build(path, header, raw, hdul, beam)

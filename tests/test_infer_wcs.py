@@ -1,0 +1,184 @@
+"""The output of ``infer`` lies on exactly the input's celestial grid, with masks preserved."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from _infer_helpers import REAL_CUBE, gaussian_cube_data, gaussian_cube_header, make_model, write_cube
+from astropy import units as u
+from astropy.io import fits
+from astropy.wcs import WCS, FITSFixedWarning
+
+from alchemy_obs.cli import main
+from alchemy_obs.infer.pipeline import infer_file, load_translator
+from alchemy_obs.infer.preprocess import SkyMap, galaxy_centre, model_grid, reproject_map
+from alchemy_obs.infer.read import parse_beam, read_observation
+from alchemy_obs.translate.normalise import Normalisation
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return make_model(tmp_path_factory.mktemp("model") / "tiny", npix=16, pixel_kpc=2.0)
+
+
+def _wcs(header: fits.Header) -> WCS:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        return WCS(header)
+
+
+def assert_same_sky(out_header: fits.Header, in_header: fits.Header, shape: tuple[int, int]):
+    """Every output pixel's world position equals the input's, through each one's header."""
+    out_wcs = _wcs(out_header)
+    in_wcs = _wcs(in_header).celestial
+    assert out_wcs.naxis == 2
+    y, x = np.indices(shape)
+    world_out = out_wcs.pixel_to_world_values(x, y)
+    world_in = in_wcs.pixel_to_world_values(x, y)
+    np.testing.assert_allclose(world_out[0], world_in[0], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(world_out[1], world_in[1], rtol=0, atol=1e-10)
+    assert out_wcs.celestial.world_axis_object_classes["celestial"][2] == \
+        in_wcs.world_axis_object_classes["celestial"][2]  # same frame (FK5 J2000, ICRS...)
+
+
+def test_real_things_cube_keeps_wcs_shape_and_mask(tmp_path, model_dir):
+    if not REAL_CUBE.is_file():
+        pytest.skip(f"{REAL_CUBE} is absent")
+    rc = main(["infer", str(REAL_CUBE), "--model", str(model_dir), "--beam", "60",
+               "--distance", "3.2", "--out", str(tmp_path)])
+    assert rc == 0
+    out = tmp_path / "hi_vla_things_ngc2403_regrid_dm.fits"
+    in_header = fits.getheader(REAL_CUBE)
+    raw = fits.getdata(REAL_CUBE)
+    with fits.open(out) as hdul:
+        header, data, uncert = hdul[0].header, hdul[0].data, hdul["UNCERT"].data
+        assert hdul["UNCERT"].header["CTYPE1"] == "RA---SIN"
+    assert data.shape == uncert.shape == raw.shape[1:]
+    assert_same_sky(header, in_header, data.shape)
+    for key in ("CTYPE1", "CTYPE2", "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CDELT1", "CDELT2",
+                "EPOCH"):
+        assert header[key] == in_header[key]
+    assert header["EQUINOX"] == 2000.0
+    assert "CTYPE3" not in header and "NAXIS3" not in header
+    masked = ~np.isfinite(raw).any(axis=0)
+    assert masked.sum() > 800
+    assert np.isnan(data[masked]).all()
+    assert np.isfinite(data[~masked]).any()
+    assert header["BUNIT"] == "solMass kpc-2"
+    assert u.Unit(header["BUNIT"], format="fits") == u.Msun / u.kpc**2
+    assert header["INFILE"] == REAL_CUBE.name
+    assert header["INSHA256"] == "2e02f4a3116fdb22521bf10a2b8b385f6f0493eb994b1691c5d895632969e251"
+    assert header["DISTANCE"] == 3.2 and header["DISTSRC"] == "option"
+
+
+CASES = {
+    "ncp_freq": dict(spectral="FREQ", projection="NCP"),
+    "velo_hel": dict(spectral="VELO-HEL"),
+    "vrad": dict(spectral="VRAD"),
+    "vopt_stokes": dict(spectral="VOPT", stokes=True),
+    "cd_matrix_rotated": dict(spectral="FREQ", CDELT1=None, CDELT2=None,
+                              CD1_1=-1e-3, CD1_2=2e-4, CD2_1=2e-4, CD2_2=1e-3),
+    "epoch_no_equinox": dict(spectral="FREQ", EQUINOX=None, EPOCH=1950.0, RADESYS="FK4"),
+    "galactic": dict(spectral="FREQ", CTYPE1="GLON-CAR", CTYPE2="GLAT-CAR", RADESYS=None,
+                     EQUINOX=None),
+    "bmaj_minus_one": dict(spectral="FREQ", BMAJ=-1.0, BMIN=-1.0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_awkward_headers_keep_wcs(tmp_path, model_dir, case):
+    header = gaussian_cube_header(**CASES[case])
+    path = write_cube(tmp_path / f"{case}.fits", header)
+    in_header = fits.getheader(path)
+    args = ["infer", str(path), "--model", str(model_dir), "--distance", "10",
+            "--out", str(tmp_path / "out")]
+    if case == "bmaj_minus_one":
+        args += ["--beam", "12,10,30"]
+    assert main(args) == 0
+    out = tmp_path / "out" / f"{case}_dm.fits"
+    header, data = fits.getheader(out), fits.getdata(out)
+    assert data.shape == (in_header["NAXIS2"], in_header["NAXIS1"])
+    assert_same_sky(header, in_header, data.shape)
+    assert header["CTYPE1"] == in_header["CTYPE1"]  # NCP stays NCP, not SIN+PV
+    assert not any(k.startswith(("CTYPE3", "CTYPE4", "NAXIS3")) for k in header)
+    blank = ~np.isfinite(gaussian_cube_data(header=in_header)).reshape(
+        -1, in_header["NAXIS2"], in_header["NAXIS1"]).any(axis=0)
+    assert np.isnan(data[blank]).all()
+
+
+def test_prediction_lands_on_the_model_footprint(tmp_path, model_dir):
+    """A model whose output is a constant fills exactly its npix*pixel_kpc square on the sky."""
+    model = load_translator(model_dir)
+    for p in model.method.nets["gen"].parameters():
+        p.data.zero_()  # output 0 in normalised units everywhere
+    constant = float(Normalisation.from_dict(model.card["normalisation"])
+                     .inverse("dm", __import__("torch").zeros(1))[0])
+    header = gaussian_cube_header(nx=60, ny=60, CDELT1=-2 / 3600, CDELT2=2 / 3600)
+    data = gaussian_cube_data(header, blank_corner=False)
+    path = write_cube(tmp_path / "big.fits", header, data)
+    distance = 20 * u.Mpc
+    result = infer_file(path, model, tmp_path / "out", distance=distance, centre="header")
+    out = fits.getdata(result.output)
+    finite = np.isfinite(out)
+    np.testing.assert_allclose(out[finite], constant, rtol=1e-5)
+    # 16 pixels of 2 kpc at 20 Mpc = 330 arcsec = 165 input pixels > field: all finite.
+    assert finite.all()
+    result = infer_file(path, model, tmp_path / "out2", distance=200 * u.Mpc, centre="header")
+    out = fits.getdata(result.output)
+    side_arcsec = np.degrees(32 / 200e3) * 3600  # 33.0 arcsec = 16.5 input pixels
+    rows = np.isfinite(out).any(axis=1).sum()
+    cols = np.isfinite(out).any(axis=0).sum()
+    assert abs(rows - side_arcsec / 2) <= 1.5 and abs(cols - side_arcsec / 2) <= 1.5
+    ys, xs = np.nonzero(np.isfinite(out))
+    assert abs(xs.mean() - 29.5) < 0.6 and abs(ys.mean() - 29.5) < 0.6  # centred on CRVAL
+
+
+def test_centre_and_round_trip_reprojection():
+    """The flux-weighted centre is found, and sky -> model grid -> sky reproduces a smooth map."""
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---SIN", "DEC--SIN"]
+    w.wcs.crval, w.wcs.crpix, w.wcs.cdelt = [40.0, -20.0], [50.5, 50.5], [-2e-3, 2e-3]
+    y, x = np.indices((100, 100))
+    blob = np.exp(-0.5 * (((x - 60) / 8.0) ** 2 + ((y - 45) / 6.0) ** 2))
+    sky = SkyMap(blob * u.cm**-2, w, None)
+    lon, lat = galaxy_centre(sky)
+    exp_lon, exp_lat = w.pixel_to_world_values(60, 45)
+    assert lon == pytest.approx(float(exp_lon), abs=1e-6)
+    assert lat == pytest.approx(float(exp_lat), abs=1e-6)
+    grid = model_grid((lon, lat), w, pixel_kpc=0.5, npix=64, distance=10 * u.Mpc)
+    assert grid.wcs.ctype[0] == "RA---TAN"
+    assert abs(grid.wcs.cdelt[0]) == pytest.approx(np.degrees(0.5 / 1e4))
+    on_grid = reproject_map(blob, w, grid, (64, 64))
+    gy, gx = np.indices((64, 64))
+    px, py = w.world_to_pixel_values(*grid.pixel_to_world_values(gx, gy))
+    analytic = np.exp(-0.5 * (((px - 60) / 8.0) ** 2 + ((py - 45) / 6.0) ** 2))
+    inside_grid = np.isfinite(on_grid)
+    assert inside_grid.mean() > 0.9
+    np.testing.assert_allclose(on_grid[inside_grid], analytic[inside_grid], atol=0.01)
+    back = reproject_map(on_grid, grid, w, (100, 100))
+    inside = np.isfinite(back)
+    assert inside.sum() > 500
+    np.testing.assert_allclose(back[inside], blob[inside], atol=0.02)
+
+
+def test_moment0_image_input(tmp_path, model_dir):
+    """A 2-D moment-0 map (Jy/beam km/s) is accepted and written on its own grid."""
+    header = gaussian_cube_header()
+    for key in ("CTYPE3", "CRVAL3", "CDELT3", "CRPIX3", "CUNIT3", "NAXIS3", "RESTFRQ"):
+        del header[key]
+    header["NAXIS"] = 2
+    header["BUNIT"] = "JY/BEAM.KM/S"
+    header["DISTANCE"] = (12.0, "Mpc")
+    image = np.nan_to_num(gaussian_cube_data(header=gaussian_cube_header()).sum(0)) * 4.2
+    image[:3, :3] = np.nan
+    path = tmp_path / "mom0.fits"
+    fits.PrimaryHDU(image.astype(np.float32), header).writeto(path)
+    obs = read_observation(path, beam=parse_beam("12"))
+    assert obs.cube is None and obs.image.shape == (20, 24)
+    assert main(["infer", str(path), "--model", str(model_dir), "--out", str(tmp_path)]) == 0
+    out = fits.getheader(tmp_path / "mom0_dm.fits")
+    assert out["DISTANCE"] == 12.0 and out["DISTSRC"] == "header DISTANCE"
+    assert np.isnan(fits.getdata(tmp_path / "mom0_dm.fits")[:3, :3]).all()
+    assert_same_sky(out, header, (20, 24))
