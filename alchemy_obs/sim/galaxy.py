@@ -23,7 +23,6 @@ uses it), so the conventions below hold for all sources:
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -47,8 +46,6 @@ __all__ = [
     "periodic_offset",
     "shrinking_sphere_centre",
 ]
-
-log = logging.getLogger(__name__)
 
 #: Galaxy attribute -> TNG particle group.
 PART_TYPES: dict[str, str] = {"gas": "PartType0", "dm": "PartType1", "stars": "PartType4", "bh": "PartType5"}

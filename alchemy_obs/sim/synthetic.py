@@ -13,8 +13,9 @@ units and then converted to TNG code units with :mod:`alchemy_obs.physics.units`
   plus a Hernquist bulge. Formation times from a delayed-tau star formation history, a
   metallicity that follows the gas gradient and decreases with age; a few wind particles
   (``GFM_StellarFormationTime <= 0``) above and below the disc.
-* **Gas**: an exponential disc, more extended than the stars, with logarithmic spiral arms
-  and lognormal density fluctuations; a hot :math:`\\beta`-model halo at the virial
+* **Gas**: an exponential disc with a near-universal central surface density (so gas-rich
+  galaxies have large discs) and a hydrostatic, flaring scale height, logarithmic spiral
+  arms and lognormal density fluctuations; a hot :math:`\\beta`-model halo at the virial
   temperature. Star-forming cells (:math:`n_H > 0.1\\,{\\rm cm^{-3}}`) sit on a polytropic
   effective equation of state and form stars as in TNG, :math:`\\dot M_* = m/t_*` with
   :math:`t_* = 2.2\\,{\\rm Gyr}\\,(\\rho/\\rho_{\\rm th})^{-1/2}`, which gives the Kennicutt-
@@ -102,7 +103,7 @@ class GalaxyParameters:
     disc_scale_length: float
     cold_gas_mass: float
     hot_gas_mass: float
-    gas_scale_factor: float
+    gas_central_surface_density: float
     spiral_arms: int
     pitch_angle_deg: float
     arm_amplitude: float
@@ -148,10 +149,10 @@ def draw_parameters(rng: np.random.Generator, merger_fraction: float) -> GalaxyP
     log_ms = math.log10(mstar)
     bulge = float(np.clip(0.1 + 0.25 * (log_ms - 10.0) + rng.normal(0, 0.1), 0.02, 0.7))
     r200 = _r200(m200, tng_cosmology(), z)
-    spin = 0.035 * math.exp(rng.normal(0, 0.5))
-    # Mo, Mao & White (1998) R_d = lambda R200 / sqrt(2), lowered by 25 % for the disc's
-    # smaller share of the angular momentum.
-    rd = float(np.clip(0.75 * spin / math.sqrt(2) * r200, 0.8, 8.0))
+    spin = 0.035 * math.exp(rng.normal(0, 0.4))
+    # Mo, Mao & White (1998) R_d = lambda R200 / sqrt(2), lowered by 40 % for the disc's
+    # smaller specific angular momentum: 3 kpc for a Milky Way halo.
+    rd = float(np.clip(0.6 * spin / math.sqrt(2) * r200, 0.7, 7.0))
     cold = mstar * 10 ** (-0.6 * (log_ms - 10.0) - 0.3 + rng.normal(0, 0.25))
     f_b = TNG_COSMOLOGY["OmegaBaryon"] / TNG_COSMOLOGY["Omega0"]
     hot = max(rng.uniform(0.1, 0.5) * (f_b * m200 - mstar - cold), 0.05 * cold)
@@ -166,7 +167,7 @@ def draw_parameters(rng: np.random.Generator, merger_fraction: float) -> GalaxyP
         disc_scale_length=rd,
         cold_gas_mass=cold,
         hot_gas_mass=hot,
-        gas_scale_factor=rng.uniform(1.4, 2.5),
+        gas_central_surface_density=rng.uniform(0.8e7, 2.5e7),
         spiral_arms=int(rng.choice([2, 2, 3, 4])),
         pitch_angle_deg=rng.uniform(10.0, 30.0),
         arm_amplitude=rng.uniform(0.2, 0.7),
@@ -243,7 +244,9 @@ def _disc_galaxy(
     mcold = p.cold_gas_mass * scale
     mhot = p.hot_gas_mass * scale if with_halo_gas else 0.0
     rd = p.disc_scale_length * scale ** (1 / 3)
-    rg = rd * p.gas_scale_factor
+    # Cold gas discs have nearly universal central surface densities (10-25 Msun/pc^2; cf.
+    # the HI size-mass relation, Wang et al. 2016), so gas-rich galaxies have large discs.
+    rg = max(math.sqrt(mcold / (2 * math.pi * p.gas_central_surface_density)), 1.2 * rd)
     rs = r200 / p.concentration
     a_bulge = 0.2 * rd
     t_now = cosmo.age(z).to_value("Gyr")
@@ -355,7 +358,17 @@ def _disc_galaxy(
     # ---- gas: cold disc with spiral arms, hot halo
     big_r = np.minimum(rng.gamma(2.0, 1.0, n_cold) * rg, 7 * rg)
     phi = _spiral_phases(rng, big_r, np.full(n_cold, p.arm_amplitude), p, rd)
-    h_g = rng.uniform(0.08, 0.2) * math.sqrt(scale ** (1 / 3)) * np.exp(big_r / (3 * rg))
+    # Hydrostatic scale height h = sigma_eff^2 / (pi G Sigma_tot) of a self-gravitating
+    # layer; sigma_eff includes the effective-EOS pressure of the star-forming ISM.
+    sigma_eff = rng.uniform(10.0, 16.0)
+    sigma_tot = mcold / (2 * math.pi * rg**2) * np.exp(-big_r / rg) + mstar * (1 - p.bulge_fraction) / (
+        2 * math.pi * rd**2
+    ) * np.exp(-big_r / rd)
+    def scale_height(sig_tot: np.ndarray) -> np.ndarray:
+        return np.clip(sigma_eff**2 / (math.pi * G * sig_tot), 0.08, 2.0)
+
+    h_g = scale_height(sigma_tot)
+    h_centre = scale_height(mcold / (2 * math.pi * rg**2) + mstar * (1 - p.bulge_fraction) / (2 * math.pi * rd**2))
     zz = h_g * np.arctanh(np.clip(2 * rng.random(n_cold) - 1, -0.999, 0.999))
     pos_cold = np.column_stack([big_r * np.cos(phi), big_r * np.sin(phi), zz])
     arm = 1 + p.arm_amplitude * np.cos(p.spiral_arms * (phi - _arm_phase(big_r, p, rd)))
@@ -396,7 +409,7 @@ def _disc_galaxy(
         "Z": np.concatenate([z_cold, z_hot]),
         "T_hot": np.concatenate([np.full(n_cold, np.nan), t_hot]),
         "disc": np.concatenate([np.ones(n_cold, bool), np.zeros(n_hot, bool)]),
-        "rho_disc0": np.array(mcold / (2 * math.pi * rg**2) / (2 * np.mean(h_g))),
+        "rho_disc0": np.array(mcold / (2 * math.pi * rg**2) / (2 * h_centre)),
     }
 
     # ---- central black hole (Kormendy & Ho 2013)
@@ -711,8 +724,11 @@ def is_valid_cutout(path: str | os.PathLike) -> bool:
         with h5py.File(path, "r") as f:
             numpart = f["Header"].attrs["NumPart_ThisFile"]
             for t in (0, 1, 4, 5):
-                if numpart[t] and f[f"PartType{t}/Coordinates"].shape[0] != numpart[t]:
-                    return False
+                if numpart[t]:
+                    coords = f[f"PartType{t}/Coordinates"]
+                    # Reading the last row fails on a file cut short after its metadata.
+                    if coords.shape[0] != numpart[t] or not np.all(np.isfinite(coords[-1])):
+                        return False
             return "PartType0" in f
     except (OSError, KeyError):
         return False
