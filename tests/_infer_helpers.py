@@ -20,7 +20,7 @@ HI_GHZ = 1.420405751768
 
 def make_model(
     folder: Path, npix: int = 16, pixel_kpc: float = 2.0, inputs=("hi_nhi",), target: str = "dm",
-    method: str = "pix2pix", seed: int = 0,
+    method: str = "pix2pix", seed: int = 0, method_options: dict | None = None,
 ) -> Path:
     """A small untrained translator saved through the real checkpoint API.
 
@@ -34,7 +34,7 @@ def make_model(
         "data": {"inputs": list(inputs), "target": target},
         "network": {"base_channels": 8, "channel_mults": [1, 2], "attention_levels": [],
                     "groups": 4, "attention_gates": False},
-        "method": {"name": method},
+        "method": {"name": method, **(method_options or {})},
     })
     m = build_method(cfg.method, cfg.network, len(inputs), 1)
     rng = np.random.default_rng(seed)

@@ -320,7 +320,7 @@ def resolve_distance(
         )
     d = cosmology.angular_diameter_distance(redshift).to(u.Mpc)
     log.info("%s: distance %.1f from z=%.5f (%s)", path, d.value, redshift, cosmology.name)
-    return d, f"redshift z={redshift:.5f} ({cosmology.name})"
+    return d, f"redshift z={redshift:.7f} ({cosmology.name})"
 
 
 def galaxy_centre(sky: SkyMap, how: str = "flux") -> tuple[float, float]:
