@@ -28,7 +28,7 @@ units and then converted to TNG code units with :mod:`alchemy_obs.physics.units`
   plus a divergence-free Kolmogorov-like turbulent field (a sum of random Fourier modes),
   both scaling as :math:`\\rho^{1/2}`, a few μG in the disc.
 * **Black hole**: one particle at the centre, mass from the Kormendy & Ho (2013)
-  :math:`M_{BH}-M_{\\rm bulge}` relation.
+  :math:`M_{BH}-M_{\\rm bulge}` relation, at least TNG's seed mass.
 * Sometimes (``merger_fraction``) a **merging companion** with mass ratio 0.1-0.4 falls in.
 
 Particle numbers are set by the caller; 40 % go to dark matter, 30 % each to gas and stars
@@ -216,8 +216,239 @@ class _MassModel:
         return np.sqrt(G * m / np.maximum(r, 1e-3))
 
 
-def _counts(n: int, fractions: dict[str, float]) -> dict[str, int]:
-    return {k: max(int(round(n * f)), 1) for k, f in fractions.items()}
+@dataclass
+class _Structure:
+    """Derived sizes, masses, particle numbers and mass model of one galaxy (kpc, Msun)."""
+
+    p: GalaxyParameters
+    scale: float
+    m200: float
+    r200: float
+    m_dm_total: float
+    m_dm: float
+    mstar: float
+    mcold: float
+    mhot: float
+    rd: float
+    rg: float
+    a_bulge: float
+    t_now: float
+    n_dm: int
+    n_disc: int
+    n_bulge: int
+    n_wind: int
+    n_cold: int
+    n_hot: int
+    model: _MassModel
+    r_core: float
+    beta: float
+    hot_cdf: np.ndarray
+
+    def sigma_disc(self, big_r: np.ndarray) -> np.ndarray:
+        """Surface density of the stellar disc, Msun/kpc^2."""
+        m = self.mstar * (1 - self.p.bulge_fraction)
+        return m / (2 * math.pi * self.rd**2) * np.exp(-big_r / self.rd)
+
+    def sigma_gas(self, big_r: np.ndarray) -> np.ndarray:
+        """Surface density of the cold gas disc, Msun/kpc^2."""
+        return self.mcold / (2 * math.pi * self.rg**2) * np.exp(-big_r / self.rg)
+
+    def gas_metallicity(self, big_r: np.ndarray) -> np.ndarray:
+        """Gas-phase metal mass fraction of the disc at radius R (kpc)."""
+        slope = self.p.metallicity_gradient_dex_per_kpc / self.scale ** (1 / 3)
+        return self.p.central_metallicity * 10 ** (slope * big_r)
+
+
+def _structure(
+    rng: np.random.Generator,
+    p: GalaxyParameters,
+    n_particles: int,
+    scale: float,
+    m_dm: float | None,
+    cosmo: FlatLambdaCDM,
+    with_halo_gas: bool,
+) -> _Structure:
+    z = p.redshift
+    m200 = p.m200 * scale
+    r200 = _r200(m200, cosmo, z)
+    f_b = TNG_COSMOLOGY["OmegaBaryon"] / TNG_COSMOLOGY["Omega0"]
+    m_dm_total = (1 - f_b) * m200
+    mstar = p.stellar_mass * scale
+    mcold = p.cold_gas_mass * scale
+    mhot = p.hot_gas_mass * scale if with_halo_gas else 0.0
+    rd = p.disc_scale_length * scale ** (1 / 3)
+    # Cold gas discs have nearly universal central surface densities (10-25 Msun/pc^2; cf.
+    # the HI size-mass relation, Wang et al. 2016), so gas-rich galaxies have large discs.
+    rg = max(math.sqrt(mcold / (2 * math.pi * p.gas_central_surface_density)), 1.2 * rd)
+    a_bulge = 0.2 * rd
+
+    n_dm = max(int(round((0.4 * n_particles) if m_dm is None else (m_dm_total / m_dm))), 32)
+    m_dm = m_dm_total / n_dm if m_dm is None else m_dm
+    n_star = max(int(round(0.3 * n_particles)), 32)
+    n_gas = max(int(round(0.3 * n_particles)), 32)
+    cold_share = max(0.6, mcold / (mcold + mhot)) if mhot > 0 else 1.0
+    n_cold = max(int(round(cold_share * n_gas)), 16)
+    n_wind = max(int(round(0.01 * n_star)), 1)
+    n_bulge = int(round(p.bulge_fraction * (n_star - n_wind)))
+
+    model = _MassModel(3 * r200)
+    r = model.r
+    rs = r200 / p.concentration
+    model.add(m_dm_total * _nfw_m(np.minimum(r, r200) / rs) / _nfw_m(p.concentration))
+    model.add(mstar * p.bulge_fraction * r**2 / (r + a_bulge) ** 2)
+    model.add(mstar * (1 - p.bulge_fraction) * (1 - (1 + r / rd) * np.exp(-r / rd)))
+    model.add(mcold * (1 - (1 + r / rg) * np.exp(-r / rg)))
+    # Hot beta-model halo between half the gas disc scale length and R200.
+    r_core = rng.uniform(0.05, 0.15) * r200
+    beta = rng.uniform(0.5, 0.75)
+    shell = np.where((r > 0.5 * rg) & (r < r200), r**2 * (1 + (r / r_core) ** 2) ** (-1.5 * beta), 0.0)
+    hot_cdf = np.concatenate([[0.0], np.cumsum(0.5 * (shell[1:] + shell[:-1]) * np.diff(r))])
+    if mhot > 0:
+        model.add(mhot * hot_cdf / hot_cdf[-1])
+    return _Structure(
+        p=p, scale=scale, m200=m200, r200=r200, m_dm_total=m_dm_total, m_dm=m_dm, mstar=mstar, mcold=mcold,
+        mhot=mhot, rd=rd, rg=rg, a_bulge=a_bulge, t_now=cosmo.age(z).to_value("Gyr"), n_dm=n_dm,
+        n_disc=n_star - n_wind - n_bulge, n_bulge=n_bulge, n_wind=n_wind, n_cold=n_cold,
+        n_hot=n_gas - n_cold if mhot > 0 else 0, model=model, r_core=r_core, beta=beta,
+        hot_cdf=hot_cdf,
+    )
+
+
+def _dark_matter(rng: np.random.Generator, s: _Structure) -> dict[str, np.ndarray]:
+    """Truncated NFW halo plus Plummer subhaloes on circular orbits."""
+    n_sub = int(min(rng.poisson(4), 10))
+    sub_frac = 10 ** rng.uniform(-3.0, -1.7, n_sub)
+    n_in_sub = np.maximum((sub_frac * s.n_dm).astype(int), 8)
+    n_main = s.n_dm - int(n_in_sub.sum())
+    c = s.p.concentration
+    x = np.linspace(0, c, 2000)
+    r = s.r200 / c * _sample_cdf(rng, n_main, x, _nfw_m(x))
+    pos = [r[:, None] * _unit_vectors(rng, n_main)]
+    # Isotropic dispersion V_c / sqrt(2), exact for an isothermal sphere.
+    vel = [rng.normal(size=(n_main, 3)) * (s.model.vcirc(r) / math.sqrt(2))[:, None]]
+    for ns in n_in_sub:
+        msub = ns * s.m_dm
+        centre = s.r200 * rng.uniform(0.2, 0.9) * _unit_vectors(rng, 1)[0]
+        a_pl = 0.6 * (msub / 1e9) ** (1 / 3)  # kpc; dense enough to survive near the host
+        rr = np.minimum(a_pl / np.sqrt(rng.random(ns) ** (-2 / 3) - 1), 10 * a_pl)
+        v_orbit = s.model.vcirc(np.array([np.linalg.norm(centre)]))[0]
+        direction = np.cross(centre, _unit_vectors(rng, 1)[0])
+        direction /= np.linalg.norm(direction)
+        sigma = math.sqrt(G * msub / (6 * a_pl))  # Plummer: <v^2> = G M / (2 a) over 3 axes
+        pos.append(centre + rr[:, None] * _unit_vectors(rng, ns))
+        vel.append(v_orbit * direction + rng.normal(size=(ns, 3)) * sigma)
+    return {"pos": np.concatenate(pos), "vel": np.concatenate(vel)}
+
+
+def _stars(rng: np.random.Generator, s: _Structure, cosmo: FlatLambdaCDM) -> dict[str, np.ndarray]:
+    """Inside-out exponential disc, Hernquist bulge and a few wind particles."""
+    p, rd, t_now = s.p, s.rd, s.t_now
+    t_grid = np.linspace(0.0, t_now, 400)
+    t_form = _sample_cdf(rng, s.n_disc, t_grid, np.cumsum(t_grid * np.exp(-t_grid / p.tau_sfh_gyr)))
+    age = t_now - t_form
+    # Inside-out growth: the scale length of a stellar generation grows with its birth time.
+    big_r = np.minimum(rng.gamma(2.0, 1.0, s.n_disc) * rd * (0.5 + 0.5 * t_form / t_now) / 0.75, 8 * rd)
+    # Young stars still trace the gas spiral arms; old ones are mixed.
+    phi = _spiral_phases(rng, big_r, p.arm_amplitude * (0.15 + 0.85 * np.exp(-age / 0.5)), p, rd)
+    z0 = 0.12 * rd * (0.5 + age / t_now)  # older stars in a thicker disc
+    zz = z0 * np.arctanh(np.clip(2 * rng.random(s.n_disc) - 1, -0.9999, 0.9999))
+    pos_disc = np.column_stack([big_r * np.cos(phi), big_r * np.sin(phi), zz])
+    sig_z = np.sqrt(math.pi * G * s.sigma_disc(big_r) * z0)  # isothermal sheet
+    sig_r = 1.8 * sig_z
+    # Jeans equation with sigma_R^2 ~ exp(-R/R_d) and sigma_phi^2 = sigma_R^2 / 2.
+    v_phi = np.sqrt(np.maximum(s.model.vcirc(big_r) ** 2 + sig_r**2 * (0.5 - 2 * big_r / rd), 0.0))
+    vel_disc = _cylindrical_velocities(rng, phi, v_phi, sig_r, sig_r / math.sqrt(2), sig_z)
+
+    sq = np.sqrt(0.95 * rng.random(s.n_bulge))  # Hernquist M(<r) = M r^2/(r+a)^2, 95 % of it
+    r_b = s.a_bulge * sq / (1 - sq)
+    pos_bulge = r_b[:, None] * _unit_vectors(rng, s.n_bulge)
+    vel_bulge = rng.normal(size=(s.n_bulge, 3)) * (0.7 * s.model.vcirc(r_b))[:, None]
+    t_bulge = rng.uniform(0.3, 0.35 * t_now, s.n_bulge)
+
+    r_w = rng.gamma(2.0, 1.0, s.n_wind) * rd
+    phi_w = rng.uniform(0, 2 * math.pi, s.n_wind)
+    z_w = rng.choice([-1.0, 1.0], s.n_wind) * rng.uniform(0.5, 10.0, s.n_wind)
+    pos_wind = np.column_stack([r_w * np.cos(phi_w), r_w * np.sin(phi_w), z_w])
+    vel_wind = _cylindrical_velocities(rng, phi_w, s.model.vcirc(r_w), 10.0, 10.0, 10.0)
+    vel_wind[:, 2] += np.sign(z_w) * rng.uniform(200.0, 600.0, s.n_wind)
+
+    n_real = s.n_disc + s.n_bulge
+    mass = rng.uniform(0.6, 1.4, n_real)  # stellar mass loss spreads particle masses
+    mass *= s.mstar / mass.sum()
+    a_of_t = _scale_factor_of_age(cosmo)
+    a_now = 1 / (1 + p.redshift)
+    return {
+        "pos": np.concatenate([pos_disc, pos_bulge, pos_wind]),
+        "vel": np.concatenate([vel_disc, vel_bulge, vel_wind]),
+        "mass": np.concatenate([mass, np.full(s.n_wind, s.mstar / n_real)]),
+        # Wind particles carry GFM_StellarFormationTime <= 0.
+        "a_form": np.concatenate([a_of_t(t_form), a_of_t(t_bulge), -rng.uniform(0.05, 1.0, s.n_wind) * a_now]),
+        "Z": np.concatenate([
+            s.gas_metallicity(big_r) * 10 ** (-0.5 * age / t_now + rng.normal(0, 0.1, s.n_disc)),
+            p.central_metallicity * 10 ** (0.1 + rng.normal(0, 0.15, s.n_bulge)),
+            s.gas_metallicity(r_w),
+        ]),
+    }
+
+
+def _gas(rng: np.random.Generator, s: _Structure) -> dict[str, np.ndarray]:
+    """Cold disc with spiral arms and a hot halo: positions, velocities, masses, densities."""
+    p, rd, rg, n_cold, n_hot = s.p, s.rd, s.rg, s.n_cold, s.n_hot
+    big_r = np.minimum(rng.gamma(2.0, 1.0, n_cold) * rg, 7 * rg)
+    phi = _spiral_phases(rng, big_r, np.full(n_cold, p.arm_amplitude), p, rd)
+    # Hydrostatic scale height h = sigma_eff^2 / (pi G Sigma_tot) of a self-gravitating
+    # layer; sigma_eff includes the effective-EOS pressure of the star-forming ISM.
+    sigma_eff = rng.uniform(10.0, 16.0)
+    h_g = np.clip(sigma_eff**2 / (math.pi * G * (s.sigma_gas(big_r) + s.sigma_disc(big_r))), 0.08, 2.0)
+    h_centre = np.clip(sigma_eff**2 / (math.pi * G * (s.sigma_gas(0.0) + s.sigma_disc(0.0))), 0.08, 2.0)
+    zz = h_g * np.arctanh(np.clip(2 * rng.random(n_cold) - 1, -0.999, 0.999))
+    pos_cold = np.column_stack([big_r * np.cos(phi), big_r * np.sin(phi), zz])
+    arm = 1 + p.arm_amplitude * np.cos(p.spiral_arms * (phi - _arm_phase(big_r, p, rd)))
+    clumping = np.exp(rng.normal(-0.06, 0.35, n_cold))  # lognormal turbulent density contrast
+    rho_cold = s.sigma_gas(big_r) / (2 * h_g) / np.cosh(zz / h_g) ** 2 * arm * clumping
+    sig_gas = rng.uniform(7.0, 14.0)
+    # Pressure support lowers rotation: v_phi^2 = V_c^2 - sigma^2 * 2R/R_g (exponential disc).
+    v_phi = np.sqrt(np.maximum(s.model.vcirc(big_r) ** 2 - sig_gas**2 * 2 * big_r / rg, 0.0))
+    vel_cold = _cylindrical_velocities(rng, phi, v_phi, sig_gas, sig_gas, sig_gas)
+
+    r_hot = _sample_cdf(rng, n_hot, s.model.r, s.hot_cdf)
+    pos_hot = r_hot[:, None] * _unit_vectors(rng, n_hot)
+    v_hot = s.model.vcirc(r_hot)
+    phi_hot = np.arctan2(pos_hot[:, 1], pos_hot[:, 0])
+    vel_hot = _cylindrical_velocities(rng, phi_hot, 0.3 * v_hot, 0.6 * v_hot, 0.6 * v_hot, 0.6 * v_hot)
+    rho_hot = s.mhot / (4 * math.pi * s.hot_cdf[-1]) * (1 + (r_hot / s.r_core) ** 2) ** (-1.5 * s.beta)
+    v200 = math.sqrt(G * s.m200 / s.r200)
+    t_vir = 0.59 * _M_P * (v200 * 1e5) ** 2 / (2 * _K_B)
+    t_hot = t_vir * rng.uniform(0.7, 1.3) * (1 + r_hot / s.r_core) ** -0.15
+
+    cold_mass = rng.uniform(0.5, 1.5, n_cold)  # refinement keeps cells within 2x of target
+    cold_mass *= s.mcold / cold_mass.sum()
+    return {
+        "pos": np.concatenate([pos_cold, pos_hot]),
+        "vel": np.concatenate([vel_cold, vel_hot]),
+        "mass": np.concatenate([cold_mass, np.full(n_hot, s.mhot / max(n_hot, 1))]),
+        "rho": np.concatenate([rho_cold, rho_hot]),
+        "Z": np.concatenate([
+            s.gas_metallicity(big_r) * 10 ** rng.normal(0, 0.05, n_cold),
+            np.full(n_hot, _Z_SUN * rng.uniform(0.05, 0.3)),
+        ]),
+        "T_hot": np.concatenate([np.full(n_cold, np.nan), t_hot]),
+        "disc": np.concatenate([np.ones(n_cold, bool), np.zeros(n_hot, bool)]),
+        "rho_disc0": np.full(n_cold + n_hot, s.sigma_gas(0.0) / (2 * h_centre)),
+    }
+
+
+def _black_hole(rng: np.random.Generator, s: _Structure) -> dict[str, np.ndarray]:
+    """One central black hole on the Kormendy & Ho (2013) M_BH - M_bulge relation."""
+    m_bulge = max(s.mstar * s.p.bulge_fraction, 1e8)
+    # Never below TNG's seed mass of 8e5 Msun/h.
+    m_bh = max(0.49e9 * (m_bulge / 1e11) ** 1.16 * 10 ** rng.normal(0, 0.28), 8e5 / TNG_COSMOLOGY["h"])
+    return {
+        "pos": rng.normal(0, 0.01, (1, 3)),
+        "vel": rng.normal(0, 5.0, (1, 3)),
+        "mass": np.array([1.02 * m_bh]),  # dynamical mass includes the accretion reservoir
+        "bh_mass": np.array([m_bh]),
+    }
 
 
 def _disc_galaxy(
@@ -235,193 +466,12 @@ def _disc_galaxy(
     that a companion shares ``MassTable[1]`` with the main galaxy. Returns the particle
     dictionaries and the DM particle mass.
     """
-    z = p.redshift
-    m200 = p.m200 * scale
-    r200 = _r200(m200, cosmo, z)
-    f_b = TNG_COSMOLOGY["OmegaBaryon"] / TNG_COSMOLOGY["Omega0"]
-    m_dm_total = (1 - f_b) * m200
-    mstar = p.stellar_mass * scale
-    mcold = p.cold_gas_mass * scale
-    mhot = p.hot_gas_mass * scale if with_halo_gas else 0.0
-    rd = p.disc_scale_length * scale ** (1 / 3)
-    # Cold gas discs have nearly universal central surface densities (10-25 Msun/pc^2; cf.
-    # the HI size-mass relation, Wang et al. 2016), so gas-rich galaxies have large discs.
-    rg = max(math.sqrt(mcold / (2 * math.pi * p.gas_central_surface_density)), 1.2 * rd)
-    rs = r200 / p.concentration
-    a_bulge = 0.2 * rd
-    t_now = cosmo.age(z).to_value("Gyr")
-
-    n_dm = max(int(round(0.4 * n_particles)), 32) if m_dm is None else max(int(round(m_dm_total / m_dm)), 32)
-    m_dm = m_dm_total / n_dm if m_dm is None else m_dm
-    n_star = max(int(round(0.3 * n_particles)), 32)
-    n_gas = max(int(round(0.3 * n_particles)), 32)
-    cold_share = max(0.6, mcold / (mcold + mhot)) if mhot > 0 else 1.0
-    n_cold = max(int(round(cold_share * n_gas)), 16)
-    n_hot = n_gas - n_cold if mhot > 0 else 0
-    n_wind = max(int(round(0.01 * n_star)), 1)
-    n_bulge = int(round(p.bulge_fraction * (n_star - n_wind)))
-    n_disc = n_star - n_wind - n_bulge
-
-    # ---- enclosed mass and circular velocity
-    model = _MassModel(3 * r200)
-    r = model.r
-    c = p.concentration
-    model.add(m_dm_total * _nfw_m(np.minimum(r, r200) / rs) / _nfw_m(c))
-    model.add(mstar * p.bulge_fraction * r**2 / (r + a_bulge) ** 2)
-    model.add(mstar * (1 - p.bulge_fraction) * (1 - (1 + r / rd) * np.exp(-r / rd)))
-    model.add(mcold * (1 - (1 + r / rg) * np.exp(-r / rg)))
-    r_core = rng.uniform(0.05, 0.15) * r200
-    beta = rng.uniform(0.5, 0.75)
-    hot_shell = np.where(r < r200, r**2 * (1 + (r / r_core) ** 2) ** (-1.5 * beta), 0.0)
-    hot_cdf = np.concatenate([[0.0], np.cumsum(0.5 * (hot_shell[1:] + hot_shell[:-1]) * np.diff(r))])
-    if mhot > 0:
-        model.add(mhot * hot_cdf / hot_cdf[-1])
-
-    out: dict[str, dict[str, np.ndarray]] = {}
-
-    # ---- dark matter: truncated NFW plus Plummer subhaloes
-    n_sub = int(min(rng.poisson(4), 10))
-    sub_frac = 10 ** rng.uniform(-3.0, -1.7, n_sub)
-    n_in_sub = np.maximum((sub_frac * n_dm).astype(int), 8) if n_sub else np.zeros(0, int)
-    n_main = n_dm - int(n_in_sub.sum())
-    x = np.linspace(0, c, 2000)
-    r_dm = rs * _sample_cdf(rng, n_main, x, _nfw_m(x))
-    pos_dm = r_dm[:, None] * _unit_vectors(rng, n_main)
-    sig = model.vcirc(r_dm) / math.sqrt(2)
-    vel_dm = rng.normal(size=(n_main, 3)) * sig[:, None]
-    pos_list, vel_list = [pos_dm], [vel_dm]
-    for k in range(n_sub):
-        ns = int(n_in_sub[k])
-        msub = ns * m_dm
-        centre = r200 * rng.uniform(0.2, 0.9) * _unit_vectors(rng, 1)[0]
-        a_pl = 0.6 * (msub / 1e9) ** (1 / 3)  # kpc; dense enough to survive near the host
-        u = rng.random(ns)
-        rr = a_pl / np.sqrt(u ** (-2 / 3) - 1)
-        rr = np.minimum(rr, 10 * a_pl)
-        vorb = model.vcirc(np.array([np.linalg.norm(centre)]))[0]
-        vdir = np.cross(centre, _unit_vectors(rng, 1)[0])
-        vdir /= np.linalg.norm(vdir)
-        sig_sub = math.sqrt(G * msub / (6 * a_pl))
-        pos_list.append(centre + rr[:, None] * _unit_vectors(rng, ns))
-        vel_list.append(vorb * vdir + rng.normal(size=(ns, 3)) * sig_sub)
-    out["dm"] = {"pos": np.concatenate(pos_list), "vel": np.concatenate(vel_list)}
-
-    # ---- stars: inside-out exponential disc + Hernquist bulge + wind particles
-    t_grid = np.linspace(0.0, t_now, 400)
-    sfh = t_grid * np.exp(-t_grid / p.tau_sfh_gyr)
-    t_form = _sample_cdf(rng, n_disc, t_grid, np.cumsum(sfh))
-    rd_t = rd * (0.5 + 0.5 * t_form / t_now) / 0.75
-    big_r = rng.gamma(2.0, 1.0, n_disc) * rd_t
-    big_r = np.minimum(big_r, 8 * rd)
-    age = t_now - t_form
-    amp_star = p.arm_amplitude * (0.15 + 0.85 * np.exp(-age / 0.5))
-    phi = _spiral_phases(rng, big_r, amp_star, p, rd)
-    z0 = 0.12 * rd * (0.5 + age / t_now)
-    zz = z0 * np.arctanh(np.clip(2 * rng.random(n_disc) - 1, -0.9999, 0.9999))
-    pos_disc = np.column_stack([big_r * np.cos(phi), big_r * np.sin(phi), zz])
-    sigma_surface = mstar * (1 - p.bulge_fraction) / (2 * math.pi * rd**2) * np.exp(-big_r / rd)
-    sig_z = np.sqrt(math.pi * G * sigma_surface * z0)
-    sig_r = 1.8 * sig_z
-    vc = model.vcirc(big_r)
-    v_phi = np.sqrt(np.maximum(vc**2 + sig_r**2 * (0.5 - 2 * big_r / rd), 0.0))
-    vel_disc = _cylindrical_velocities(rng, phi, v_phi, sig_r, sig_r / math.sqrt(2), sig_z)
-
-    u = rng.random(n_bulge) * 0.95
-    r_b = a_bulge * np.sqrt(u) / (1 - np.sqrt(u))
-    pos_bulge = r_b[:, None] * _unit_vectors(rng, n_bulge)
-    vel_bulge = rng.normal(size=(n_bulge, 3)) * (0.7 * model.vcirc(r_b))[:, None]
-    t_bulge = rng.uniform(0.3, 0.35 * t_now, n_bulge)
-
-    z_gas_at = lambda rad: p.central_metallicity * 10 ** (p.metallicity_gradient_dex_per_kpc * rad / scale ** (1 / 3))  # noqa: E731
-    z_disc = z_gas_at(big_r) * 10 ** (-0.5 * age / t_now + rng.normal(0, 0.1, n_disc))
-    z_bulge = p.central_metallicity * 10 ** (0.1 + rng.normal(0, 0.15, n_bulge))
-
-    r_w = rng.gamma(2.0, 1.0, n_wind) * rd
-    phi_w = rng.uniform(0, 2 * math.pi, n_wind)
-    z_w = rng.choice([-1.0, 1.0], n_wind) * rng.uniform(0.5, 10.0, n_wind)
-    pos_wind = np.column_stack([r_w * np.cos(phi_w), r_w * np.sin(phi_w), z_w])
-    vel_wind = _cylindrical_velocities(rng, phi_w, model.vcirc(r_w), 10.0, 10.0, 10.0)
-    vel_wind[:, 2] += np.sign(z_w) * rng.uniform(200.0, 600.0, n_wind)
-
-    a_of_t = _scale_factor_of_age(cosmo)
-    m_star_particle = mstar / (n_disc + n_bulge)
-    star_mass = m_star_particle * rng.uniform(0.6, 1.4, n_disc + n_bulge)
-    star_mass *= mstar / star_mass.sum()
-    out["stars"] = {
-        "pos": np.concatenate([pos_disc, pos_bulge, pos_wind]),
-        "vel": np.concatenate([vel_disc, vel_bulge, vel_wind]),
-        "mass": np.concatenate([star_mass, np.full(n_wind, m_star_particle)]),
-        "a_form": np.concatenate([a_of_t(t_form), a_of_t(t_bulge), -rng.uniform(0.05, 1.0, n_wind) / (1 + z)]),
-        "Z": np.concatenate([z_disc, z_bulge, z_gas_at(r_w)]),
-    }
-
-    # ---- gas: cold disc with spiral arms, hot halo
-    big_r = np.minimum(rng.gamma(2.0, 1.0, n_cold) * rg, 7 * rg)
-    phi = _spiral_phases(rng, big_r, np.full(n_cold, p.arm_amplitude), p, rd)
-    # Hydrostatic scale height h = sigma_eff^2 / (pi G Sigma_tot) of a self-gravitating
-    # layer; sigma_eff includes the effective-EOS pressure of the star-forming ISM.
-    sigma_eff = rng.uniform(10.0, 16.0)
-    sigma_tot = mcold / (2 * math.pi * rg**2) * np.exp(-big_r / rg) + mstar * (1 - p.bulge_fraction) / (
-        2 * math.pi * rd**2
-    ) * np.exp(-big_r / rd)
-    def scale_height(sig_tot: np.ndarray) -> np.ndarray:
-        return np.clip(sigma_eff**2 / (math.pi * G * sig_tot), 0.08, 2.0)
-
-    h_g = scale_height(sigma_tot)
-    h_centre = scale_height(mcold / (2 * math.pi * rg**2) + mstar * (1 - p.bulge_fraction) / (2 * math.pi * rd**2))
-    zz = h_g * np.arctanh(np.clip(2 * rng.random(n_cold) - 1, -0.999, 0.999))
-    pos_cold = np.column_stack([big_r * np.cos(phi), big_r * np.sin(phi), zz])
-    arm = 1 + p.arm_amplitude * np.cos(p.spiral_arms * (phi - _arm_phase(big_r, p, rd)))
-    sigma_gas = mcold / (2 * math.pi * rg**2) * np.exp(-big_r / rg)
-    rho_cold = sigma_gas / (2 * h_g) / np.cosh(zz / h_g) ** 2 * arm * np.exp(rng.normal(-0.06, 0.35, n_cold))
-    sig_gas = rng.uniform(7.0, 14.0)
-    vc = model.vcirc(big_r)
-    v_phi = np.sqrt(np.maximum(vc**2 - sig_gas**2 * 2 * big_r / rg, 0.0))
-    vel_cold = _cylindrical_velocities(rng, phi, v_phi, sig_gas, sig_gas, sig_gas)
-
-    r_hot = _sample_cdf(rng, n_hot, r, hot_cdf) if n_hot else np.zeros(0)
-    r_hot = np.maximum(r_hot, 0.5 * rg)
-    pos_hot = r_hot[:, None] * _unit_vectors(rng, n_hot)
-    v_hot_c = model.vcirc(r_hot)
-    phi_hot = np.arctan2(pos_hot[:, 1], pos_hot[:, 0])
-    vel_hot = _cylindrical_velocities(rng, phi_hot, 0.3 * v_hot_c, 0.6 * v_hot_c, 0.6 * v_hot_c, 0.6 * v_hot_c)
-    rho_hot = (
-        mhot / (4 * math.pi * hot_cdf[-1]) * (1 + (r_hot / r_core) ** 2) ** (-1.5 * beta)
-        if n_hot
-        else np.zeros(0)
-    )
-    v200 = math.sqrt(G * m200 / r200)
-    t_vir = 0.59 * _M_P * (v200 * 1e5) ** 2 / (2 * _K_B)
-    t_hot = t_vir * rng.uniform(0.7, 1.3) * (1 + r_hot / r_core) ** -0.15
-
-    gas_mass = np.concatenate([
-        mcold / n_cold * rng.uniform(0.5, 1.5, n_cold) if n_cold else np.zeros(0),
-        np.full(n_hot, mhot / max(n_hot, 1)),
-    ])
-    gas_mass[:n_cold] *= mcold / gas_mass[:n_cold].sum()
-    z_cold = z_gas_at(big_r) * 10 ** rng.normal(0, 0.05, n_cold)
-    z_hot = _Z_SUN * rng.uniform(0.05, 0.3) * np.ones(n_hot)
-    out["gas"] = {
-        "pos": np.concatenate([pos_cold, pos_hot]),
-        "vel": np.concatenate([vel_cold, vel_hot]),
-        "mass": gas_mass,
-        "rho": np.concatenate([rho_cold, rho_hot]),
-        "Z": np.concatenate([z_cold, z_hot]),
-        "T_hot": np.concatenate([np.full(n_cold, np.nan), t_hot]),
-        "disc": np.concatenate([np.ones(n_cold, bool), np.zeros(n_hot, bool)]),
-        "rho_disc0": np.array(mcold / (2 * math.pi * rg**2) / (2 * h_centre)),
-    }
-
-    # ---- central black hole (Kormendy & Ho 2013)
-    m_bulge = max(mstar * p.bulge_fraction, 1e8)
-    m_bh = 0.49e9 * (m_bulge / 1e11) ** 1.16 * 10 ** rng.normal(0, 0.28)
-    out["bh"] = {
-        "pos": rng.normal(0, 0.01, (1, 3)),
-        "vel": rng.normal(0, 5.0, (1, 3)),
-        "mass": np.array([1.02 * m_bh]),
-        "bh_mass": np.array([m_bh]),
-    }
-    return out, m_dm
+    s = _structure(rng, p, n_particles, scale, m_dm, cosmo, with_halo_gas)
+    gas = _gas(rng, s)
+    gas.update(_gas_thermodynamics(rng, gas))
+    gas["B"] = _magnetic_field(rng, p, gas)
+    parts = {"dm": _dark_matter(rng, s), "stars": _stars(rng, s, cosmo), "gas": gas, "bh": _black_hole(rng, s)}
+    return parts, s.m_dm
 
 
 def _arm_phase(big_r: np.ndarray, p: GalaxyParameters, rd: float) -> np.ndarray:
@@ -551,17 +601,13 @@ def _build(
         for d in comp.values():
             d["pos"] = d["pos"] @ rot.T + offset
             d["vel"] = d["vel"] @ rot.T + approach + tangential
+        comp["gas"]["B"] = comp["gas"]["B"] @ rot.T
         parts.append(comp)
 
-    for block in parts:
-        g = block["gas"]
-        g.update(_gas_thermodynamics(rng, g))
-        g["B"] = _magnetic_field(rng, p, g)
-    merged: dict[str, dict[str, np.ndarray]] = {}
-    for kind in ("gas", "dm", "stars", "bh"):
-        blocks = [block[kind] for block in parts]
-        keys = [k for k in blocks[0] if k not in ("rho_disc0",) and np.ndim(blocks[0][k]) > 0]
-        merged[kind] = {k: np.concatenate([b[k] for b in blocks]) for k in keys}
+    merged = {
+        kind: {key: np.concatenate([block[kind][key] for block in parts]) for key in parts[0][kind]}
+        for kind in ("gas", "dm", "stars", "bh")
+    }
     # A random orientation of the whole system: the disc's inclination to the box axes.
     rot = Rotation.random(random_state=rng).as_matrix()
     for d in merged.values():
