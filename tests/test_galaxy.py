@@ -229,3 +229,13 @@ def test_dm_without_masses_needs_masstable(tmp_path):
 def test_particles_empty():
     p = Particles.empty()
     assert len(p) == 0 and p.ids.dtype == np.uint64
+
+
+def test_extra_tng_fields_are_ignored(tmp_path):
+    # Real cutouts carry many more fields (Potential, GFM_MetalsTagged, ...): not read, no error.
+    path = write_layout_file(tmp_path / "cutout_8.hdf5", {0: 20, 1: 20})
+    with h5py.File(path, "r+") as f:
+        f["PartType0"].create_dataset("GFM_MetalsTagged", data=np.zeros((20, 6), np.float32))
+        f["PartType1"].create_dataset("Potential", data=np.zeros(20, np.float32))
+    g = load_galaxy(path)
+    assert len(g.gas) == 20 and len(g.dm) == 20

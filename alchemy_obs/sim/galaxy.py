@@ -41,6 +41,7 @@ __all__ = [
     "Galaxy",
     "GalaxyFileError",
     "PART_TYPES",
+    "READ_FIELDS",
     "load_galaxy",
     "galaxy_from_arrays",
     "periodic_offset",
@@ -52,6 +53,13 @@ PART_TYPES: dict[str, str] = {"gas": "PartType0", "dm": "PartType1", "stars": "P
 
 #: Primordial hydrogen mass fraction used where ``GFM_Metals`` is absent.
 PRIMORDIAL_HYDROGEN_FRACTION = 0.76
+
+#: Particle fields the reader uses; real cutouts carry many more, which are not read.
+READ_FIELDS = frozenset({
+    "Coordinates", "Velocities", "Masses", "ParticleIDs", "SubfindHsml", "Density",
+    "InternalEnergy", "ElectronAbundance", "NeutralHydrogenAbundance", "MagneticField",
+    "StarFormationRate", "GFM_Metallicity", "GFM_Metals", "GFM_StellarFormationTime",
+})
 
 _REQUIRED_HEADER = ("BoxSize", "HubbleParam", "Time", "Omega0")
 _TNG_UNITS = {
@@ -377,7 +385,7 @@ def _read_cutout(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, np.nda
             groups: dict[str, dict[str, np.ndarray]] = {}
             for group in PART_TYPES.values():
                 if group in f:
-                    groups[group] = {name: ds[()] for name, ds in f[group].items()}
+                    groups[group] = {name: ds[()] for name, ds in f[group].items() if name in READ_FIELDS}
     except OSError as exc:
         raise GalaxyFileError(f"{path}: HDF5 read failed (truncated file?): {exc}") from None
     return header, groups
