@@ -12,6 +12,7 @@ from scipy.special import erf
 
 from alchemy_obs.maps.project import project_particles
 from alchemy_obs.observe.sky import (
+    ContinuumModel,
     ContinuumSource,
     HISource,
     LineModel,
@@ -201,11 +202,11 @@ def test_continuum_total_flux_and_diffusion():
     src = ContinuumSource(pos * u.kpc, sfr * u.Msun / u.yr, np.full(n, 0.5) * u.kpc)
     place = SkyPlacement(redshift=0.02)
     grid = SkyGrid(128, 0.25 * u.kpc)
-    img = continuum_image(src, place, grid, frequency=1.4 * u.GHz)
+    img = continuum_image(src, place, grid, ContinuumModel(diffusion_length=0 * u.kpc))
     expected = radio.sfr_to_flux_density(sfr.sum() * u.Msun / u.yr, 1.4 * u.GHz,
                                          place.luminosity_distance, 0.02)
     assert img.data.sum().to_value(u.Jy) == pytest.approx(expected.to_value(u.Jy), rel=1e-6)
-    smooth = continuum_image(src, place, grid, 1.4 * u.GHz, diffusion_length=1.5 * u.kpc)
+    smooth = continuum_image(src, place, grid, ContinuumModel(diffusion_length=1.5 * u.kpc))
     assert smooth.data.sum().value == pytest.approx(img.data.sum().value, rel=1e-4)
 
     def variance(a):
@@ -216,3 +217,32 @@ def test_continuum_total_flux_and_diffusion():
 
     # Gaussian smoothing adds sigma^2 = (1.5 / 0.25)^2 = 36 pixel^2 to the variance.
     assert variance(smooth.data.value) - variance(img.data.value) == pytest.approx(36.0, rel=0.02)
+
+
+def test_uniform_sheet_column_density():
+    # A face-on sheet of Sigma_HI = 5 Msun/pc^2 must give N_HI = Sigma / m_H = 6.24e20 cm^-2
+    # when each pixel's line flux is read as a surface brightness (pixel-sized beam).
+    spacing = 0.25
+    g = np.arange(-10, 10, spacing) + spacing / 2
+    xx, yy = np.meshgrid(g, g)
+    n = xx.size
+    m = 5e6 * spacing**2  # Msun per particle: 5 Msun/pc^2 * (250 pc)^2
+    src = HISource(
+        positions=np.stack([xx.ravel(), yy.ravel(), np.zeros(n)], 1) * u.kpc,
+        velocities=np.zeros((n, 3)) * u.km / u.s,
+        hi_mass=np.full(n, m) * u.Msun,
+        smoothing_length=np.full(n, 2 * spacing) * u.kpc,
+        temperature=np.full(n, 1e4) * u.K,
+    )
+    place = SkyPlacement(redshift=0.005)
+    grid = SkyGrid(40, 0.5 * u.kpc)
+    cube = hi_cube(src, place, grid, SpectralAxis(16, 5 * u.km / u.s))
+    width_hz = NU0 * 5 / C_KMS
+    pix = grid.pixel_angle(place)
+    fwhm = pix * math.sqrt(4 * math.log(2) / math.pi)  # Gaussian beam of one pixel's area
+    mom0 = cube.data.sum(axis=0).to_value(u.Jy) * width_hz * u.Jy / u.beam * u.Hz
+    nhi = radio.hi_column_density_from_flux(mom0, fwhm, fwhm, redshift=place.z)
+    inner = nhi[10:30, 10:30].to_value(u.cm**-2)
+    # 5 Msun/pc^2 / m_H, with m_H = 1.6735e-24 g and 1 Msun/pc^2 = 2.0890e-4 g/cm^2
+    assert np.median(inner) == pytest.approx(5 * 2.0890e-4 / 1.6735e-24, rel=3e-3)
+    assert inner.std() / inner.mean() < 0.01

@@ -57,6 +57,7 @@ __all__ = [
     "SkyGrid",
     "SpectralAxis",
     "LineModel",
+    "ContinuumModel",
     "HISource",
     "ContinuumSource",
     "SkyModel",
@@ -302,6 +303,33 @@ class LineModel:
     def sigma(self, temperature: u.Quantity) -> u.Quantity:
         """Total velocity dispersion :math:`\\sqrt{kT/m_H + \\sigma_{\\rm turb}^2}`."""
         return np.sqrt(thermal_sigma(temperature) ** 2 + self.turbulent_sigma**2).to(u.km / u.s)
+
+
+@dataclass(frozen=True)
+class ContinuumModel:
+    """Radio continuum emission of star formation.
+
+    Parameters
+    ----------
+    frequency : Quantity
+        Observed frequency.
+    bandwidth : Quantity
+        Bandwidth of the continuum observation (sets its radiometer noise).
+    diffusion_length : Quantity
+        Gaussian sigma (proper length) of the cosmic-ray electron diffusion kernel that
+        smooths the image (about 1-2 kpc, Murphy et al. 2008, ApJ 678, 828); 0 disables it.
+        The free-free part is smoothed too, a simplification (it traces HII regions).
+    electron_temperature : Quantity
+        HII-region electron temperature of the free-free part.
+    synchrotron_index : float
+        Synchrotron spectral index.
+    """
+
+    frequency: u.Quantity = field(default_factory=lambda: 1.4 * u.GHz)
+    bandwidth: u.Quantity = field(default_factory=lambda: 100 * u.MHz)
+    diffusion_length: u.Quantity = field(default_factory=lambda: 1.0 * u.kpc)
+    electron_temperature: u.Quantity = field(default_factory=lambda: 1e4 * u.K)
+    synchrotron_index: float = -0.8
 
 
 @dataclass(frozen=True)
@@ -666,21 +694,16 @@ def continuum_image(
     source: ContinuumSource,
     placement: SkyPlacement,
     grid: SkyGrid,
-    frequency: u.Quantity = 1.4 * u.GHz,
-    diffusion_length: u.Quantity = 0.0 * u.kpc,
-    electron_temperature: u.Quantity = 1e4 * u.K,
-    synchrotron_index: float = -0.8,
+    model: ContinuumModel = ContinuumModel(),
     kernel: str = "cubic_spline",
 ) -> SkyModel:
     """Radio continuum sky image from star formation, in Jy per pixel.
 
-    Each particle's SFR becomes a flux density at the observed ``frequency`` with the
+    Each particle's SFR becomes a flux density at the observed frequency with the
     Murphy et al. (2011) calibration and the K-correction
-    (:func:`alchemy_obs.physics.radio.sfr_to_flux_density`), and is spread over pixels with
-    the SPH kernel. The synchrotron-emitting cosmic-ray electrons diffuse away from their
-    birth sites; ``diffusion_length`` (the 1D Gaussian sigma, proper kpc; about 1-2 kpc,
-    Murphy et al. 2008, ApJ 678, 828) smooths the image with a Gaussian of that width. The
-    free-free part is smoothed too, a simplification (it traces HII regions directly).
+    (:func:`alchemy_obs.physics.radio.sfr_to_flux_density`), is spread over pixels with the
+    SPH kernel (:func:`alchemy_obs.maps.project.project_particles`), and the image is smoothed
+    by the cosmic-ray diffusion kernel of ``model``.
 
     Parameters
     ----------
@@ -690,14 +713,8 @@ def continuum_image(
         Distance/redshift and sky position.
     grid : SkyGrid
         Image grid.
-    frequency : Quantity
-        Observed frequency.
-    diffusion_length : Quantity
-        Gaussian sigma of the cosmic-ray diffusion kernel; 0 disables it.
-    electron_temperature : Quantity
-        HII-region electron temperature of the free-free part.
-    synchrotron_index : float
-        Synchrotron spectral index.
+    model : ContinuumModel
+        Frequency, diffusion length and emission parameters.
     kernel : {"cubic_spline", "wendland_c2"}
         SPH kernel.
 
@@ -707,16 +724,16 @@ def continuum_image(
         ``data`` (npix, npix) in Jy per pixel; the sum is the total flux density inside the grid.
     """
     s = radio.sfr_to_flux_density(
-        source.sfr, frequency, placement.luminosity_distance, placement.z,
-        electron_temperature=electron_temperature, synchrotron_index=synchrotron_index,
+        source.sfr, model.frequency, placement.luminosity_distance, placement.z,
+        electron_temperature=model.electron_temperature, synchrotron_index=model.synchrotron_index,
     ).to_value(u.Jy)
     x, y, h = _pixel_coordinates(source.positions, source.smoothing_length, grid, placement)
     keep = s > 0
     image = project_particles(x[keep], y[keep], h[keep], s[keep], (0, grid.npix, 0, grid.npix),
                               grid.npix, kernel)
-    sigma_pix = (diffusion_length / grid.pixel_kpc(placement)).to_value(u.one)
+    sigma_pix = (model.diffusion_length / grid.pixel_kpc(placement)).to_value(u.one)
     if sigma_pix > 0:
         image = gaussian_filter(image, sigma_pix, mode="constant", truncate=5.0)
     w = grid.celestial_wcs(placement)
-    return SkyModel(data=image * u.Jy, wcs=w, frequencies=u.Quantity([frequency.to(u.Hz)]),
+    return SkyModel(data=image * u.Jy, wcs=w, frequencies=u.Quantity([model.frequency.to(u.Hz)]),
                     placement=placement)

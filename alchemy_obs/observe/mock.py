@@ -1,0 +1,393 @@
+"""Mock observations: sky model, telescope and imager composed by one driver.
+
+As in MARTINI, small objects are handed to one function, :func:`make_mock`:
+
+* a source (:class:`~alchemy_obs.observe.sky.HISource` or
+  :class:`~alchemy_obs.observe.sky.ContinuumSource`), a
+  :class:`~alchemy_obs.observe.sky.SkyPlacement` and a :class:`~alchemy_obs.observe.sky.SkyGrid`;
+* the emission model (:class:`~alchemy_obs.observe.sky.SpectralAxis` and
+  :class:`~alchemy_obs.observe.sky.LineModel` for HI, or a
+  :class:`~alchemy_obs.observe.sky.ContinuumModel`);
+* the observation (:class:`~alchemy_obs.config.ObserveConfig`: array, track, correlator,
+  noise, imaging and the visibility or fast image-plane mode), or a ready simulator to reuse.
+
+The result, a :class:`Mock`, holds the sky model and the imaging result and derives the mock
+domains of the dataset: HI moment 0 (Jy/beam km/s, rest-frame velocity), HI column density
+(cm^-2) and continuum (Jy/beam). :func:`mock_view_maps` reprojects them with ``reproject``
+onto a view's physical map grid, and :func:`add_mock_domains` stores them as new domains of
+the views of a dataset shard.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+from astropy.wcs import WCS
+from radio_beam import Beam
+from reproject import reproject_adaptive, reproject_interp
+
+from alchemy_obs.config import MockConfig, ObserveConfig
+from alchemy_obs.observe.fast import ImagePlaneSimulator
+from alchemy_obs.observe.imaging import ImageResult, Imager
+from alchemy_obs.observe.interferometer import BuiltinSimulator
+from alchemy_obs.observe.sky import (
+    ContinuumModel,
+    ContinuumSource,
+    HISource,
+    LineModel,
+    SkyGrid,
+    SkyModel,
+    SkyPlacement,
+    SpectralAxis,
+    continuum_image,
+    hi_cube,
+)
+from alchemy_obs.observe.telescope import Observation
+from alchemy_obs.physics import radio
+
+__all__ = [
+    "MOCK_DOMAINS",
+    "Mock",
+    "make_mock",
+    "observation_for",
+    "map_wcs",
+    "reproject_to_map",
+    "placement_from_config",
+    "models_from_config",
+    "mock_view_maps",
+    "add_mock_domains",
+]
+
+log = logging.getLogger(__name__)
+
+#: Dataset domains written by the mock stage, with their units.
+MOCK_DOMAINS: dict[str, u.UnitBase] = {
+    "hi_mom0": u.Jy / u.beam * u.km / u.s,
+    "hi_nhi": u.cm**-2,
+    "continuum": u.Jy / u.beam,
+}
+
+
+@dataclass
+class Mock:
+    """A mock observation: the sky model and what the telescope and imager made of it.
+
+    Attributes
+    ----------
+    kind : {"hi", "continuum"}
+    sky : SkyModel
+        Input sky in Jy per pixel (per channel).
+    result : ImageResult
+        Dirty, CLEAN model, residual and restored planes with beams (Jy/beam).
+    observation : Observation
+        The observation simulated.
+    """
+
+    kind: str
+    sky: SkyModel
+    result: ImageResult
+    observation: Observation
+
+    @property
+    def wcs(self) -> WCS:
+        """Celestial WCS of the images (the sky model's grid)."""
+        return self.result.wcs.celestial
+
+    @property
+    def beam(self) -> Beam:
+        """Restoring beam of the middle channel (they differ by the fractional bandwidth)."""
+        return self.result.beams[len(self.result.beams) // 2]
+
+    def _channel_width_hz(self) -> float:
+        f = self.result.frequencies.to_value(u.Hz)
+        return abs(f[1] - f[0]) if len(f) > 1 else self.observation.channel_width.to_value(u.Hz)
+
+    def moment0_frequency(self, plane: str = "image") -> u.Quantity:
+        """:math:`\\sum_c I_c |\\Delta\\nu|` of a plane set (Jy/beam Hz); no clipping, so the
+        noise stays unbiased."""
+        if self.kind != "hi":
+            raise ValueError("moment 0 needs an HI mock")
+        cube = getattr(self.result, plane)
+        return cube.sum(axis=0) * self._channel_width_hz() * u.Hz
+
+    def moment0(self, plane: str = "image") -> u.Quantity:
+        """HI moment 0 in Jy/beam km/s of rest-frame velocity
+        (:func:`~alchemy_obs.physics.radio.frequency_integral_to_velocity_integral`)."""
+        z = self.sky.placement.observed_redshift
+        return radio.frequency_integral_to_velocity_integral(self.moment0_frequency(plane), z)
+
+    def column_density(self, plane: str = "image") -> u.Quantity:
+        """HI column density (cm^-2) of the restored moment 0 with the restoring beam."""
+        beam = self.beam
+        return radio.hi_column_density_from_flux(
+            self.moment0_frequency(plane), beam.major, beam.minor,
+            redshift=self.sky.placement.observed_redshift,
+        )
+
+    def continuum(self, plane: str = "image") -> u.Quantity:
+        """Continuum image (Jy/beam) of a plane set."""
+        if self.kind != "continuum":
+            raise ValueError("not a continuum mock")
+        return getattr(self.result, plane)[0]
+
+    def domains(self) -> dict[str, u.Quantity]:
+        """The dataset domains of this mock on its own grid."""
+        if self.kind == "hi":
+            return {"hi_mom0": self.moment0(), "hi_nhi": self.column_density()}
+        return {"continuum": self.continuum()}
+
+
+def observation_for(sky: SkyModel, observe: ObserveConfig, channel_width: u.Quantity | None = None) -> Observation:
+    """The observation of ``observe`` pointed at the sky model with its channels.
+
+    Parameters
+    ----------
+    sky : SkyModel
+        Sky cube (its channels are observed) or image (observed in one channel of width
+        ``channel_width``).
+    observe : ObserveConfig
+        Array, track, dump time, band and polarisations.
+    channel_width : Quantity, optional
+        Channel width; default the cube's channel spacing.
+    """
+    centre = SkyCoord(sky.placement.ra, sky.placement.dec, frame="icrs")
+    freqs = sky.frequencies
+    if channel_width is None:
+        if len(freqs) < 2:
+            raise ValueError("a single-channel sky needs channel_width")
+        channel_width = abs(freqs[1] - freqs[0])
+    return Observation.from_config(observe, centre, frequencies=freqs, channel_width=channel_width)
+
+
+def _simulate(sky: SkyModel, observation: Observation, observe: ObserveConfig, simulator=None) -> ImageResult:
+    if simulator is not None:
+        return simulator.observe(sky, observation)
+    img = observe.imaging
+    if img.npix is not None or img.cell_arcsec is not None:
+        raise ValueError("observe.imaging.npix and cell_arcsec must be null for mocks: the mock "
+                         "is imaged on its sky grid (set mock.npix instead)")
+    imager = Imager.from_config(img, sky.wcs.celestial, sky.data.shape[-2:])
+    if observe.mode == "fast":
+        return ImagePlaneSimulator(observation, imager, noise=observe.noise, seed=observe.seed).observe(sky)
+    vis = BuiltinSimulator(noise=observe.noise, seed=observe.seed).observe(sky, observation)
+    return imager.image(vis)
+
+
+def make_mock(
+    source: HISource | ContinuumSource,
+    placement: SkyPlacement,
+    grid: SkyGrid,
+    observe: ObserveConfig,
+    *,
+    spectral: SpectralAxis | None = None,
+    line: LineModel = LineModel(),
+    continuum: ContinuumModel = ContinuumModel(),
+    kernel: str = "cubic_spline",
+    simulator=None,
+) -> Mock:
+    """Make a mock observation of a galaxy.
+
+    Parameters
+    ----------
+    source : HISource or ContinuumSource
+        Emitting particles in the view frame; an :class:`HISource` gives an HI line mock,
+        a :class:`ContinuumSource` a continuum mock.
+    placement : SkyPlacement
+        Distance/redshift, sky position (the phase centre) and systemic motion.
+    grid : SkyGrid
+        Sky model grid, also the image grid.
+    observe : ObserveConfig
+        Telescope, track, noise, imaging and ``mode`` ("visibility": ducc0 degridding and
+        Cotton-Schwab CLEAN; "fast": the image-plane mode).
+    spectral : SpectralAxis
+        Channels of the HI cube (required for HI).
+    line : LineModel
+        HI line width.
+    continuum : ContinuumModel
+        Continuum frequency, bandwidth and cosmic-ray diffusion.
+    kernel : {"cubic_spline", "wendland_c2"}
+        SPH kernel.
+    simulator : object with ``observe(sky, observation) -> ImageResult``, optional
+        A ready simulator (e.g. an :class:`~alchemy_obs.observe.fast.ImagePlaneSimulator`
+        cached for many galaxies with the same set-up); it must match the sky grid.
+
+    Returns
+    -------
+    Mock
+    """
+    if isinstance(source, HISource):
+        if spectral is None:
+            raise ValueError("an HI mock needs a SpectralAxis")
+        sky = hi_cube(source, placement, grid, spectral, line, kernel)
+        observation = observation_for(sky, observe)
+        kind = "hi"
+    elif isinstance(source, ContinuumSource):
+        sky = continuum_image(source, placement, grid, continuum, kernel)
+        observation = observation_for(sky, observe, continuum.bandwidth)
+        kind = "continuum"
+    else:
+        raise TypeError(f"source must be an HISource or a ContinuumSource, got {type(source).__name__}")
+    if simulator is not None and getattr(simulator, "observation", None) is not None:
+        observation = simulator.observation
+    result = _simulate(sky, observation, observe, simulator)
+    return Mock(kind, sky, result, observation)
+
+
+def map_wcs(placement: SkyPlacement, extent_kpc, npix: int) -> WCS:
+    """Celestial WCS of a physical map grid seen at ``placement``.
+
+    Parameters
+    ----------
+    placement : SkyPlacement
+    extent_kpc : sequence of 4 floats
+        (xmin, xmax, ymin, ymax) of the map in the view frame (proper kpc); x is West, y North.
+    npix : int
+        Pixels per side.
+    """
+    xmin, xmax, ymin, ymax = (float(v) for v in extent_kpc)
+    dx, dy = (xmax - xmin) / npix, (ymax - ymin) / npix
+    if not np.isclose(dx, dy, rtol=1e-6):
+        raise ValueError(f"map pixels must be square, got {dx} x {dy} kpc")
+    cdelt = placement.kpc_to_angle(dx * u.kpc).to_value(u.deg)
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---SIN", "DEC--SIN"]
+    w.wcs.cunit = ["deg", "deg"]
+    w.wcs.crval = [placement.ra.to_value(u.deg), placement.dec.to_value(u.deg)]
+    # Pixel i spans x in [xmin + i dx, xmin + (i + 1) dx]; x = 0 is 1-based pixel -xmin/dx + 1/2.
+    w.wcs.crpix = [-xmin / dx + 0.5, -ymin / dy + 0.5]
+    w.wcs.cdelt = [-cdelt, cdelt]
+    w.wcs.radesys = "ICRS"
+    w.wcs.equinox = 2000.0
+    return w
+
+
+def reproject_to_map(image: u.Quantity, wcs_in: WCS, wcs_out: WCS, npix: int) -> u.Quantity:
+    """Reproject a surface-brightness image (per beam or per area) onto a map grid.
+
+    Surface brightness is intensive, so values are interpolated, not summed: bilinear
+    interpolation (``reproject_interp``) where the map pixels are as small as the image's or
+    smaller, and the anti-aliased adaptive resampling of DeForest (2004)
+    (``reproject_adaptive``, ``conserve_flux=False``) where they are larger. Map pixels
+    outside the image are NaN.
+    """
+    ratio = abs(wcs_out.wcs.cdelt[1] / wcs_in.wcs.cdelt[1])
+    data = np.asarray(image.value, dtype=np.float64)
+    if ratio > 1.0 + 1e-9:
+        out, _ = reproject_adaptive((data, wcs_in), wcs_out, shape_out=(npix, npix),
+                                    conserve_flux=False, boundary_mode="strict")
+    else:
+        out, _ = reproject_interp((data, wcs_in), wcs_out, shape_out=(npix, npix), order="bilinear")
+    return out * image.unit
+
+
+def placement_from_config(config: MockConfig, cosmology=None) -> SkyPlacement:
+    """The :class:`SkyPlacement` of a :class:`~alchemy_obs.config.MockConfig`."""
+    kwargs = {"ra": config.ra_deg * u.deg, "dec": config.dec_deg * u.deg}
+    if cosmology is not None:
+        kwargs["cosmology"] = cosmology
+    if config.redshift is not None:
+        return SkyPlacement(redshift=config.redshift, **kwargs)
+    return SkyPlacement(distance=config.distance_mpc * u.Mpc, **kwargs)
+
+
+def models_from_config(config: MockConfig) -> tuple[SpectralAxis, LineModel, ContinuumModel]:
+    """Spectral axis, line model and continuum model of a :class:`~alchemy_obs.config.MockConfig`."""
+    spectral = SpectralAxis(config.n_channels, config.channel_width_kms * u.km / u.s,
+                            ctype=config.spectral_axis)
+    line = LineModel(config.turbulent_sigma_kms * u.km / u.s, config.n_sigma)
+    cont = ContinuumModel(config.continuum_frequency_ghz * u.GHz, config.continuum_bandwidth_mhz * u.MHz,
+                          config.diffusion_kpc * u.kpc, config.electron_temperature_k * u.K,
+                          config.synchrotron_index)
+    return spectral, line, cont
+
+
+def mock_view_maps(
+    galaxy,
+    rotation: np.ndarray,
+    extent_kpc,
+    map_npix: int,
+    mock: MockConfig,
+    observe: ObserveConfig,
+    kernel: str = "cubic_spline",
+) -> tuple[dict[str, u.Quantity], dict[str, Mock]]:
+    """Mock domains of one view of a galaxy, reprojected onto the view's map grid.
+
+    The sky model covers the map's field with ``mock.npix`` pixels, is observed and imaged,
+    and the products are reprojected onto the ``map_npix`` grid of ``extent_kpc``.
+
+    Parameters
+    ----------
+    galaxy : Galaxy
+    rotation : ndarray (3, 3)
+        View rotation ``x' = R x``.
+    extent_kpc : sequence of 4 floats
+        The view's map extent.
+    map_npix : int
+        The view's map size.
+    mock, observe : MockConfig, ObserveConfig
+
+    Returns
+    -------
+    maps : dict of str to Quantity
+        Domain -> (map_npix, map_npix) map, see :data:`MOCK_DOMAINS`.
+    mocks : dict of str to Mock
+        The mock observations ("hi", "continuum") on their own grids.
+    """
+    placement = placement_from_config(mock, galaxy.cosmology)
+    fov = max(extent_kpc[1] - extent_kpc[0], extent_kpc[3] - extent_kpc[2])
+    grid = SkyGrid(mock.npix, fov / mock.npix * u.kpc)
+    spectral, line, cont = models_from_config(mock)
+    target = map_wcs(placement, extent_kpc, map_npix)
+    maps, mocks = {}, {}
+    for kind in mock.products:
+        if kind == "hi":
+            source = HISource.from_galaxy(galaxy, rotation)
+        else:
+            source = ContinuumSource.from_galaxy(galaxy, rotation)
+        m = make_mock(source, placement, grid, observe, spectral=spectral, line=line,
+                      continuum=cont, kernel=kernel)
+        mocks[kind] = m
+        for name, image in m.domains().items():
+            maps[name] = reproject_to_map(image, m.wcs, target, map_npix).to(MOCK_DOMAINS[name])
+    return maps, mocks
+
+
+def add_mock_domains(shard: str | Path, galaxy, mock: MockConfig, observe: ObserveConfig,
+                     kernel: str = "cubic_spline", overwrite: bool = False) -> list[str]:
+    """Add the mock domains to every view of a galaxy's dataset shard.
+
+    Reads each view's rotation and extent from the shard, makes the mocks, reprojects them
+    onto the view's grid and writes them with :func:`alchemy_obs.maps.store.write_domain`
+    (atomic). Domains already present are skipped unless ``overwrite``.
+
+    Returns
+    -------
+    list of str
+        The domains written.
+    """
+    from alchemy_obs.maps.store import read_shard, write_domain
+
+    maps, meta, _ = read_shard(shard)
+    names = [n for kind in mock.products for n in MOCK_DOMAINS if _kind_of(n) == kind]
+    todo = [n for n in names if overwrite or n not in maps]
+    if not todo:
+        return []
+    npix = next(iter(maps.values())).shape[-1]
+    per_view = []
+    for k in range(len(meta["view"])):
+        view_maps, _ = mock_view_maps(galaxy, meta["rotation"][k], meta["extent_kpc"][k], npix,
+                                      mock, observe, kernel)
+        per_view.append(view_maps)
+    for name in todo:
+        data = u.Quantity([v[name] for v in per_view])
+        write_domain(shard, name, data, overwrite=name in maps)
+    return todo
+
+
+def _kind_of(domain: str) -> str:
+    return "hi" if domain.startswith("hi_") else "continuum"
