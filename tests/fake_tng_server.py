@@ -151,7 +151,7 @@ class FakeTNGServer:
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), daemon=True)
         self._catalogue: list[dict[str, Any]] | None = None
 
     # lifecycle ---------------------------------------------------------------
@@ -317,78 +317,3 @@ class FakeTNGServer:
                 return self._send(200, body, "application/x-hdf5", disposition)
 
         return Handler
-
-
-# ------------------------------------------------------------------------------ fixtures data
-
-def particle_arrays(rng: np.random.Generator, counts: dict[int, int], centre: np.ndarray,
-                    id_start: int = 1) -> dict[int, dict[str, np.ndarray]]:
-    """Random particles with the TNG field names and dtypes (code units) around ``centre``.
-
-    A minimal stand-in for the synthetic galaxy generator where only the file layout matters.
-    """
-    out: dict[int, dict[str, np.ndarray]] = {}
-    next_id = id_start
-    for number, n in counts.items():
-        if n == 0:
-            continue
-        f: dict[str, np.ndarray] = {
-            "Coordinates": (centre + rng.normal(0.0, 5.0, (n, 3))).astype(np.float64),
-            "Velocities": rng.normal(0.0, 100.0, (n, 3)).astype(np.float32),
-            "ParticleIDs": np.arange(next_id, next_id + n, dtype=np.uint64),
-        }
-        next_id += n
-        if number != 1:
-            f["Masses"] = rng.uniform(1e-5, 2e-5, n).astype(np.float32)
-        if number in (1, 4):
-            f["SubfindHsml"] = rng.uniform(0.5, 2.0, n).astype(np.float32)
-        if number == 0:
-            f["Density"] = rng.uniform(1e-4, 1e-2, n).astype(np.float32)
-            f["InternalEnergy"] = rng.uniform(1e2, 1e5, n).astype(np.float32)
-            f["ElectronAbundance"] = rng.uniform(0.0, 1.2, n).astype(np.float32)
-            f["NeutralHydrogenAbundance"] = rng.uniform(0.0, 1.0, n).astype(np.float32)
-            f["MagneticField"] = rng.normal(0.0, 1e-2, (n, 3)).astype(np.float32)
-            f["StarFormationRate"] = rng.uniform(0.0, 1e-3, n).astype(np.float32)
-            f["GFM_Metallicity"] = rng.uniform(0.0, 0.03, n).astype(np.float32)
-            metals = rng.uniform(0.0, 0.01, (n, 10)).astype(np.float32)
-            metals[:, 0] = 0.76
-            f["GFM_Metals"] = metals
-        if number == 4:
-            f["GFM_StellarFormationTime"] = rng.uniform(-0.1, 1.0, n).astype(np.float32)
-            f["GFM_Metallicity"] = rng.uniform(0.0, 0.03, n).astype(np.float32)
-        out[number] = f
-    return out
-
-
-def header_attrs(counts: np.ndarray, n_files: int = 1, redshift: float = 0.0) -> dict[str, Any]:
-    """TNG snapshot/cutout ``Header`` attributes (TNG50-1 cosmology)."""
-    a = 1.0 / (1.0 + redshift)
-    return {
-        "BoxSize": 35000.0, "HubbleParam": 0.6774, "Omega0": 0.3089, "OmegaLambda": 0.6911,
-        "OmegaBaryon": 0.0486, "Time": a, "Redshift": redshift,
-        "MassTable": np.array([0.0, 3.07e-5, 0.0, 0.0, 0.0, 0.0]),
-        "NumPart_ThisFile": np.asarray(counts, dtype=np.int32),
-        "NumPart_Total": np.asarray(counts, dtype=np.uint32),
-        "NumPart_Total_HighWord": np.zeros(6, dtype=np.uint32),
-        "NumFilesPerSnapshot": np.int32(n_files),
-        "UnitLength_in_cm": 3.085678e21, "UnitMass_in_g": 1.989e43,
-        "UnitVelocity_in_cm_per_s": 1.0e5,
-    }
-
-
-def write_mini_cutout(path: Path, seed: int, counts: dict[int, int] | None = None) -> Path:
-    """A small TNG-layout cutout file (used when the synthetic generator is unavailable)."""
-    counts = counts or {0: 300, 1: 400, 4: 200, 5: 1}
-    rng = np.random.default_rng(seed)
-    centre = rng.uniform(1000.0, 34000.0, 3)
-    parts = particle_arrays(rng, counts, centre)
-    numpart = np.zeros(6, dtype=np.int64)
-    for number, n in counts.items():
-        numpart[number] = n
-    with h5py.File(path, "w") as f:
-        f.create_group("Header").attrs.update(header_attrs(numpart))
-        for number, fields in parts.items():
-            g = f.create_group(f"PartType{number}")
-            for name, data in fields.items():
-                g.create_dataset(name, data=data)
-    return path

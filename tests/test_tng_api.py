@@ -10,10 +10,12 @@ import astropy.units as u
 import h5py
 import numpy as np
 import pytest
-from fake_tng_server import FakeTNGServer, write_mini_cutout
+from fake_tng_server import FakeTNGServer
 
 from alchemy_obs.cli import main
 from alchemy_obs.config import TNGConfig
+from alchemy_obs.sim.galaxy import Galaxy
+from alchemy_obs.sim.synthetic import make_synthetic_cutout
 from alchemy_obs.sim.tng import (
     CUTOUT_FIELDS,
     PART_TYPES,
@@ -33,10 +35,6 @@ IDS = (0, 3, 7, 12, 20)
 @pytest.fixture(scope="module")
 def cutouts(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
     folder = tmp_path_factory.mktemp("served")
-    try:
-        from alchemy_obs.sim.synthetic import make_synthetic_cutout
-    except ImportError:
-        return {sid: write_mini_cutout(folder / f"cutout_{sid}.hdf5", seed=sid) for sid in IDS}
     return {
         sid: Path(make_synthetic_cutout(folder / f"cutout_{sid}.hdf5", i, 3000, seed=11))
         for i, sid in enumerate(IDS)
@@ -134,9 +132,8 @@ def test_download_validates_and_holds_requested_fields(client, server, cutouts):
 
 
 def test_downloaded_cutout_loads_as_galaxy(client, server):
-    galaxy_mod = pytest.importorskip("alchemy_obs.sim.galaxy")
     galaxy = client.load_galaxy(3)
-    assert isinstance(galaxy, galaxy_mod.Galaxy)
+    assert isinstance(galaxy, Galaxy)
     doc = next(r for r in server.catalogue() if r["id"] == 3)
     assert galaxy.subhalo_id == 3 and galaxy.snapshot == 99
     np.testing.assert_allclose(galaxy.centre_ckpch, [doc["pos_x"], doc["pos_y"], doc["pos_z"]])

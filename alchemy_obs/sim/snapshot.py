@@ -239,13 +239,21 @@ def read_subhalo(
                 if header is None:
                     header = _header_dict(f["Header"].attrs)
                 in_chunk = int(f["Header"].attrs["NumPart_ThisFile"][t])
+                if chunk + 1 < len(file_first_particle):
+                    implied = int(file_first_particle[chunk + 1, t] - file_first_particle[chunk, t])
+                else:
+                    attrs_ = f["Header"].attrs
+                    total = int(attrs_["NumPart_Total"][t])
+                    if "NumPart_Total_HighWord" in attrs_:
+                        total += int(attrs_["NumPart_Total_HighWord"][t]) << 32
+                    implied = total - int(file_first_particle[chunk, t])
+                if in_chunk != implied:
+                    raise SnapshotError(
+                        f"{path}: holds {in_chunk} {group} particles but the offsets file "
+                        f"{offsets_path} implies {implied}"
+                    )
                 lo = cursor - int(file_first_particle[chunk, t])
                 hi = min(stop - int(file_first_particle[chunk, t]), in_chunk)
-                if hi <= lo:
-                    raise SnapshotError(
-                        f"{path}: holds {in_chunk} {group} particles, fewer than the offsets "
-                        f"file {offsets_path} implies for {purpose}"
-                    )
                 if group not in f:
                     raise SnapshotError(f"{path}: no {group} group ({purpose})")
                 if not pieces:
