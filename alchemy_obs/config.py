@@ -77,13 +77,17 @@ class TNGConfig(Section):
     api_key: SecretStr | None = Field(
         None, description="TNG API key; the TNG_API_KEY environment variable takes precedence."
     )
-    base_url: str = "https://www.tng-project.org/api"
-    simulation: str = "TNG50-1"
-    snapshot: int = 99
-    cache_dir: Path = Path("tng_cache")
-    timeout_s: float = Field(60.0, gt=0)
-    retries: int = Field(5, ge=0)
-    backoff_s: float = Field(2.0, ge=0)
+    base_url: str = Field("https://www.tng-project.org/api", description="Root of the TNG web API.")
+    simulation: str = Field("TNG50-1", description="Simulation name, e.g. TNG50-1, TNG100-1.")
+    snapshot: int = Field(99, ge=0, description="Default snapshot number (99 is z=0).")
+    cache_dir: Path = Field(
+        Path("tng_cache"), description="Downloaded cutouts: SIM/snapshot_NNN/cutout_ID.hdf5."
+    )
+    timeout_s: float = Field(60.0, gt=0, description="Seconds to wait for a connection or data.")
+    retries: int = Field(5, ge=0, description="Retries after timeouts, truncations, 429, 5xx.")
+    backoff_s: float = Field(
+        2.0, ge=0, description="First retry delay; doubles each retry (Retry-After if longer)."
+    )
     snapshot_dir: Path | None = Field(
         None, description="Local simulation output folder (snapdir_NNN, groups_NNN, offsets)."
     )
@@ -515,7 +519,10 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:
-        where = source if not overrides else f"{source} (with --set {' '.join(overrides)})"
+        # Secrets given with --set must not be echoed back into terminals and CI logs.
+        shown = [o.split("=", 1)[0] + "=***" if "api_key" in o.split("=", 1)[0] else o
+                 for o in overrides or []]
+        where = source if not overrides else f"{source} (with --set {' '.join(shown)})"
         raise ConfigError(_describe(exc, where)) from None
 
 

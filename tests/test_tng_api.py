@@ -13,7 +13,7 @@ import pytest
 from fake_tng_server import FakeTNGServer
 
 from alchemy_obs.cli import main
-from alchemy_obs.config import TNGConfig
+from alchemy_obs.config import ConfigError, TNGConfig, load_config
 from alchemy_obs.sim.galaxy import Galaxy
 from alchemy_obs.sim.synthetic import make_synthetic_cutout
 from alchemy_obs.sim.tng import (
@@ -255,6 +255,9 @@ def test_key_never_leaks(config, server, sleeps, caplog, monkeypatch, tmp_path, 
                  "--set", f"tng.cache_dir={tmp_path / 'cli'}", "--set", f"tng.api_key={KEY}",
                  "download", "0", "404404"]) == 1
     out = capsys.readouterr()
+    with pytest.raises(ConfigError) as err:  # a bad override next to the key
+        load_config(None, [f"tng.api_key={KEY}", "tng.retries=-1"])
+    failures.append(err)
 
     for exc in failures:
         texts += [str(exc.value), repr(exc.value), str(exc.getrepr())]
