@@ -71,6 +71,7 @@ def test_real_things_cube_keeps_wcs_shape_and_mask(tmp_path, model_dir):
     assert header["INFILE"] == REAL_CUBE.name
     assert header["INSHA256"] == "2e02f4a3116fdb22521bf10a2b8b385f6f0493eb994b1691c5d895632969e251"
     assert header["DISTANCE"] == 3.2 and header["DISTSRC"] == "option"
+    assert header["INBMAJ"] == 60.0 and header["BEAMSRC"] == "option"
 
 
 CASES = {

@@ -238,6 +238,11 @@ def infer_file(
         model.name, model.version, card.get("weights_sha256", ""), card.get("method", ""),
         model.target, path, _sha256(path), dist, dist_source, samples, steps, pixel_kpc, lonlat,
     )
+    if obs.beam is not None:
+        provenance["INBMAJ"] = (obs.beam.major.to_value(u.arcsec), "[arcsec] input beam used")
+        provenance["INBMIN"] = (obs.beam.minor.to_value(u.arcsec), "[arcsec] input beam used")
+        provenance["INBPA"] = (obs.beam.pa.to_value(u.deg), "[deg] input beam used")
+        provenance["BEAMSRC"] = ("option" if beam is not None else "file", "origin of the beam")
     if model.demonstration:
         provenance["DEMOMODL"] = (True, "demonstration model: not a science result")
     hdul = prediction_hdus(obs, back[0], None if std is None else back[1], model.target_unit,

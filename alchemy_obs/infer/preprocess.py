@@ -261,7 +261,7 @@ def to_domain(sky: SkyMap, domain: str, path: str | os.PathLike = "") -> u.Quant
         return nhi.to(target)
     if domain == "hi":
         return radio.hi_surface_density(nhi).to(target)
-    raise InferError(path, f"cannot convert {data.unit} to {domain} without a beam")
+    raise InferError(path, f"cannot convert {data.unit} to {domain} ({target})")
 
 
 _DISTANCE_KEYS = ("DISTANCE", "DIST", "OBJ_DIST")
