@@ -11,9 +11,16 @@ Composed like MARTINI: small objects handed to one driver.
   (:class:`Imager`, :class:`ImageResult`).
 * :mod:`~alchemy_obs.observe.fast` -- :class:`ImagePlaneSimulator`, the cached image-plane
   mode for datasets.
+* :mod:`~alchemy_obs.observe.engine` -- :class:`MockObserver`, the driver configured by
+  :class:`~alchemy_obs.config.ObserveConfig`.
+* :mod:`~alchemy_obs.observe.fits` -- :func:`write_fits`; :mod:`~alchemy_obs.observe.measurement_set`,
+  :mod:`~alchemy_obs.observe.wsclean` and :mod:`~alchemy_obs.observe.karabo` for the
+  MeasurementSet, WSClean and Karabo routes.
 """
 
+from alchemy_obs.observe.engine import MockObserver
 from alchemy_obs.observe.fast import ImagePlaneSimulator
+from alchemy_obs.observe.fits import write_fits
 from alchemy_obs.observe.imaging import ImageResult, Imager
 from alchemy_obs.observe.interferometer import BuiltinSimulator, Simulator, SkyImage, Visibilities
 from alchemy_obs.observe.telescope import Observation, Telescope
@@ -23,9 +30,11 @@ __all__ = [
     "ImagePlaneSimulator",
     "ImageResult",
     "Imager",
+    "MockObserver",
     "Observation",
     "Simulator",
     "SkyImage",
     "Telescope",
     "Visibilities",
+    "write_fits",
 ]
