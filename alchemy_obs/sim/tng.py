@@ -14,6 +14,7 @@ or logs, because HTTP libraries quote URLs and server replies in their exception
 
 Examples
 --------
+>>> import astropy.units as u
 >>> from alchemy_obs.config import load_config
 >>> from alchemy_obs.sim.tng import TNGClient
 >>> client = TNGClient(load_config().tng)                    # doctest: +SKIP
