@@ -44,6 +44,7 @@ import functools
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,7 +140,24 @@ def _concentration(m200: float, z: float, h: float) -> float:
 
 
 def draw_parameters(rng: np.random.Generator, merger_fraction: float) -> GalaxyParameters:
-    """Draw one galaxy's global properties from scaling relations with scatter."""
+    """Draw one galaxy's global properties from scaling relations with scatter.
+
+    Halo mass is log-uniform in :math:`10^{11}-10^{12.6}\\,M_\\odot`; concentration,
+    stellar mass (the z=0 Moster et al. 2013 relation, used at all redshifts), bulge
+    fraction, disc size (halo spin), cold and hot gas masses, spiral structure, magnetic
+    field strength, metallicity and star formation history follow from it with scatter.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The galaxy's random stream.
+    merger_fraction : float
+        Probability of a merging companion.
+
+    Returns
+    -------
+    GalaxyParameters
+    """
     h = TNG_COSMOLOGY["h"]
     snapshot = int(rng.choice(list(_SNAPSHOTS)))
     z = _SNAPSHOTS[snapshot]
@@ -182,6 +200,7 @@ def draw_parameters(rng: np.random.Generator, merger_fraction: float) -> GalaxyP
 
 
 def _r200(m200: float, cosmo: FlatLambdaCDM, z: float) -> float:
+    """Radius (kpc) inside which the mean density is 200 times critical."""
     rho_c = cosmo.critical_density(z).to_value("Msun/kpc3")
     return (3 * m200 / (4 * math.pi * 200 * rho_c)) ** (1 / 3)
 
@@ -375,7 +394,7 @@ def _stars(rng: np.random.Generator, s: _Structure, cosmo: FlatLambdaCDM) -> dic
     n_real = s.n_disc + s.n_bulge
     mass = rng.uniform(0.6, 1.4, n_real)  # stellar mass loss spreads particle masses
     mass *= s.mstar / mass.sum()
-    a_of_t = _scale_factor_of_age(cosmo)
+    a_of_t = _scale_factor_at_time(cosmo)
     a_now = 1 / (1 + p.redshift)
     return {
         "pos": np.concatenate([pos_disc, pos_bulge, pos_wind]),
@@ -511,10 +530,11 @@ def _cylindrical_velocities(
     return np.column_stack([vr * cos - vp * sin, vr * sin + vp * cos, vz])
 
 
-def _scale_factor_of_age(cosmo: FlatLambdaCDM):
+def _scale_factor_at_time(cosmo: FlatLambdaCDM) -> Callable[[np.ndarray], np.ndarray]:
+    """Interpolator from cosmic time since the Big Bang (Gyr) to the scale factor."""
     a = np.geomspace(0.02, 1.0, 300)
     t = cosmo.age(1 / a - 1).to_value("Gyr")
-    return lambda age_gyr: np.interp(age_gyr, t, a)
+    return lambda t_gyr: np.interp(t_gyr, t, a)
 
 
 def _gas_thermodynamics(
