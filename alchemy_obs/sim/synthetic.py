@@ -679,7 +679,9 @@ def make_synthetic_cutout(
     bulk = rng.normal(0.0, 150.0, 3)
 
     def coords(pos: np.ndarray) -> np.ndarray:
-        return np.mod(centre + pos / cu.length, box)
+        x = np.mod(centre + pos / cu.length, box)
+        # np.mod of a tiny negative number rounds to box itself; TNG positions lie in [0, box).
+        return np.where(x >= box, 0.0, x)
 
     def vels(vel: np.ndarray) -> np.ndarray:
         return ((vel + bulk) / cu.velocity).astype(np.float32)
