@@ -125,3 +125,18 @@ def test_bad_layout_names_file(tmp_path):
     bad.write_text("A ska 0 0 0 1\n")
     with pytest.raises(ValueError, match="layout.txt"):
         read_layout(bad)
+
+
+def test_telescope_yaml_files_load_and_default_mirrors_config():
+    from pathlib import Path
+
+    from alchemy_obs.config import ObserveConfig, load_config
+
+    folder = Path(__file__).resolve().parents[1] / "configs" / "telescopes"
+    files = sorted(folder.glob("*.yaml"))
+    assert files
+    for f in files:
+        cfg = load_config(f)
+        Telescope.from_config(cfg.observe.telescope)
+    assert load_config(folder / "ska_mid_aastar.yaml").observe == ObserveConfig()
+    assert Telescope.from_config(load_config(folder / "ska_mid_aa4.yaml").observe.telescope).n_antennas == 197

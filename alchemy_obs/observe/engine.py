@@ -127,7 +127,9 @@ class MockObserver:
         if img.imager == "wsclean":
             from alchemy_obs.observe.wsclean import WSCleanImager
 
-            wcs, shape = _image_wcs(sky_img, img.npix, img.cell_arcsec)
+            # WSClean centres the phase centre on pixel n/2, so its grid is rebuilt that way.
+            wcs, shape = _image_wcs(sky_img, img.npix or sky_img.geometry.nx,
+                                    img.cell_arcsec or float(np.rad2deg(sky_img.geometry.cell) * 3600))
             return WSCleanImager(wcs, shape, img.weighting, img.robust, img.niter, img.gain, img.mgain,
                                  img.threshold_sigma).image(vis)
         return self.imager_for(sky_img).image(vis)
