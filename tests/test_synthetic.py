@@ -221,3 +221,13 @@ def test_hot_gas_density_matches_the_cell_distribution(galaxies):
         dist, idx = cKDTree(pos).query(pos, k=33)
         rho_knn = mass[idx].sum(axis=1) / (4.0 / 3.0 * np.pi * dist[:, -1] ** 3)
         assert 0.8 < np.median(rho_knn / g.gas.density[hot]) < 1.25
+
+
+def test_shrinking_sphere_centres_on_the_main_galaxy_of_a_merger(tmp_path):
+    # Each galaxy here has a companion 20-60 kpc away; the centre of mass lies in between,
+    # the shrinking sphere must land on the main galaxy's black hole (placed at its centre).
+    for i in range(4):
+        g = load_galaxy(make_synthetic_cutout(tmp_path / f"cutout_{i}.hdf5", i, 4000, 3, merger_fraction=1.0))
+        distance = np.sort(np.linalg.norm(g.bh.coordinates, axis=1))
+        assert len(distance) == 2
+        assert distance[0] < 1.5 and distance[1] > 15.0
