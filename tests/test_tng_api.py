@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 from pathlib import Path
 
 import astropy.units as u
 import h5py
 import numpy as np
 import pytest
+import requests
 from fake_tng_server import FakeTNGServer
 
 from alchemy_obs.cli import main
@@ -245,6 +247,13 @@ def test_key_never_leaks(config, server, sleeps, caplog, monkeypatch, tmp_path, 
     with pytest.raises(TNGNotFoundError) as err:
         client.download_cutout(999)
     failures.append(err)
+    with socket.socket() as sock:  # a port nobody listens on: connection refused
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    refused = config.model_copy(update={"base_url": f"http://127.0.0.1:{closed}/api", "retries": 1})
+    with pytest.raises(TNGError, match="failed after 2 attempts.*ConnectionError") as err:
+        TNGClient(refused, sleep=sleeps).subhalo(0)
+    failures.append(err)
     monkeypatch.setenv("TNG_API_KEY", KEY + "-wrong")
     with pytest.raises(TNGAuthError) as err:
         TNGClient(config).subhalo(0)
@@ -261,6 +270,11 @@ def test_key_never_leaks(config, server, sleeps, caplog, monkeypatch, tmp_path, 
 
     for exc in failures:
         texts += [str(exc.value), repr(exc.value), str(exc.getrepr())]
+        linked, chain = exc.value, []
+        while linked is not None:  # no path back to a request object holding the headers
+            chain.append(linked)
+            linked = linked.__cause__ or linked.__context__
+        assert not any(isinstance(e, requests.RequestException) for e in chain), chain
     texts += [r.getMessage() for r in caplog.records]
     texts += [logging.Formatter().format(r) for r in caplog.records]
     texts += [out.out, out.err]

@@ -426,22 +426,22 @@ class TNGClient:
 
     def _retrying(self, what: str, action: Callable[[], T]) -> T:
         attempts = self.config.retries + 1
-        attempt = 0
-        while True:
+        for attempt in range(1, attempts + 1):
             try:
                 return action()
             except _Transient as exc:
-                attempt += 1
-                if attempt == attempts:
-                    raise TNGError(
-                        f"{what}: failed after {attempts} attempts; last error: {exc.reason}"
-                    ) from None
-                delay = max(exc.wait, self.config.backoff_s * 2 ** (attempt - 1))
-                log.warning(
-                    "%s: %s; retrying in %.1f s (attempt %d of %d)",
-                    what, exc.reason, delay, attempt + 1, attempts,
-                )
-                self._sleep(delay)
+                failure = exc
+            # Raised outside the except block, so that no exception chain leads back to the
+            # requests exception, whose request object carries the key in its headers.
+            if attempt == attempts:
+                raise TNGError(f"{what}: failed after {attempts} attempts; last error: {failure.reason}")
+            delay = max(failure.wait, self.config.backoff_s * 2 ** (attempt - 1))
+            log.warning(
+                "%s: %s; retrying in %.1f s (attempt %d of %d)",
+                what, failure.reason, delay, attempt + 1, attempts,
+            )
+            self._sleep(delay)
+        raise ValueError(f"retries must be >= 0, not {self.config.retries}")
 
     def _get(self, url: str, params: dict[str, Any] | None = None, stream: bool = False) -> requests.Response:
         """One GET; returns a 200 response, raises ``_Transient`` or a final :class:`TNGError`."""
@@ -459,7 +459,13 @@ class TNGClient:
                 requests.exceptions.ChunkedEncodingError) as exc:
             raise _Transient(f"{type(exc).__name__}: {self._scrub(str(exc))}") from None
         except requests.RequestException as exc:
-            raise TNGError(f"{url}: {type(exc).__name__}: {self._scrub(str(exc))}") from None
+            fatal = f"{url}: {type(exc).__name__}: {self._scrub(str(exc))}"
+        else:
+            return self._check(response, url)
+        raise TNGError(fatal)  # outside the except block: no chain to the request's headers
+
+    def _check(self, response: requests.Response, url: str) -> requests.Response:
+        """The response if it is a 200; otherwise the matching final or transient error."""
         status = response.status_code
         if status == 200:
             return response
