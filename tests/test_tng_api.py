@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import math
 import socket
+import time
 from pathlib import Path
 
 import astropy.units as u
@@ -187,6 +189,33 @@ def test_timeout_on_json_request_is_retried(client, server, sleeps):
     server.inject("timeout", match="/subhalos/3/")
     assert client.subhalo(3)["id"] == 3
     assert sleeps == [pytest.approx(0.05)]
+
+
+def test_retry_after_as_http_date(cutouts, config, sleeps):
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    with FakeTNGServer(cutouts, KEY, retry_after=when) as srv:
+        srv.inject("429", match="/subhalos/0/")
+        cfg = config.model_copy(update={"base_url": srv.base_url})
+        assert TNGClient(cfg, sleep=sleeps).subhalo(0)["id"] == 0
+    assert sleeps == [pytest.approx(30, abs=2)]
+
+
+def test_validate_cutout_names_file_and_missing_part(cutouts, tmp_path):
+    broken = tmp_path / "cutout_0.hdf5"
+    with h5py.File(cutouts[0]) as src, h5py.File(broken, "w") as dst:
+        src.copy("Header", dst)
+        src.copy("PartType4", dst)
+    with pytest.raises(TNGError, match=rf"{broken}: Header counts \d+ PartType0 \(gas\) particles "
+                                       "but the group PartType0 is missing"):
+        validate_cutout(broken, CUTOUT_FIELDS)
+    with h5py.File(broken, "a") as f:
+        f.create_group("PartType0")
+        f["PartType0/Coordinates"] = np.zeros((3, 3))
+    with pytest.raises(TNGError, match=r"PartType0 lacks fields \['Velocities'"):
+        validate_cutout(broken, CUTOUT_FIELDS)
+    broken.write_bytes(cutouts[0].read_bytes()[:4000])
+    with pytest.raises(TNGError, match=rf"{broken}: not a readable HDF5 file"):
+        validate_cutout(broken, CUTOUT_FIELDS)
 
 
 # ----------------------------------------------------------------------------- clear failures

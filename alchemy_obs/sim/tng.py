@@ -469,7 +469,7 @@ class TNGClient:
         status = response.status_code
         if status == 200:
             return response
-        where = self._scrub(response.url or url)
+        where = self._scrub(url)
         # Quote the server's explanation only for client errors: they say what was wrong.
         explanation = response.text[:300].strip() if 400 <= status < 500 else ""
         response.close()

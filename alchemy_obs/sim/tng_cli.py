@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from alchemy_obs.config import Config
 
@@ -37,9 +38,20 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``search``, ``download`` and ``snapshot`` sub-commands."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = (
+        "Find IllustrisTNG galaxies (subhaloes) and fetch their particles, from the web API\n"
+        "or from a local copy of the simulation output.\n\n"
+        "examples:\n"
+        "  alchemy-obs tng search --min-mass 1e10 --max-mass 1e11 --min-particles 20000\n"
+        "  alchemy-obs tng download 96763 117261\n"
+        "  alchemy-obs tng snapshot --snapshot-dir /data/TNG50-1/output --subhalo 96763 "
+        "--out cutout_96763.hdf5"
+    )
     parser.epilog = (
-        "The web API needs a free account: register at https://www.tng-project.org/users/register/ "
-        "and copy the API key from your profile page into the TNG_API_KEY environment variable."
+        "The web API needs a free account: register at\n"
+        "  https://www.tng-project.org/users/register/\n"
+        "then copy the API key from your profile page into the TNG_API_KEY environment variable."
     )
     sub = parser.add_subparsers(dest="tng_command", metavar="SUBCOMMAND", required=True)
 
@@ -119,20 +131,24 @@ def _search(args: argparse.Namespace, config: Config) -> int:
     to_msun = mass_factor(client.hubble_param())
     columns = ("id", "log10(M/Msun)", "log10(M*/Msun)", "log10(Mgas/Msun)", "N_gas", "N_stars",
                "N_dm", "SFR/(Msun/yr)")
-    print("{:>9} {:>13} {:>14} {:>16} {:>9} {:>9} {:>9} {:>13}".format(*columns))
-    print(" ".join("-" * len(c) if i else "-" * 9 for i, c in enumerate(columns)))
+    widths = [max(len(c), 9) for c in columns]
+
+    def row(cells: tuple[object, ...]) -> str:
+        return " ".join(f"{cell:>{w}}" for cell, w in zip(cells, widths))
 
     def log_mass(code: float) -> str:
         return f"{math.log10(code * to_msun):.3f}" if code > 0 else "-inf"
 
+    lines = [row(columns), row(tuple("-" * w for w in widths))]
     for hit in tqdm(hits, desc="subhalo details", unit="subhalo", file=sys.stderr,
                     disable=len(hits) < 5):
         doc = client.subhalo(hit.id, hit.snapshot)
-        print(
-            f"{hit.id:>9} {hit.mass_log_msun:>13.3f} {log_mass(doc['mass_stars']):>14} "
-            f"{log_mass(doc['mass_gas']):>16} {doc['len_gas']:>9} {doc['len_stars']:>9} "
-            f"{doc['len_dm']:>9} {hit.sfr:>13.3g}"
-        )
+        lines.append(row((
+            hit.id, f"{hit.mass_log_msun:.3f}", log_mass(doc["mass_stars"]),
+            log_mass(doc["mass_gas"]), doc["len_gas"], doc["len_stars"], doc["len_dm"],
+            f"{hit.sfr:.3g}",
+        )))
+    print("\n".join(lines))
     return 0
 
 
@@ -141,22 +157,23 @@ def _download(args: argparse.Namespace, config: Config) -> int:
 
     client = TNGClient(config.tng)
     failed = []
-    for sid in tqdm(args.ids, desc="subhaloes", unit="subhalo", file=sys.stderr,
-                    disable=len(args.ids) < 2):
-        with tqdm(desc=f"cutout {sid}", unit="B", unit_scale=True, unit_divisor=1024,
-                  file=sys.stderr, leave=False) as bar:
-            def progress(done: int, total: int | None) -> None:
-                bar.total = total
-                bar.n = done
-                bar.refresh()
+    with logging_redirect_tqdm():  # retry warnings print above the bars, not through them
+        for sid in tqdm(args.ids, desc="subhaloes", unit="subhalo", file=sys.stderr,
+                        disable=len(args.ids) < 2):
+            with tqdm(desc=f"cutout {sid}", unit="B", unit_scale=True, unit_divisor=1024,
+                      file=sys.stderr, leave=False) as bar:
+                def progress(done: int, total: int | None) -> None:
+                    bar.total = total
+                    bar.n = done
+                    bar.refresh()
 
-            try:
-                path = client.download_cutout(sid, args.snapshot, progress=progress)
-            except TNGError as exc:
-                failed.append(sid)
-                print(f"alchemy-obs tng download: error: {exc}", file=sys.stderr)
-                continue
-        print(path)
+                try:
+                    path = client.download_cutout(sid, args.snapshot, progress=progress)
+                except TNGError as exc:
+                    failed.append(sid)
+                    tqdm.write(f"alchemy-obs tng download: error: {exc}", file=sys.stderr)
+                    continue
+            tqdm.write(str(path), file=sys.stdout)
     if failed:
         print(f"{len(failed)} of {len(args.ids)} downloads failed: {failed}; rerun to retry",
               file=sys.stderr)
