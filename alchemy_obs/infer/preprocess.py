@@ -156,8 +156,8 @@ def line_integral(obs: Observation, mask_sigma: float | None = None) -> SkyMap:
     if obs.cube is None:
         return SkyMap(u.Quantity(obs.image, obs.unit), obs.celestial_wcs, obs.beam, 0.0)
     cube = obs.cube.with_spectral_unit(u.Hz, rest_value=obs.rest_frequency)
-    data = cube.unmasked_data[:].value.astype(np.float64)
-    data[~cube.mask.include()] = np.nan
+    data = np.asarray(cube.unmasked_data[:].value, dtype=np.float64)
+    unblanked = cube.mask.include()
     unit = cube.unit
     if hasattr(cube, "beams"):
         # Per-channel beams: Jy/beam is not additive across channels, K is. Convert each
@@ -167,13 +167,18 @@ def line_integral(obs: Observation, mask_sigma: float | None = None) -> SkyMap:
             1.0 * unit, freqs, cube.beams.major, cube.beams.minor
         ).to_value(u.K)
         data = data * to_k[:, None, None]
-    keep = noise_mask(data, mask_sigma) if mask_sigma is not None else np.isfinite(data)
+    keep = unblanked if mask_sigma is None else noise_mask(data, mask_sigma) & unblanked
     freqs_hz = cube.spectral_axis.to_value(u.Hz)
     widths = np.abs(np.gradient(freqs_hz))
-    summed = np.where(keep, data, 0.0)
-    mom0 = np.tensordot(widths, summed, axes=(0, 0))
-    mom0[~np.isfinite(data).any(axis=0)] = np.nan
-    spectrum = np.clip(summed.sum(axis=(1, 2)), 0.0, None)
+    # Channel by channel: the temporaries stay in cache instead of a second full-size cube.
+    mom0 = np.zeros(data.shape[1:])
+    spectrum = np.zeros(data.shape[0])
+    for i in range(data.shape[0]):
+        plane = np.where(keep[i], data[i], 0.0)
+        mom0 += widths[i] * plane
+        spectrum[i] = plane.sum()
+    mom0[~unblanked.any(axis=0)] = np.nan
+    spectrum = np.clip(spectrum, 0.0, None)
     if spectrum.sum() > 0:
         mean_freq = float(np.sum(spectrum * freqs_hz) / spectrum.sum())
     else:

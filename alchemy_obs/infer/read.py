@@ -350,7 +350,7 @@ def _open_data_hdu(path: Path) -> tuple[fits.Header, np.ndarray, fits.HDUList]:
 
 def _blank_to_nan(path: Path, header: fits.Header, raw: np.ndarray) -> np.ndarray:
     """Scaled float64 data with BLANK and non-finite pixels as NaN."""
-    data = np.asarray(raw, dtype=np.float64)
+    data = raw.astype(np.float64)  # a native-endian copy that the in-place steps may change
     blank = header.get("BLANK")
     if blank is not None:
         if raw.dtype.kind in "iu":
@@ -361,9 +361,13 @@ def _blank_to_nan(path: Path, header: fits.Header, raw: np.ndarray) -> np.ndarra
             # real sky value.
             log.info("%s: BLANK=%r on floating-point data honoured", path, blank)
             blanked = data == float(blank)
-        data = np.where(blanked, np.nan, data)
-    data = data * float(header.get("BSCALE", 1.0)) + float(header.get("BZERO", 0.0))
-    data[~np.isfinite(data)] = np.nan
+        data[blanked] = np.nan
+    bscale, bzero = float(header.get("BSCALE", 1.0)), float(header.get("BZERO", 0.0))
+    if bscale != 1.0:
+        data *= bscale
+    if bzero != 0.0:
+        data += bzero
+    np.copyto(data, np.nan, where=np.isinf(data))
     return data
 
 
@@ -506,7 +510,8 @@ def _build(
     numpy_pos = {ax: len(kept_sorted) - 1 - kept_sorted.index(ax) for ax in keep}
     data = np.transpose(data, [numpy_pos[ax] for ax in reversed(keep)])
 
-    if not np.isfinite(data).any():
+    finite = np.isfinite(data)
+    if not finite.any():
         raise _fail(path, "all data values are blank (NaN or BLANK)")
     bunit = str(header.get("BUNIT", ""))
     unit = parse_bunit(bunit)
@@ -533,7 +538,7 @@ def _build(
     _check_rest_frequency(path, wcs, header, spec)
     cube_wcs = wcs.sub([lon + 1, lat + 1, spec + 1])
     quantity = u.Quantity(data, unit, copy=False)
-    mask = BooleanArrayMask(np.isfinite(data), cube_wcs)
+    mask = BooleanArrayMask(finite, cube_wcs)
     try:
         if isinstance(file_beam, Beams):
             if len(file_beam) != data.shape[0]:
