@@ -44,7 +44,8 @@ __all__ = [
     "load_subhalo",
 ]
 
-# Fields without which a particle type is unusable; the others are read when present.
+# Fields without which a particle type is unusable (when requested; DM has no Masses);
+# the other requested fields are read when present.
 _REQUIRED = {"Coordinates", "Velocities", "ParticleIDs", "Masses"}
 # Subhalo catalogue fields carried along for provenance and centring.
 _SUBHALO_FIELDS = (
@@ -258,8 +259,7 @@ def read_subhalo(
                     raise SnapshotError(f"{path}: no {group} group ({purpose})")
                 if not pieces:
                     present = [n for n in names if n in f[group]]
-                    missing = [n for n in names if n not in f[group] and n in _REQUIRED
-                               and not (t == 1 and n == "Masses")]
+                    missing = [n for n in names if n not in f[group] and n in _REQUIRED]
                     if missing:
                         raise SnapshotError(f"{path}: {group} lacks required fields {missing}")
                     pieces = {n: [] for n in present}
