@@ -24,7 +24,7 @@ Conventions
   :meth:`~alchemy_obs.observe.telescope.Observation.sigma` in the real and in the imaginary
   part of every visibility.
 * Rows are flagged where the source is below the SKA-MID elevation limit (15 deg) or where
-  |u| or |v| exceeds half the sampling rate of the sky grid, 1/(2 cell): a pixelated sky holds
+  ``|u|`` or ``|v|`` exceeds half the sampling rate of the sky grid, 1/(2 cell): a pixelated sky holds
   no information there and ducc0 would return its periodic alias.
 """
 
@@ -131,7 +131,7 @@ class GridGeometry:
         return np.arcsin(np.clip(r, 0, 1))
 
     def uv_limit(self) -> float:
-        """Largest |u| or |v| (wavelengths) the grid samples: 1 / (2 cell)."""
+        """Largest ``|u|`` or ``|v|`` (wavelengths) the grid samples: 1 / (2 cell)."""
         return 0.5 / self.cell
 
 
