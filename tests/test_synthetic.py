@@ -98,6 +98,8 @@ def test_masses_are_plausible(galaxies):
         assert 0.02 < f_gas < 0.95
         baryons = mstar + g.gas.total_mass
         assert baryons / (baryons + mdm) < 0.0486 / 0.3089  # below the cosmic baryon fraction
+        ssfr_per_gyr = g.gas.sfr.sum() / mstar * 1e9
+        assert 0.005 < ssfr_per_gyr < 2.0  # within ~1 dex of the star-forming main sequence
         assert len(g.bh) in (1, 2)  # a merging companion brings its own black hole
         assert np.all((g.bh.masses >= 8e5 / 0.6774) & (g.bh.masses < 1e10))
 
