@@ -15,6 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from tng_layout import FIELDS, HEADER, resolve_shape
 
 from alchemy_obs.cli import main
 from alchemy_obs.sim.galaxy import load_galaxy
@@ -24,7 +25,7 @@ from alchemy_obs.sim.snapshot import (
     load_subhalo,
     read_subhalo,
 )
-from alchemy_obs.sim.tng import CUTOUT_FIELDS, validate_cutout
+from alchemy_obs.sim.tng import CUTOUT_FIELDS, PART_TYPES, validate_cutout
 
 SNAP = 99
 H = 0.6774
@@ -232,6 +233,27 @@ def test_extract_writes_a_cutout_the_loader_reads(mini, tmp_path):
     direct = load_subhalo(mini["output"], SNAP, 1)
     np.testing.assert_array_equal(from_file.gas.coordinates, direct.gas.coordinates)
     assert [p.name for p in out.parent.iterdir() if p.name.endswith(".part")] == []
+
+
+def test_extracted_cutout_follows_the_tng_layout_table(mini, tmp_path):
+    out = extract_subhalo(mini["output"], SNAP, 0, tmp_path / "cutout_0.hdf5")
+    with h5py.File(out) as f:
+        for name, dtype, shape in HEADER:
+            value = np.asarray(f["Header"].attrs[name])
+            assert (value.dtype, value.shape) == (np.dtype(dtype), shape), name
+        n = f["Header"].attrs["NumPart_ThisFile"]
+        for group, name, dtype, shape in FIELDS:
+            if group in f and name in f[group]:
+                ds = f[group][name]
+                assert (ds.dtype, ds.shape) == (np.dtype(dtype), resolve_shape(shape, n[int(group[-1])]))
+
+
+def test_requested_fields_are_tng_fields():
+    """Every field the API client and the reader ask for exists in the TNG specification."""
+    spec = {(group, name) for group, name, _, _ in FIELDS}
+    for ptype, names in CUTOUT_FIELDS.items():
+        group = f"PartType{PART_TYPES[ptype]}"
+        assert [n for n in names if (group, n) not in spec] == [], ptype
 
 
 def test_cli_snapshot(mini, tmp_path, capsys):

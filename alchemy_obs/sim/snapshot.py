@@ -281,7 +281,7 @@ def read_subhalo(
         counts[t] = lengths[t] if f"PartType{t}" in groups else 0
     header.update(
         NumPart_ThisFile=counts.astype(np.int32), NumPart_Total=counts.astype(np.uint32),
-        NumPart_Total_HighWord=np.zeros(6, dtype=np.uint32), NumFilesPerSnapshot=1,
+        NumPart_Total_HighWord=np.zeros(6, dtype=np.uint32), NumFilesPerSnapshot=np.int32(1),
     )
     return SubhaloParticles(
         header=header, groups=groups, field_attrs=attrs, subhalo=subhalo, subhalo_id=sid,
