@@ -48,6 +48,10 @@ def _bad_corpus(folder):
         data=gaussian_cube_data(h))
     h = gaussian_cube_header(CRVAL3=230.538e9, CDELT3=2e5, RESTFRQ=None)
     add("co21_no_restfrq.fits", "(it matches CO(2-1))", header=h, data=gaussian_cube_data(h))
+    h = fits.Header({"CTYPE1": "RA---SIN", "CTYPE2": "DEC--SIN", "CRVAL1": 10.0, "CRVAL2": 5.0,
+                     "CDELT1": -1e-3, "CDELT2": 1e-3, "CRPIX1": 5, "CRPIX2": 5,
+                     "BUNIT": "K km/s", "RESTFRQ": 115.2712018e9})
+    add("co_moment0.fits", "CO(1-0) at 115.271 GHz", header=h, data=np.ones((10, 10), np.float32))
     h = gaussian_cube_header(BUNIT="counts")
     add("unknown_bunit.fits", "unknown or missing BUNIT 'counts'", header=h,
         data=gaussian_cube_data(h))

@@ -183,3 +183,22 @@ def test_moment0_image_input(tmp_path, model_dir):
     assert out["DISTANCE"] == 12.0 and out["DISTSRC"] == "header DISTANCE"
     assert np.isnan(fits.getdata(tmp_path / "mom0_dm.fits")[:3, :3]).all()
     assert_same_sky(out, header, (20, 24))
+
+
+def test_continuum_image_with_degenerate_axes(tmp_path):
+    """A CASA-style continuum image (RA, DEC, one FREQ plane, one STOKES plane)."""
+    model = make_model(tmp_path / "cont", npix=16, pixel_kpc=2.0, inputs=("continuum",),
+                       target="stars")
+    header = gaussian_cube_header(nchan=1, stokes=True, CRVAL3=1.4e9, RESTFRQ=1.4e9,
+                                  DISTANCE=25.0)
+    data = gaussian_cube_data(header)
+    path = write_cube(tmp_path / "continuum.fits", header, data)
+    obs = read_observation(path)
+    assert obs.cube is None and obs.image.shape == (20, 24)
+    assert main(["infer", str(path), "--model", str(model), "--out", str(tmp_path)]) == 0
+    out_header = fits.getheader(tmp_path / "continuum_stars.fits")
+    out = fits.getdata(tmp_path / "continuum_stars.fits")
+    assert out.shape == (20, 24)
+    assert_same_sky(out_header, fits.getheader(path), out.shape)
+    assert np.isnan(out[:4, :5]).all() and np.isfinite(out[4:, 5:]).all()
+    assert out_header["DISTANCE"] == 25.0

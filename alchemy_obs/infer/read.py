@@ -403,7 +403,7 @@ def _beam_from_file(path: Path, header: fits.Header, hdul: fits.HDUList) -> Beam
 
 
 def _check_rest_frequency(path: Path, wcs: WCS, header: fits.Header, spec_axis: int) -> None:
-    """Refuse cubes of other lines; the message names the line found."""
+    """Refuse cubes (and moment maps, ``spec_axis < 0``) of other lines, naming the line."""
     rest = wcs.wcs.restfrq
     if not rest and wcs.wcs.restwav:
         rest = (wcs.wcs.restwav * u.m).to_value(u.Hz, u.spectral())
@@ -418,6 +418,8 @@ def _check_rest_frequency(path: Path, wcs: WCS, header: fits.Header, spec_axis: 
             f"rest frequency is {what}, not the HI 21 cm line "
             f"({HI_REST_FREQUENCY.to(u.GHz):.7g}); infer needs an HI cube",
         )
+    if spec_axis < 0:
+        return
     ctype = wcs.wcs.ctype[spec_axis].upper()
     if ctype.startswith("FREQ"):
         n = header.get(f"NAXIS{spec_axis + 1}", 1)
@@ -530,6 +532,10 @@ def _build(
             f"are in {unit}; give the restoring beam with --beam BMAJ[,BMIN[,BPA]] (arcsec, deg)",
         )
     if not is_cube:
+        if unit.is_equivalent(u.Jy / u.beam * u.km / u.s) or unit.is_equivalent(u.K * u.km / u.s):
+            # A moment map keeps its cube's RESTFRQ; continuum images may carry RESTFRQ as
+            # their observing frequency, so they are not checked.
+            _check_rest_frequency(path, wcs, header, -1)
         if isinstance(file_beam, Beams):
             file_beam = file_beam.common_beam()
         rep = beam if beam is not None else file_beam
