@@ -61,24 +61,19 @@ def _view_matrix(galaxy, galaxy_id: int, name: str, config: Config) -> np.ndarra
     raise ValueError(f"unknown view {name!r}; use faceon, edgeon, random<k> or none")
 
 
-def mock_galaxy_to_fits(path: Path, out: Path, config: Config, view: str = "faceon",
-                        overwrite: bool = False) -> list[Path]:
-    """Mock observations of one cutout written as FITS files in ``out``.
-
-    For each product (``mock.products``) the sky model (Jy/pixel) and the restored, dirty,
-    residual and CLEAN-model planes are written as ``<stem>_<view>_<product>_<plane>.fits``;
-    HI also gets its moment 0 and column density maps.
+def mock_galaxy(path: Path, config: Config, view: str = "faceon") -> tuple[str, dict]:
+    """Mock observations of one cutout seen in one view, over the maps' field of view.
 
     Returns
     -------
-    list of Path
-        The files written.
+    label : str
+        Where the galaxy came from.
+    mocks : dict of str to Mock
+        ``"hi"`` and/or ``"continuum"`` (``mock.products``).
     """
     from alchemy_obs.maps.build import cutout_sources
     from alchemy_obs.maps.geometry import field_of_view, map_extent
-    from alchemy_obs.observe.fits import write_fits, write_hdulist
     from alchemy_obs.observe.mock import mock_view_maps
-    from alchemy_obs.physics import radio
 
     source = cutout_sources([path])[0]
     galaxy = source.load()
@@ -88,16 +83,32 @@ def mock_galaxy_to_fits(path: Path, out: Path, config: Config, view: str = "face
     extent = map_extent(field_of_view(r_half, multiple=config.maps.fov_r_half, fixed=fixed)).value
     _, mocks = mock_view_maps(galaxy, rotation, extent, config.mock.npix, config.mock,
                               config.observe, config.maps.kernel)
-    stem = f"{Path(path).stem}_{view}"
+    return source.label, mocks
+
+
+def write_mock_fits(mocks: dict, out: Path, stem: str, label: str = "",
+                    overwrite: bool = False) -> list[Path]:
+    """Write mocks as FITS: ``<stem>_<product>_<plane>.fits`` for the restored, dirty,
+    residual and CLEAN-model planes and the sky model (Jy/pixel); HI also gets its moment 0
+    (Jy/beam km/s) and column density (cm^-2) maps. Writes are atomic.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    from alchemy_obs.observe.fits import write_fits, write_hdulist
+    from alchemy_obs.physics import radio
+
     written = []
     for kind, m in mocks.items():
         restfreq = radio.HI_REST_FREQUENCY if kind == "hi" else None
         for plane in _PLANES:
             written.append(write_fits(m.result, out / f"{stem}_{kind}_{plane}.fits", m.observation,
-                                      plane=plane, restfreq=restfreq, object_name=source.label,
+                                      plane=plane, restfreq=restfreq, object_name=label,
                                       overwrite=overwrite))
         sky = fits.PrimaryHDU(np.asarray(m.sky.data.value, np.float32), m.sky.header())
-        sky.header["OBJECT"] = source.label
+        sky.header["OBJECT"] = label
         written.append(write_hdulist(fits.HDUList([sky]), out / f"{stem}_{kind}_sky.fits", overwrite))
         if kind == "hi":
             for name, image in (("mom0", m.moment0()), ("nhi", m.column_density())):
@@ -106,6 +117,7 @@ def mock_galaxy_to_fits(path: Path, out: Path, config: Config, view: str = "face
                 beam = m.beam
                 hdr["BMAJ"], hdr["BMIN"], hdr["BPA"] = (beam.major.to_value(u.deg),
                                                        beam.minor.to_value(u.deg), beam.pa.to_value(u.deg))
+                hdr["OBJECT"] = label
                 hdu = fits.PrimaryHDU(np.asarray(image.value, np.float32), hdr)
                 written.append(write_hdulist(fits.HDUList([hdu]), out / f"{stem}_hi_{name}.fits", overwrite))
     return written
@@ -164,7 +176,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
             if not args.galaxy.is_file():
                 raise ValueError(f"{args.galaxy}: no such cutout file")
             out = args.out or config.mock.out_dir
-            files = mock_galaxy_to_fits(args.galaxy, out, config, args.view, args.overwrite)
+            label, mocks = mock_galaxy(args.galaxy, config, args.view)
+            files = write_mock_fits(mocks, out, f"{args.galaxy.stem}_{args.view}", label,
+                                    args.overwrite)
             for f in files:
                 print(f)
             return 0

@@ -61,6 +61,7 @@ __all__ = [
     "models_from_config",
     "mock_view_maps",
     "add_mock_domains",
+    "plot_mock",
 ]
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,11 @@ class Mock:
     def _channel_width_hz(self) -> float:
         f = self.result.frequencies.to_value(u.Hz)
         return abs(f[1] - f[0]) if len(f) > 1 else self.observation.channel_width.to_value(u.Hz)
+
+    def channel_velocity_width(self) -> u.Quantity:
+        """Channel width as a rest-frame velocity width, :math:`c\\,|\\Delta\\nu|/\\nu_{\\rm obs}`."""
+        return radio.frequency_integral_to_velocity_integral(
+            self._channel_width_hz() * u.Hz, self.sky.placement.observed_redshift).to(u.km / u.s)
 
     def moment0_frequency(self, plane: str = "image") -> u.Quantity:
         """:math:`\\sum_c I_c |\\Delta\\nu|` of a plane set (Jy/beam Hz); no clipping, so the
@@ -391,3 +397,63 @@ def add_mock_domains(shard: str | Path, galaxy, mock: MockConfig, observe: Obser
 
 def _kind_of(domain: str) -> str:
     return "hi" if domain.startswith("hi_") else "continuum"
+
+
+def plot_mock(mocks: dict[str, Mock], path: str | Path) -> Path:
+    """One row per mock: sky model, dirty image, CLEAN (restored) image and residual.
+
+    HI rows show moment 0 (the sky model in Jy/pixel km/s, the images in Jy/beam km/s);
+    continuum rows the single plane. The restoring beam is drawn in the CLEAN panel. The
+    figure is written atomically.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    import os
+    import tempfile
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Ellipse
+
+    path = Path(path)
+    fig, axes = plt.subplots(len(mocks), 4, figsize=(13, 3.2 * len(mocks)), squeeze=False)
+    for row, (kind, m) in zip(axes, mocks.items()):
+        if kind == "hi":
+            dv = m.channel_velocity_width().to_value(u.km / u.s)
+            panels = [m.sky.data.value.sum(axis=0) * dv, m.moment0("dirty").value,
+                      m.moment0("image").value, m.moment0("residual").value]
+            units = ["Jy/pixel km/s"] + ["Jy/beam km/s"] * 3
+        else:
+            panels = [m.sky.data.value, m.result.dirty.value[0], m.result.image.value[0],
+                      m.result.residual.value[0]]
+            units = ["Jy/pixel"] + ["Jy/beam"] * 3
+        titles = ["sky model", "dirty image", "CLEAN image", "residual"]
+        for ax, img, title, unit in zip(row, panels, titles, units):
+            lim = np.nanmax(np.abs(img)) or 1.0
+            vmin = -lim if title == "residual" else min(np.nanmin(img), 0.0)
+            im = ax.imshow(img, origin="lower", cmap="RdBu_r" if title == "residual" else "magma",
+                           vmin=vmin, vmax=lim)
+            ax.set_title(f"{'HI' if kind == 'hi' else 'continuum'}: {title}", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            fig.colorbar(im, ax=ax, shrink=0.8, label=unit)
+        cell = m.sky.pixel_size.to_value(u.arcsec)
+        b = m.beam
+        row[2].add_patch(Ellipse((0.1 * panels[2].shape[1], 0.1 * panels[2].shape[0]),
+                                 b.minor.to_value(u.arcsec) / cell, b.major.to_value(u.arcsec) / cell,
+                                 angle=b.pa.to_value(u.deg), fill=False, color="cyan"))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+    return path

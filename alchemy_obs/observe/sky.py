@@ -562,6 +562,7 @@ def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, cum, cube):
     spec = np.empty(nchan)
     box = np.zeros(4, dtype=np.int64)
     rt2 = math.sqrt(2.0)
+    flat = cube.reshape(-1)
     for i in range(x.shape[0]):
         p = pchan[i]
         s = schan[i]
@@ -588,6 +589,7 @@ def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, cum, cube):
             prev = cdf
         x0 = box[0]
         y0 = box[1]
+        nk = khi_c - klo_c + 1
         m = 0
         for jy in range(ny):
             for jx in range(nx):
@@ -595,8 +597,9 @@ def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, cum, cube):
                 m += 1
                 if w == 0.0:
                     continue
-                for k in range(klo_c, khi_c + 1):
-                    cube[y0 + jy, x0 + jx, k] += w * spec[k]
+                base = ((y0 + jy) * npix + x0 + jx) * nchan + klo_c
+                for k in range(nk):
+                    flat[base + k] += w * spec[klo_c + k]
 
 
 def _pixel_coordinates(positions: u.Quantity, h: u.Quantity, grid: SkyGrid, placement: SkyPlacement):
