@@ -354,6 +354,22 @@ def test_key_not_forwarded_to_another_host(tmp_path, monkeypatch, cutouts):
         assert other.requests and other.requests[0][2] is False
 
 
+def test_key_only_sent_to_the_api_host(client, server, monkeypatch):
+    """``next`` links come from the server; one pointing elsewhere must not get the key."""
+    monkeypatch.setattr(type(server), "sim_url", property(
+        lambda self: self.base_url.replace("127.0.0.1", "localhost") + "/" + self.simulation))
+    with pytest.raises(TNGError, match="refusing to send the API key to localhost"):
+        client.search_subhalos(limit=10)
+    assert server.count("/subhalos/") == 1
+
+
+def test_plain_http_link_is_upgraded_to_the_api_scheme(client):
+    base = client.config.base_url
+    https = client.config.model_copy(update={"base_url": base.replace("http://", "https://")})
+    upgraded = TNGClient(https)._on_api_host(base + "/TNG50-1/?offset=2")
+    assert upgraded == https.base_url + "/TNG50-1/?offset=2"
+
+
 # ----------------------------------------------------------------------------- CLI
 
 def cli(server: FakeTNGServer, cache: Path, *args: str) -> int:

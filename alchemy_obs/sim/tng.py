@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import astropy.units as u
 import h5py
@@ -450,6 +451,7 @@ class TNGClient:
                 "no TNG API key: set the TNG_API_KEY environment variable or tng.api_key in "
                 "your configuration (the key is on your profile page at www.tng-project.org)"
             )
+        url = self._on_api_host(url)
         headers = {"api-key": self._key.get_secret_value(), "Accept": "application/json, application/x-hdf5"}
         try:
             response = self._session.get(
@@ -463,6 +465,19 @@ class TNGClient:
         else:
             return self._check(response, url)
         raise TNGError(fatal)  # outside the except block: no chain to the request's headers
+
+    def _on_api_host(self, url: str) -> str:
+        """``url`` if it is on the API's host, with the API's scheme (no key in clear text).
+
+        Addresses from the server (``next`` pages) are absolute and may say ``http``.
+        """
+        base, target = urlsplit(self.config.base_url), urlsplit(url)
+        if (target.hostname, target.port) != (base.hostname, base.port):
+            raise TNGError(
+                f"refusing to send the API key to {target.hostname}: not the API host "
+                f"{base.hostname} (tng.base_url)"
+            )
+        return urlunsplit(target._replace(scheme=base.scheme))
 
     def _check(self, response: requests.Response, url: str) -> requests.Response:
         """The response if it is a 200; otherwise the matching final or transient error."""
