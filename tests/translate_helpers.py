@@ -4,7 +4,9 @@ The maps follow a physics-like relation that is not per-pixel: the dark matter i
 flattened projected Plummer halo whose mass grows sub-linearly with the gas mass, whose scale
 follows the gas disc's scale length, and which shares the disc's orientation; the gas is an
 exponential disc with a few star-forming clumps (about 20% of its mass) that the dark matter
-does not follow.
+does not follow. The gas disc is truncated at three scale lengths while the halo extends
+to the map edge, so the dark matter outside the disc must be inferred from the disc as a
+whole, which a per-pixel regression cannot do.
 """
 
 from __future__ import annotations
@@ -25,22 +27,23 @@ def toy_maps(rng: np.random.Generator, npix: int, n_views: int) -> tuple[dict, d
     rd = rng.uniform(2.5, 6.0) * scale
     q_gas = rng.uniform(0.4, 1.0)
     q_dm = 0.5 + 0.5 * q_gas
+    r_edge = 3.0 * rd  # gas discs are truncated; the halo goes on
     gas, dm = [], []
     for _ in range(n_views):
         theta = rng.uniform(0, np.pi)
         c, s = np.cos(theta), np.sin(theta)
         xr, yr = c * xx + s * yy, -s * xx + c * yy
         r_gas = np.hypot(xr, yr / q_gas)
-        disc = np.exp(-r_gas / rd)
+        disc = np.exp(-r_gas / rd) * (r_gas < r_edge)
         clumps = np.zeros_like(disc)
         for _ in range(4):
-            rc, phi = rng.exponential(1.2 * rd), rng.uniform(0, 2 * np.pi)
+            rc, phi = rng.uniform(0, 0.8 * r_edge), rng.uniform(0, 2 * np.pi)
             cx, cy = rc * np.cos(phi), rc * q_gas * np.sin(phi)
             x0, y0 = c * cx - s * cy, s * cx + c * cy
             clumps += np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * (0.8 * scale) ** 2))
         g = 0.8 * disc / disc.sum() + 0.2 * clumps / clumps.sum()
         gas.append(10**log_mgas * g)
-        a = 1.6 * rd ** 1.1
+        a = 2.5 * rd
         r_dm = np.hypot(xr, yr / q_dm)
         halo = (1 + (r_dm / a) ** 2) ** -2
         mdm = 10 ** (11.0 + 0.7 * (log_mgas - 9.0) + rng.normal(0, 0.03))

@@ -49,12 +49,12 @@ class DomainScaling:
     def inverse(self, z: Tensor) -> Tensor:
         """Normalised tensor -> physical units (float64).
 
-        Log domains saturate at ``floor`` below and at 1e300 above, so that a diverging
+        Log domains saturate at ``floor`` below and at 1e100 above, so that a diverging
         prediction gives huge but finite metrics instead of infinities.
         """
         y = z.double() * self.iqr + self.median
         if self.log:
-            y = torch.pow(10.0, torch.clamp(y, min=np.log10(self.floor), max=300.0))
+            y = torch.pow(10.0, torch.clamp(y, min=np.log10(self.floor), max=100.0))
         return y
 
 
