@@ -55,8 +55,10 @@ def test_shipped_registry_is_valid():
 def test_infer_by_registry_name(tmp_path, registry, caplog):
     cube = write_cube(tmp_path / "cube.fits")
     rc = main(["infer", str(cube), "--model", "tiny-hi2dm", "--target", "dm", "--distance", "10",
-               "--out", str(tmp_path / "out"), "--set", f"infer.registry={registry}"])
+               "--out", str(tmp_path / "out"), "--set", f"infer.registry={registry}", "--plot"])
     assert rc == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cube_dm.fits", "cube_dm.png"]
+    assert (tmp_path / "out" / "cube_dm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     header = fits.getheader(tmp_path / "out" / "cube_dm.fits")
     assert header["MODEL"] == "tiny-hi2dm" and header["MODELVER"] == "3"
     assert header["DEMOMODL"] is True

@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="centre of the model grid: flux-weighted (default) or CRVAL")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="output folder (default: infer.out_dir, 'inferred')")
+    parser.add_argument("--plot", action="store_true",
+                        help="also write <output>.png: the input map with the prediction's "
+                             "contours, and the prediction")
     parser.add_argument("--overwrite", action="store_true", default=None,
                         help="replace existing outputs (inputs are never replaced)")
 
@@ -114,7 +117,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 samples=settings.samples, steps=settings.steps, mask_sigma=settings.mask_sigma,
                 centre=settings.centre, overwrite=settings.overwrite, seed=config.seed,
                 target=args.target, beam_ratio_warning=settings.beam_ratio_warning,
-                protected=tuple(args.inputs),
+                protected=tuple(args.inputs), plot=args.plot,
             )
         except InferError as exc:
             failures.append(str(exc))

@@ -147,6 +147,7 @@ def infer_file(
     target: str | None = None,
     beam_ratio_warning: float = preprocess.BEAM_RATIO_WARNING,
     protected: tuple[str | os.PathLike, ...] = (),
+    plot: bool = False,
 ) -> InferResult:
     """Run the model on one FITS cube or image and write the prediction next to it.
 
@@ -176,6 +177,9 @@ def infer_file(
         Beam/training-beam ratio above which (or below whose inverse) a warning is issued.
     protected : tuple of path-like
         Files never to overwrite (all inputs of a batch); ``path`` is always protected.
+    plot : bool
+        Also write ``<output>.png``: the model's input map with the prediction's contours
+        (:func:`~alchemy_obs.infer.plots.plot_overlay`).
 
     Returns
     -------
@@ -249,4 +253,16 @@ def infer_file(
                            provenance)
     write_atomic(hdul, out, overwrite=overwrite, protected=(path, *protected))
     timings["write"] = time.perf_counter() - t0
+    if plot:
+        from alchemy_obs.infer.plots import plot_overlay
+
+        png = out.with_suffix(".png")
+        tmp = png.with_name(f".{png.stem}.tmp.png")
+        try:
+            plot_overlay(observable, obs.celestial_wcs, out, tmp,
+                         title=f"{path.name} -> {model.target} ({model.name})")
+            os.replace(tmp, png)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
     return InferResult(path, out, dist, dist_source, warnings, timings)
