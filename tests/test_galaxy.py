@@ -47,7 +47,7 @@ def test_periodic_offset_minimum_image():
     np.testing.assert_allclose(d, [[1.5, -1.5, 37000.0]])
 
 
-def test_centring_is_float64_before_float32(tmp_path):
+def test_centring_is_float64_before_float32():
     # Two cells 0.0003 ckpc/h on either side of the box face x = 0 = BoxSize. In float32,
     # 74999.9997 rounds to 75000.0 (spacing 0.0078), which would merge them.
     coords = np.array([[BOX - 0.0003, 10.0, 10.0], [0.0004, 10.0, 10.0]], dtype=np.float64)
