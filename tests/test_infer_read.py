@@ -31,7 +31,8 @@ def test_bunit_spellings(text, unit):
     assert parsed.to(unit) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("text", ["", "counts", "ADU", "W/m2", "JY/PIXEL/FOO"])
+@pytest.mark.parametrize("text", ["", "counts", "ADU", "W/m2", "JY/PIXEL/FOO", "km/s", "KM/S",
+                                  "km s-1"])
 def test_unknown_bunit_is_none(text):
     assert parse_bunit(text) is None
 

@@ -143,11 +143,16 @@ def test_centre_and_round_trip_reprojection():
     w.wcs.crval, w.wcs.crpix, w.wcs.cdelt = [40.0, -20.0], [50.5, 50.5], [-2e-3, 2e-3]
     y, x = np.indices((100, 100))
     blob = np.exp(-0.5 * (((x - 60) / 8.0) ** 2 + ((y - 45) / 6.0) ** 2))
-    sky = SkyMap(blob * u.cm**-2, w, None)
-    lon, lat = galaxy_centre(sky)
     exp_lon, exp_lat = w.pixel_to_world_values(60, 45)
+    lon, lat = galaxy_centre(SkyMap(blob * u.cm**-2, w, None))
     assert lon == pytest.approx(float(exp_lon), abs=1e-6)
     assert lat == pytest.approx(float(exp_lat), abs=1e-6)
+    # Noise over the whole field does not pull the centre towards the field's centre.
+    noisy = blob + np.random.default_rng(3).normal(0, 0.02, blob.shape)
+    lon_n, lat_n = galaxy_centre(SkyMap(noisy * u.cm**-2, w, None))
+    assert lon_n == pytest.approx(float(exp_lon), abs=0.1 * 2e-3)  # 0.1 pixel
+    assert lat_n == pytest.approx(float(exp_lat), abs=0.1 * 2e-3)
+    assert galaxy_centre(SkyMap(noisy * u.cm**-2, w, None), "header") == (40.0, -20.0)
     grid = model_grid((lon, lat), w, pixel_kpc=0.5, npix=64, distance=10 * u.Mpc)
     assert grid.wcs.ctype[0] == "RA---TAN"
     assert abs(grid.wcs.cdelt[0]) == pytest.approx(np.degrees(0.5 / 1e4))

@@ -62,7 +62,8 @@ def predict(
         remaining = samples
         while remaining:
             n = min(batch_size, remaining)
-            z = method.sample(condition.expand(n, -1, -1, -1), steps=steps, generator=generator)
+            batch = condition.expand(n, -1, -1, -1).contiguous()
+            z = method.sample(batch, steps=steps, generator=generator)
             physical = norm.inverse(card["target"], z[:, 0])
             drawn.append(physical.double().cpu().numpy())
             remaining -= n

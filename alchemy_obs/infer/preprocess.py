@@ -336,8 +336,9 @@ def galaxy_centre(sky: SkyMap, how: str = "flux") -> tuple[float, float]:
     sky : SkyMap
         The integrated map on the input grid.
     how : {"flux", "header"}
-        ``"flux"``: flux-weighted centre of the positive pixels of the map (falls back to the
-        reference position if there are none); ``"header"``: the WCS reference value
+        ``"flux"``: flux-weighted centre of the pixels more than 3 sigma (MAD) above the
+        map's median (of all positive pixels if none; the reference position if none are
+        positive); ``"header"``: the WCS reference value
         (``CRVAL``), where observers usually point at the galaxy.
 
     Returns
@@ -347,7 +348,12 @@ def galaxy_centre(sky: SkyMap, how: str = "flux") -> tuple[float, float]:
     if how not in ("flux", "header"):
         raise ValueError(f"centre must be 'flux' or 'header', got {how!r}")
     values = np.nan_to_num(sky.data.value, nan=0.0)
-    weights = np.clip(values, 0.0, None)
+    finite = sky.data.value[np.isfinite(sky.data.value)]
+    # Only significant emission: positive noise far out would pull the centre to the field's.
+    floor = np.median(finite) + 3.0 * _mad_sigma(finite) if finite.size else 0.0
+    weights = np.where(values > floor, values, 0.0)
+    if not weights.sum() > 0:
+        weights = np.clip(values, 0.0, None)
     if how == "header" or not weights.sum() > 0:
         lon, lat = sky.wcs.wcs.crval[:2]
         return float(lon), float(lat)

@@ -79,7 +79,7 @@ UNIT_KINDS: dict[str, u.UnitBase] = {
     "surface_density": u.Msun / u.pc**2,
 }
 
-_PREFIXES = {"": 1.0, "m": 1e-3, "u": 1e-6, "µ": 1e-6, "micro": 1e-6, "milli": 1e-3}
+_PREFIXES = {"": 1.0, "m": 1e-3, "u": 1e-6, "µ": 1e-6}
 _BASES = {
     "JY/BEAM": u.Jy / u.beam,
     "JY/BM": u.Jy / u.beam,
@@ -87,7 +87,6 @@ _BASES = {
     "JYBEAM-1": u.Jy / u.beam,
     "JY.BEAM-1": u.Jy / u.beam,
     "JYBEAM^-1": u.Jy / u.beam,
-    "JY/BEAM/PIXEL": None,  # a unit nobody can convert: refused below
     "K": u.K,
     "KELVIN": u.K,
 }
@@ -124,7 +123,9 @@ def parse_bunit(text: str) -> u.UnitBase | None:
     raw = text.strip()
     if not raw:
         return None
-    key = re.sub(r"\s+", "", raw).replace("*", ".").replace("**", "")
+    if re.fullmatch(r"(?i)km\s*(/\s*s(ec)?|\.?\s*s-1)", raw):
+        return None  # a velocity field (moment 1), not "K m/s"
+    key = re.sub(r"\s+", "", raw).replace("*", ".")
     upper = key.upper()
     for prefix, factor in _PREFIXES.items():
         if prefix and not key.lower().startswith(prefix):
@@ -134,15 +135,13 @@ def parse_bunit(text: str) -> u.UnitBase | None:
             if not rest_upper.startswith(base):
                 continue
             suffix = rest_upper[len(base):].lstrip(".")
-            if suffix in _VELOCITY_SUFFIXES and base_unit is not None:
+            if suffix in _VELOCITY_SUFFIXES:
                 if prefix and base_unit is u.K:
-                    continue  # "mK" is milli-kelvin but "M"+"K" prefixes are unusual: be exact
+                    continue  # prefixed kelvins go to astropy below
                 if prefix and raw[0] == "M":
                     log.warning("BUNIT %r read as milli-Jansky (MJy/beam would be absurd)", raw)
                 unit = base_unit * _VELOCITY_SUFFIXES[suffix]
                 return u.CompositeUnit(factor, [unit], [1]) if factor != 1.0 else unit
-    if raw.lower() == "mk":
-        return u.mK
     try:
         unit = u.Unit(raw, format="fits")
     except ValueError:
