@@ -252,3 +252,20 @@ def test_masses_survive_the_round_trip_through_code_units(tmp_path):
         assert g.gas.masses[cold].sum() == pytest.approx(params.cold_gas_mass, rel=1e-4)
         assert g.gas.masses[~cold].sum() == pytest.approx(params.hot_gas_mass, rel=1e-4)
         assert g.dm.total_mass == pytest.approx((1 - f_b) * params.m200, rel=1e-4)
+
+
+def test_jeans_dispersion_of_analytic_spheres():
+    from alchemy_obs.sim.synthetic import G, _MassModel
+
+    # Self-consistent Plummer sphere: sigma^2 = G M / (6 sqrt(r^2 + a^2)).
+    mass, a = 1e11, 2.0
+    model = _MassModel(2000.0)
+    model.add(mass * model.r**3 / (model.r**2 + a**2) ** 1.5)
+    r = np.array([0.1, 1.0, 2.0, 5.0, 20.0])
+    sigma = model.jeans_dispersion((1 + (model.r / a) ** 2) ** -2.5, r)
+    np.testing.assert_allclose(sigma, np.sqrt(G * mass / (6 * np.sqrt(r**2 + a**2))), rtol=0.01)
+    # Singular isothermal sphere well inside the outer edge: sigma = V_c / sqrt(2).
+    sis = _MassModel(1e5)
+    sis.add(1e9 * sis.r)
+    sigma = sis.jeans_dispersion(sis.r**-2.0, np.array([1.0, 10.0, 100.0]))
+    np.testing.assert_allclose(sigma, np.sqrt(G * 1e9 / 2), rtol=0.01)

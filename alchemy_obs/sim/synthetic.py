@@ -6,7 +6,8 @@ units and then converted to TNG code units with :mod:`alchemy_obs.physics.units`
 
 * **Dark matter**: an NFW halo truncated at :math:`R_{200}` with the Dutton & Macciò (2014)
   concentration-mass relation (0.11 dex scatter), plus a handful of Plummer subhaloes on
-  orbits at :math:`0.2-0.9\\,R_{200}`; isotropic dispersion :math:`V_c(r)/\\sqrt{2}`.
+  orbits at :math:`0.2-0.9\\,R_{200}`; isotropic velocities from the spherical Jeans
+  equation in the total potential (also for the bulge).
 * **Stars**: stellar mass from the Moster et al. (2013) stellar-to-halo mass relation
   (0.15 dex scatter); an exponential disc (sech² vertical profile) whose scale length
   follows the halo spin (Mo, Mao & White 1998) and grows inside-out with formation time,
@@ -234,6 +235,19 @@ class _MassModel:
         m = np.interp(r, self.r, self.m)
         return np.sqrt(G * m / np.maximum(r, 1e-3))
 
+    def jeans_dispersion(self, density: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """1-D velocity dispersion of an isotropic tracer in this potential, km/s.
+
+        Solves the spherical Jeans equation, :math:`\\rho\\sigma^2(r) = \\int_r^\\infty
+        \\rho\\,G M(r')/r'^2\\,dr'`, for a tracer with density profile ``density``
+        tabulated on the model's radial grid; evaluated at radii ``r``.
+        """
+        integrand = density * G * self.m / self.r**2
+        segments = 0.5 * (integrand[1:] + integrand[:-1]) * np.diff(self.r)
+        outside = np.concatenate([np.cumsum(segments[::-1])[::-1], [0.0]])
+        sigma2 = outside / np.maximum(density, 1e-300)
+        return np.sqrt(np.interp(r, self.r, sigma2))
+
 
 @dataclass
 class _Structure:
@@ -343,8 +357,11 @@ def _dark_matter(rng: np.random.Generator, s: _Structure) -> dict[str, np.ndarra
     x = np.linspace(0, c, 2000)
     r = s.r200 / c * _sample_cdf(rng, n_main, x, _nfw_m(x))
     pos = [r[:, None] * _unit_vectors(rng, n_main)]
-    # Isotropic dispersion V_c / sqrt(2), exact for an isothermal sphere.
-    vel = [rng.normal(size=(n_main, 3)) * (s.model.vcirc(r) / math.sqrt(2))[:, None]]
+    # Isotropic velocities in equilibrium with the total potential (the NFW profile is
+    # continued beyond R200, whose surrounding matter confines the halo).
+    xg = s.model.r * c / s.r200
+    sigma = s.model.jeans_dispersion(1.0 / (xg * (1 + xg) ** 2), r)
+    vel = [rng.normal(size=(n_main, 3)) * sigma[:, None]]
     for ns in n_in_sub:
         msub = ns * s.m_dm
         centre = s.r200 * rng.uniform(0.2, 0.9) * _unit_vectors(rng, 1)[0]
@@ -381,7 +398,9 @@ def _stars(rng: np.random.Generator, s: _Structure, cosmo: FlatLambdaCDM) -> dic
     sq = np.sqrt(0.95 * rng.random(s.n_bulge))  # Hernquist M(<r) = M r^2/(r+a)^2, 95 % of it
     r_b = s.a_bulge * sq / (1 - sq)
     pos_bulge = r_b[:, None] * _unit_vectors(rng, s.n_bulge)
-    vel_bulge = rng.normal(size=(s.n_bulge, 3)) * (0.7 * s.model.vcirc(r_b))[:, None]
+    grid = s.model.r
+    sigma_bulge = s.model.jeans_dispersion(1.0 / (grid * (grid + s.a_bulge) ** 3), r_b)  # Hernquist
+    vel_bulge = rng.normal(size=(s.n_bulge, 3)) * sigma_bulge[:, None]
     t_bulge = rng.uniform(0.3, 0.35 * t_now, s.n_bulge)
 
     r_w = rng.gamma(2.0, 1.0, s.n_wind) * rd
