@@ -207,3 +207,56 @@ def test_continuum_image_with_degenerate_axes(tmp_path):
     assert_same_sky(out_header, fits.getheader(path), out.shape)
     assert np.isnan(out[:4, :5]).all() and np.isfinite(out[4:, 5:]).all()
     assert out_header["DISTANCE"] == 25.0
+
+
+def _mock_result(nchan: int = 10, npix: int = 32, vary_beams: bool = False):
+    """An imaging result like the built-in simulator's, for the project's own FITS writer."""
+    from radio_beam import Beams
+
+    from alchemy_obs.observe.imaging import ImageResult
+
+    freqs = (1.4134e9 - 5e4 * np.arange(nchan)) * u.Hz
+    w = WCS(naxis=3)
+    w.wcs.ctype = ["RA---SIN", "DEC--SIN", "FREQ"]
+    w.wcs.crval = [150.0, -30.0, freqs[0].value]
+    w.wcs.crpix = [npix / 2 + 0.5, npix / 2 + 0.5, 1.0]
+    w.wcs.cdelt = [-3 / 3600, 3 / 3600, -5e4]
+    w.wcs.cunit = ["deg", "deg", "Hz"]
+    w.wcs.radesys = "ICRS"
+    y, x = np.mgrid[0:npix, 0:npix] - (npix - 1) / 2
+    disc = 2e-3 * np.exp(-np.hypot(x, 0.7 * y) / 5.0)
+    line = np.exp(-0.5 * ((np.arange(nchan) - nchan / 2) / 2.0) ** 2)
+    cube = (line[:, None, None] * disc[None]) * u.Jy / u.beam
+    major = np.linspace(9, 13, nchan) if vary_beams else np.full(nchan, 10.0)
+    beams = Beams(major=major * u.arcsec, minor=0.8 * major * u.arcsec, pa=np.zeros(nchan) * u.deg)
+    return ImageResult(
+        image=cube, model=cube.value * u.Jy, residual=0 * cube, dirty=cube,
+        psf=np.zeros((nchan, 8, 8)), beams=beams, wcs=w,
+        noise_rms=np.full(nchan, 1e-4) * u.Jy / u.beam, jvm_epsilon=np.ones(nchan),
+        frequencies=freqs, meta={"weighting": "natural", "mode": "fast"},
+    )
+
+
+@pytest.mark.parametrize("vary_beams", [False, True])
+def test_mock_fits_from_the_observe_writer(tmp_path, model_dir, vary_beams):
+    """Files written by alchemy_obs.observe.fits (STOKES, FREQ, beams; BEAMS table if varying)."""
+    from alchemy_obs.observe.fits import write_fits
+    from alchemy_obs.physics.radio import HI_REST_FREQUENCY
+
+    path = write_fits(_mock_result(vary_beams=vary_beams), tmp_path / "mock_hi_image.fits",
+                      restfreq=HI_REST_FREQUENCY, object_name="synthetic 0")
+    with fits.open(path) as hdul:
+        assert ("BEAMS" in hdul) == vary_beams
+        in_header = hdul[0].header
+    obs = read_observation(path)
+    assert obs.cube.shape == (10, 32, 32)
+    assert obs.beam.major.to_value(u.arcsec) == pytest.approx(13.0 if vary_beams else 10.0,
+                                                               rel=1e-4)
+    assert main(["infer", str(path), "--model", str(model_dir), "--distance", "20",
+                 "--out", str(tmp_path / "out")]) == 0
+    out = tmp_path / "out" / "mock_hi_image_dm.fits"
+    header, data = fits.getheader(out), fits.getdata(out)
+    assert data.shape == (32, 32)
+    assert_same_sky(header, in_header, data.shape)
+    assert header["OBJECT"] == "synthetic 0" and header["TELESCOP"] == "SKA-MID"
+    assert np.isfinite(data).all()
