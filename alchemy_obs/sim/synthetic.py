@@ -19,8 +19,8 @@ units and then converted to TNG code units with :mod:`alchemy_obs.physics.units`
   arms and lognormal density fluctuations; a hot :math:`\\beta`-model halo at the virial
   temperature. Star-forming cells (:math:`n_H > 0.1\\,{\\rm cm^{-3}}`) sit on a polytropic
   effective equation of state and form stars as in TNG, :math:`\\dot M_* = m/t_*` with
-  :math:`t_* = 2.2\\,{\\rm Gyr}\\,(\\rho/\\rho_{\\rm th})^{-1/2}`, which gives the Kennicutt-
-  Schmidt slope 1.5. Neutral fractions follow a self-shielding curve (high in cold dense
+  :math:`t_* = 2.2\\,{\\rm Gyr}\\,(\\rho/\\rho_{\\rm th})^{-1/2}`: the volumetric
+  Schmidt law :math:`\\dot\\rho_* \\propto \\rho^{1.5}` calibrated to Kennicutt (1998). Neutral fractions follow a self-shielding curve (high in cold dense
   gas, :math:`\\sim10^{-6}` in the hot halo); electron abundances follow.
 * **Kinematics**: circular velocity from the spherically averaged enclosed mass of all
   components; discs rotate with asymmetric drift (Jeans equation) and carry dispersions
