@@ -180,3 +180,42 @@ def test_mock_of_galaxy_matches_maps_hi(tmp_path):
     assert np.median(ratio) == pytest.approx(1.0, abs=0.05)
     assert MockConfig().products == ["hi", "continuum"]
     assert math.isfinite(float(np.nanmax(got)))
+
+
+@pytest.mark.slow
+def test_cli_galaxy_fits_and_dataset_domains(tmp_path):
+    """``alchemy-obs mock``: one galaxy to FITS, then the mock domains of a map dataset."""
+    from astropy.io import fits
+
+    from alchemy_obs.cli import main
+    from alchemy_obs.maps.build import build_dataset, cutout_sources
+    from alchemy_obs.maps.store import MapStore
+    from alchemy_obs.sim.synthetic import make_synthetic_cutout
+
+    cutouts = tmp_path / "cutouts"
+    cutouts.mkdir()
+    path = make_synthetic_cutout(cutouts / "cutout_3.hdf5", 3, 5_000, 11)
+    small = NOISELESS + ["mock.npix=32", "mock.n_channels=24", "mock.channel_width_kms=20",
+                         "maps.npix=32", "maps.fov_kpc=40"]
+    sets = [a for s in small for a in ("--set", s)]
+    assert main(["mock", "--galaxy", str(path), "--out", str(tmp_path / "fits"), *sets]) == 0
+    cube = fits.open(tmp_path / "fits" / "cutout_3_faceon_hi_image.fits")[0]
+    assert cube.header["BUNIT"] == "Jy/beam" and cube.data.shape == (1, 24, 32, 32)
+    nhi = fits.open(tmp_path / "fits" / "cutout_3_faceon_hi_nhi.fits")[0]
+    assert nhi.header["BUNIT"] == "cm-2" and np.nanmax(nhi.data) > 1e18
+    # Rerunning without --overwrite refuses to replace the files.
+    assert main(["mock", "--galaxy", str(path), "--out", str(tmp_path / "fits"), *sets]) == 2
+
+    cfg = load_config(None, small)
+    maps_cfg = cfg.maps.model_copy(update={"domains": ["hi", "sfr"], "n_random_views": 0})
+    report = build_dataset(cutout_sources([path]), tmp_path / "maps", maps_cfg, progress=False)
+    assert report.dataset is not None
+    assert main(["mock", "--dataset", str(tmp_path / "maps"), "--input", str(cutouts), *sets]) == 0
+    store = MapStore(tmp_path / "maps" / "dataset.h5")
+    assert {"hi_mom0", "hi_nhi", "continuum"} <= set(store.domains)
+    assert store.units("hi_nhi") == u.cm**-2
+    views = store.read(0, ["hi", "hi_mom0"])
+    assert np.corrcoef(np.nan_to_num(views["hi"]).ravel(),
+                       np.nan_to_num(views["hi_mom0"]).ravel())[0, 1] > 0.8
+    # A second run finds the domains in place and skips the galaxy.
+    assert main(["mock", "--dataset", str(tmp_path / "maps"), "--input", str(cutouts), *sets]) == 0

@@ -488,7 +488,7 @@ class SkyModel:
 
 
 @numba.njit(cache=True)
-def _pixel_weights(x, y, h, npix, cum, corners, wbuf, box):
+def _pixel_weights(x, y, h, npix, cum, corners, col_i, col_t, wbuf, box):
     """Kernel mass in each pixel of the box a particle covers.
 
     ``x, y, h`` are in pixel units with pixel j spanning [j, j + 1). Weights go to ``wbuf``
@@ -521,16 +521,20 @@ def _pixel_weights(x, y, h, npix, cum, corners, wbuf, box):
     n = cum.shape[0] - 1
     # C(a, b) at the box corners; pixel weights are the 2D differences (exact telescoping,
     # so the weights of a fully covered kernel sum to C(1, 1) = 1).
+    for jx in range(nx + 1):
+        a = min(max((xlo + jx - x) * inv, -1.0), 1.0)
+        fa = (a + 1.0) * 0.5 * n
+        ia = min(int(fa), n - 1)
+        col_i[jx] = ia
+        col_t[jx] = fa - ia
     for jy in range(ny + 1):
         b = min(max((ylo + jy - y) * inv, -1.0), 1.0)
         fb = (b + 1.0) * 0.5 * n
         ib = min(int(fb), n - 1)
         tb = fb - ib
         for jx in range(nx + 1):
-            a = min(max((xlo + jx - x) * inv, -1.0), 1.0)
-            fa = (a + 1.0) * 0.5 * n
-            ia = min(int(fa), n - 1)
-            ta = fa - ia
+            ia = col_i[jx]
+            ta = col_t[jx]
             corners[jy * (nx + 1) + jx] = (
                 (1 - ta) * ((1 - tb) * cum[ia, ib] + tb * cum[ia, ib + 1])
                 + ta * ((1 - tb) * cum[ia + 1, ib] + tb * cum[ia + 1, ib + 1]))
@@ -547,7 +551,7 @@ def _pixel_weights(x, y, h, npix, cum, corners, wbuf, box):
     box[3] = ny
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=True)
 def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, cum, cube):
     """Add each particle's flux to ``cube`` (ny, nx, nchan) over pixels and channels.
 
@@ -559,6 +563,8 @@ def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, cum, cube):
         side = max(side, 2 * int(math.ceil(min(h[i], float(npix)))) + 3)
     wbuf = np.empty(side * side)
     corners = np.empty((side + 1) * (side + 1))
+    col_i = np.empty(side + 1, dtype=np.int64)
+    col_t = np.empty(side + 1)
     spec = np.empty(nchan)
     box = np.zeros(4, dtype=np.int64)
     rt2 = math.sqrt(2.0)
@@ -572,7 +578,7 @@ def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, cum, cube):
         khi_c = min(khi, nchan - 1)
         if klo_c > khi_c:
             continue
-        _pixel_weights(x[i], y[i], h[i], npix, cum, corners, wbuf, box)
+        _pixel_weights(x[i], y[i], h[i], npix, cum, corners, col_i, col_t, wbuf, box)
         nx = box[2]
         ny = box[3]
         if nx == 0:
