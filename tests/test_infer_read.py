@@ -99,6 +99,29 @@ def test_column_density_against_textbook(tmp_path):
     np.testing.assert_allclose(sigma, expected / 1.2478e20, rtol=1e-3)  # 1 Msun/pc2 of HI
 
 
+def _beams_table(major, minor):
+    n = len(major)
+    return fits.BinTableHDU.from_columns([  # the CASA layout
+        fits.Column("BMAJ", "E", unit="arcsec", array=major),
+        fits.Column("BMIN", "E", unit="arcsec", array=minor),
+        fits.Column("BPA", "E", unit="deg", array=np.zeros(n)),
+        fits.Column("CHAN", "J", array=np.arange(n)),
+        fits.Column("POL", "J", array=np.zeros(n)),
+    ], name="BEAMS")
+
+
+def test_kelvin_cube_with_per_channel_beams(tmp_path):
+    """Brightness temperatures add across channels whatever the beams: no conversion."""
+    h = _hi_cube_header(BUNIT="K", BMAJ=None, BMIN=None, BPA=None)
+    data = gaussian_cube_data(h, peak=20.0, blank_corner=False)
+    major = np.linspace(10, 20, h["NAXIS3"])
+    obs = read_observation(write_cube(tmp_path / "kb.fits", h, data,
+                                      extra_hdus=[_beams_table(major, 0.8 * major)]))
+    nhi = to_domain(line_integral(obs), "hi_nhi").to_value(u.cm**-2)
+    dv = C_KMS * 2e4 / (HI_GHZ * 1e9)
+    np.testing.assert_allclose(nhi, 1.823e18 * data.sum(axis=0) * dv, rtol=2e-4)
+
+
 def test_kelvin_cube_needs_no_beam(tmp_path):
     h = _hi_cube_header(BUNIT="K", BMAJ=None, BMIN=None, BPA=None)
     data = gaussian_cube_data(h, peak=20.0, blank_corner=False)
@@ -155,13 +178,7 @@ def test_per_channel_beams(tmp_path):
     data = np.zeros((n, h["NAXIS2"], h["NAXIS1"]), np.float32)
     s = t_b * (HI_GHZ**2 * major * minor) / 1.222e6  # Jy/beam per channel
     data[:, 8:11, 10:13] = s[:, None, None]
-    table = fits.BinTableHDU.from_columns([  # the CASA layout
-        fits.Column("BMAJ", "E", unit="arcsec", array=major),
-        fits.Column("BMIN", "E", unit="arcsec", array=minor),
-        fits.Column("BPA", "E", unit="deg", array=np.zeros(n)),
-        fits.Column("CHAN", "J", array=np.arange(n)),
-        fits.Column("POL", "J", array=np.zeros(n)),
-    ], name="BEAMS")
+    table = _beams_table(major, minor)
     for key in ("BMAJ", "BMIN", "BPA"):
         del h[key]
     path = write_cube(tmp_path / "beams.fits", h, data, extra_hdus=[table])

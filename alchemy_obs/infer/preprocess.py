@@ -159,7 +159,8 @@ def line_integral(obs: Observation, mask_sigma: float | None = None) -> SkyMap:
     data = np.asarray(cube.unmasked_data[:].value, dtype=np.float64)
     unblanked = cube.mask.include()
     unit = cube.unit
-    if hasattr(cube, "beams"):
+    per_channel_beams = hasattr(cube, "beams") and unit.is_equivalent(u.Jy / u.beam)
+    if per_channel_beams:
         # Per-channel beams: Jy/beam is not additive across channels, K is. Convert each
         # channel with its own beam, integrate, and return to Jy/beam with the common beam.
         freqs = cube.spectral_axis
@@ -184,7 +185,7 @@ def line_integral(obs: Observation, mask_sigma: float | None = None) -> SkyMap:
     else:
         mean_freq = float(np.mean(freqs_hz))
     redshift = float(obs.rest_frequency.to_value(u.Hz) / mean_freq - 1.0)
-    if hasattr(cube, "beams"):
+    if per_channel_beams:
         beam = obs.beam
         centre = obs.rest_frequency / (1.0 + redshift)
         value = radio.kelvin_to_jy_per_beam(mom0 * u.K, centre, beam.major, beam.minor)
