@@ -13,7 +13,7 @@ Three sub-commands::
 from __future__ import annotations
 
 import argparse
-import logging
+import math
 import sys
 from pathlib import Path
 
@@ -21,8 +21,6 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from alchemy_obs.config import Config
-
-log = logging.getLogger(__name__)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -114,8 +112,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
 
 def _search(args: argparse.Namespace, config: Config) -> int:
-    import math
-
     from alchemy_obs.physics.units import mass_factor
     from alchemy_obs.sim.tng import TNGClient
 
