@@ -248,7 +248,10 @@ class TNGClient:
         mass_type : {"stars", "gas", "dm", "total"}
             Which mass to filter on (API fields ``mass_stars``, ``mass_gas``, ``mass_dm``, ``mass``).
         min_particles : int, optional
-            Lower bound on the particle count of ``count_type`` (``len``, ``len_gas``...).
+            Lower bound on the particle count of ``count_type``.
+        count_type : {"stars", "gas", "dm", "total"}
+            Which particles ``min_particles`` counts (API fields ``len_stars``, ``len_gas``,
+            ``len_dm``, ``len``).
         limit : int
             Maximum number of results; pages are followed through ``next`` until reached.
 
