@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from astropy import units as u
 
-from alchemy_obs.observe.interferometer import BuiltinSimulator, SkyModel, Simulator
+from alchemy_obs.observe.interferometer import BuiltinSimulator, SkyImage, Simulator
 from alchemy_obs.observe.telescope import Observation, Telescope
 
 from _observe_helpers import asymmetric_source, direction_cosines, sky_wcs
@@ -41,7 +41,7 @@ def setup():
     keep = np.r_[0:6, ska[:8]]
     tel = Telescope(tel.name, tel.antenna_names[keep], tel.dish_type[keep], tel.enu[keep],
                     tel.location, tel.dish_types)
-    sky = SkyModel(img * u.Jy, wcs)
+    sky = SkyImage(img * u.Jy, wcs)
     obs = Observation.from_hour_angles(tel, sky.phase_centre, (-3, 3) * u.hourangle, 3600 * u.s,
                                        1.2 * u.GHz, 50 * u.MHz, 2)
     return img, wcs, sky, obs
@@ -59,7 +59,7 @@ def test_degridding_matches_direct_fourier_sum(setup):
 
 def test_image_rotated_by_180_degrees_fails(setup):
     img, wcs, sky, obs = setup
-    flipped = SkyModel(img[::-1, ::-1] * u.Jy, wcs)
+    flipped = SkyImage(img[::-1, ::-1] * u.Jy, wcs)
     vis = BuiltinSimulator(epsilon=1e-10, noise=False).predict(flipped, obs)
     ref = _dft(img, wcs, obs)
     ok = ~vis.flag
@@ -72,7 +72,7 @@ def test_builtin_is_a_simulator():
 
 def test_noise_follows_radiometer_equation(setup):
     _, wcs, _, obs = setup
-    empty = SkyModel(np.zeros((64, 64)) * u.Jy, wcs)
+    empty = SkyImage(np.zeros((64, 64)) * u.Jy, wcs)
     vis = BuiltinSimulator(seed=1).observe(empty, obs)
     ok = ~vis.flag
     z = vis.data[ok] / vis.sigma[ok]
@@ -85,17 +85,17 @@ def test_noise_follows_radiometer_equation(setup):
 def test_sky_checks():
     wcs = sky_wcs(64, 3.0)
     with pytest.raises(ValueError, match="Jy per pixel"):
-        SkyModel(np.zeros((64, 64)) * u.K, wcs)
+        SkyImage(np.zeros((64, 64)) * u.K, wcs)
     bad = sky_wcs(64, 3.0)
     bad.wcs.cdelt = [3 / 3600, 3 / 3600]
     with pytest.raises(ValueError, match="RA increasing to the left"):
-        SkyModel(np.zeros((64, 64)) * u.Jy, bad)
+        SkyImage(np.zeros((64, 64)) * u.Jy, bad)
     with pytest.raises(ValueError, match="even"):
-        SkyModel(np.zeros((63, 63)) * u.Jy, wcs)
+        SkyImage(np.zeros((63, 63)) * u.Jy, wcs)
 
 
 def test_pointing_mismatch_is_an_error(setup):
     _, _, _, obs = setup
-    other = SkyModel(np.zeros((64, 64)) * u.Jy, sky_wcs(64, 3.0, ra=151.0))
+    other = SkyImage(np.zeros((64, 64)) * u.Jy, sky_wcs(64, 3.0, ra=151.0))
     with pytest.raises(ValueError, match="phase centre"):
         BuiltinSimulator().predict(other, obs)
