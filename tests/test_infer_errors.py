@@ -99,8 +99,15 @@ def test_existing_output_needs_overwrite_and_input_is_never_replaced(tmp_path, m
     assert main(args) == 0
     out = tmp_path / "cube_dm.fits"
     first = out.read_bytes()
-    assert main(args) == 1
-    assert "output exists; pass --overwrite" in capsys.readouterr().err
+    capsys.readouterr()
+    # The same command again (an interrupted batch rerun): the output is up to date.
+    assert main(args) == 0
+    assert "0 succeeded, 1 up to date, 0 failed" in capsys.readouterr().err
+    assert out.read_bytes() == first
+    # Other options would give another map: refused without --overwrite.
+    assert main([*args[:-4], "--distance", "11", "--out", str(tmp_path)]) == 1
+    assert "output exists (from another input, model or settings); pass --overwrite" in \
+        capsys.readouterr().err
     assert out.read_bytes() == first
     assert main([*args, "--overwrite"]) == 0
     assert path.read_bytes() == before

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
                     "its maps are not a science result", model.name)
     distance = None if args.distance is None else args.distance * u.Mpc
     failures: list[str] = []
-    done = 0
+    done = skipped = 0
     for path in tqdm(args.inputs, desc="infer", unit="file", disable=len(args.inputs) < 2):
         try:
             result = infer_file(
@@ -129,8 +129,13 @@ def run(args: argparse.Namespace, config: Config) -> int:
             failures.append(line)
             tqdm.write(f"alchemy-obs infer: {line}", file=sys.stderr)
             continue
+        if result.skipped:
+            skipped += 1
+            log.info("%s: %s is up to date (same input, model and options)", path, result.output)
+            continue
         done += 1
         log.info("%s -> %s (distance %.2f Mpc from %s)", path, result.output,
                  result.distance.to_value(u.Mpc), result.distance_source)
-    print(f"alchemy-obs infer: {done} succeeded, {len(failures)} failed", file=sys.stderr)
+    note = f", {skipped} up to date" if skipped else ""
+    print(f"alchemy-obs infer: {done} succeeded{note}, {len(failures)} failed", file=sys.stderr)
     return 1 if failures else 0

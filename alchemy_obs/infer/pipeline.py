@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from astropy import units as u
+from astropy.io import fits
 from radio_beam import Beam
 
 from alchemy_obs.infer import preprocess
@@ -121,14 +123,34 @@ class InferResult:
     distance_source: str
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    skipped: bool = False
 
 
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as exc:
+        raise InferError(path, f"cannot read ({exc.strerror or exc})") from None
     return h.hexdigest()
+
+
+def _settings_digest(**settings: Any) -> str:
+    """Short hash of everything besides the input and the model that shapes an output."""
+    blob = json.dumps(settings, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _up_to_date(out: Path, input_sha: str, model_sha: str, settings: str) -> bool:
+    """Whether ``out`` was made from this input, model and settings (an interrupted batch)."""
+    try:
+        header = fits.getheader(out)
+    except (OSError, ValueError):
+        return False
+    return (header.get("INSHA256"), header.get("MODELSHA"), header.get("SETTINGS")) == (
+        input_sha, model_sha, settings)
 
 
 def infer_file(
@@ -170,7 +192,9 @@ def infer_file(
     centre : {"flux", "header"}
         Centre of the model grid (see :func:`~alchemy_obs.infer.preprocess.galaxy_centre`).
     overwrite : bool
-        Replace an existing output.
+        Replace an existing output. Without it, an existing output made from the same input
+        file, model and options is kept and reported as skipped (so an interrupted batch
+        resumes), and any other existing output is refused.
     target : str, optional
         Expected target domain; refused if the model predicts another one.
     beam_ratio_warning : float
@@ -201,8 +225,20 @@ def infer_file(
                                f"({', '.join(card['inputs'])}); infer feeds one observation")
     domain = card["inputs"][0]
     out = output_path(path, out_dir, model.target)
-    if out.exists() and not overwrite:  # fail before the expensive part
-        raise InferError(out, "output exists; pass --overwrite to replace it")
+    input_sha = _sha256(path) if path.is_file() else ""
+    model_sha = card.get("weights_sha256", "")
+    settings = _settings_digest(
+        beam=None if beam is None else [beam.major.to_value(u.arcsec),
+                                        beam.minor.to_value(u.arcsec), beam.pa.to_value(u.deg)],
+        distance=None if distance is None else distance.to_value(u.Mpc), samples=samples,
+        steps=steps, mask_sigma=mask_sigma, centre=centre, seed=seed,
+    )
+    if out.exists() and not overwrite:  # decided before the expensive part
+        if _up_to_date(out, input_sha, model_sha, settings):
+            return InferResult(path, out, u.Quantity(fits.getheader(out)["DISTANCE"], u.Mpc),
+                               "existing output", skipped=True)
+        raise InferError(out, "output exists (from another input, model or settings); "
+                              "pass --overwrite to replace it")
 
     t0 = time.perf_counter()
     obs = read_observation(path, beam=beam)
@@ -240,8 +276,9 @@ def infer_file(
     t0 = time.perf_counter()
     provenance = provenance_cards(
         model.name, model.version, card.get("weights_sha256", ""), card.get("method", ""),
-        model.target, path, _sha256(path), dist, dist_source, samples, steps, pixel_kpc, lonlat,
+        model.target, path, input_sha, dist, dist_source, samples, steps, pixel_kpc, lonlat,
     )
+    provenance["SETTINGS"] = (settings, "hash of the options; a rerun skips equal outputs")
     if obs.beam is not None:
         provenance["INBMAJ"] = (obs.beam.major.to_value(u.arcsec), "[arcsec] input beam used")
         provenance["INBMIN"] = (obs.beam.minor.to_value(u.arcsec), "[arcsec] input beam used")
