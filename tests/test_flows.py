@@ -1,0 +1,148 @@
+"""Prefect flows: task runners from config, identical datasets on threads and Dask, resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("prefect")
+
+from alchemy_obs.config import load_config  # noqa: E402
+from alchemy_obs.maps.store import MapStore  # noqa: E402
+
+from flows.runners import task_runner_from_config  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+SMALL = [
+    "synth.n_galaxies=3", "synth.n_particles=4000", "maps.npix=32", "maps.n_random_views=1",
+    "mock.npix=32", "mock.n_channels=16", "mock.channel_width_kms=20", "observe.mode=fast",
+    "observe.telescope.array=AA0.5",
+]
+
+
+@pytest.fixture(scope="module")
+def prefect_api():
+    """A Prefect test server for this module, flow heartbeats off (slow 2-core machines)."""
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        temporary_settings,
+    )
+    from prefect.testing.utilities import prefect_test_harness
+
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        with prefect_test_harness(server_startup_timeout=180):
+            yield PREFECT_API_URL.value()
+
+
+# The flow in a child process, reporting to the test server, heartbeats off as in the parent.
+_RUN_WITHOUT_HEARTBEAT = """
+import sys
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from flows.maps import main
+with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    main(sys.argv[1:])
+"""
+
+
+def _overrides(tmp: Path, *extra: str) -> list[str]:
+    return SMALL + [f"synth.out_dir={tmp / 'synthetic'}", f"maps.out_dir={tmp / 'maps'}", *extra]
+
+
+def _dataset_content(path: Path) -> dict:
+    with MapStore(path) as store:
+        content = {f"map/{d}": np.stack([store.read(i, [d])[d] for i in range(len(store))])
+                   for d in store.domains}
+        for k, v in store.meta.items():
+            content[f"meta/{k}"] = np.asarray(v)
+    return content
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    assert sorted(a) == sorted(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_runner_from_config():
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect_dask import DaskTaskRunner
+
+    cfg = load_config(None, ["flows.max_workers=3"]).flows
+    runner = task_runner_from_config(cfg)
+    assert isinstance(runner, ThreadPoolTaskRunner) and runner._max_workers == 3
+    dask = task_runner_from_config(load_config(None, ["flows.runner=dask"]).flows)
+    assert isinstance(dask, DaskTaskRunner)
+    remote = task_runner_from_config(
+        load_config(None, ["flows.runner=dask", "flows.dask_address=tcp://10.1.2.3:8786"]).flows)
+    assert remote.address == "tcp://10.1.2.3:8786"
+
+
+def test_jobqueue_config_makes_a_valid_slurm_script():
+    dask_jobqueue = pytest.importorskip("dask_jobqueue")
+    cfg = load_config(REPO / "configs" / "flows" / "slurm.yaml").flows
+    runner = task_runner_from_config(cfg)
+    assert runner.resolved_cluster_class is dask_jobqueue.SLURMCluster
+    assert runner.adapt_kwargs == {"minimum": 1, "maximum": 32}
+    with dask_jobqueue.SLURMCluster(**runner.cluster_kwargs) as cluster:
+        script = cluster.job_script()
+    assert "#SBATCH -p compute" in script
+    assert "#SBATCH -t 04:00:00" in script
+    assert "#SBATCH --cpus-per-task=8" in script
+
+
+@pytest.mark.slow
+def test_threads_and_dask_give_identical_datasets(prefect_api, tmp_path):
+    from flows.mocks import make_mocks
+
+    results = {}
+    for runner in ("threads", "dask"):
+        out = tmp_path / runner
+        extra = ["flows.max_workers=2"] if runner == "threads" else [
+            "flows.runner=dask", "flows.dask_workers=2"]
+        path = make_mocks(overrides=_overrides(out, f"flows.runner={runner}", *extra))
+        results[runner] = _dataset_content(Path(path))
+    assert {"map/hi_mom0", "map/continuum", "map/dm"} <= set(results["threads"])
+    _assert_same(results["threads"], results["dask"])
+
+
+@pytest.mark.slow
+def test_killed_build_maps_resumes_to_the_same_dataset(prefect_api, tmp_path):
+    from flows.maps import build_maps
+
+    reference = Path(build_maps(overrides=_overrides(tmp_path / "ref", "synth.n_galaxies=4")))
+
+    out = tmp_path / "killed"
+    args = [a for o in _overrides(out, "synth.n_galaxies=4", "flows.max_workers=1")
+            for a in ("--set", o)]
+    cmd = [sys.executable, "-c", _RUN_WITHOUT_HEARTBEAT, *args]
+    env = dict(os.environ, PREFECT_API_URL=prefect_api, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    shards = out / "maps" / "shards"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if shards.is_dir() and len(list(shards.glob("galaxy_*.h5"))) >= 1:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the flow finished before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "maps" / "dataset.h5").exists()
+    n_before = len(list(shards.glob("galaxy_*.h5")))
+    assert 1 <= n_before < 4
+
+    rerun = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    resumed = _dataset_content(out / "maps" / "dataset.h5")
+    _assert_same(_dataset_content(reference), resumed)
+    views = list(zip(resumed["meta/galaxy_id"], resumed["meta/view"]))
+    assert len(views) == len(set(views)) == 4 * 3
