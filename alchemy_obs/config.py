@@ -224,6 +224,11 @@ class DDPMConfig(Section):
     sampler: Literal["ddpm", "ddim"] = Field("ddim", description="Default sampler.")
     sample_steps: int = Field(50, ge=1, description="Default DDIM steps (ddpm uses T).")
     eta: float = Field(0.0, ge=0.0, description="DDIM stochasticity (0 = deterministic).")
+    clip_x0: float | None = Field(
+        5.0, gt=0,
+        description="While sampling, clamp the estimate of the clean map to [-c, c] "
+        "(normalised units); None: no clamping.",
+    )
 
 
 class InDIConfig(Section):
