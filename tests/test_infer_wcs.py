@@ -260,3 +260,25 @@ def test_mock_fits_from_the_observe_writer(tmp_path, model_dir, vary_beams):
     assert_same_sky(header, in_header, data.shape)
     assert header["OBJECT"] == "synthetic 0" and header["TELESCOP"] == "SKA-MID"
     assert np.isfinite(data).all()
+
+
+def test_spectral_axis_first(tmp_path, model_dir):
+    """Axes stored as (FREQ, RA, DEC): celestial cards are renumbered to 1 and 2."""
+    std = gaussian_cube_header()
+    data = gaussian_cube_data(std)  # numpy (freq, dec, ra)
+    h = fits.Header()
+    for new, old in ((1, 3), (2, 1), (3, 2)):
+        for key in ("CTYPE", "CRVAL", "CDELT", "CRPIX", "CUNIT"):
+            h[f"{key}{new}"] = std[f"{key}{old}"]
+    for key in ("RESTFRQ", "EQUINOX", "RADESYS", "BUNIT", "BMAJ", "BMIN", "BPA"):
+        h[key] = std[key]
+    path = tmp_path / "freq_first.fits"
+    fits.PrimaryHDU(np.ascontiguousarray(np.transpose(data, (1, 2, 0))), h).writeto(path)
+    obs = read_observation(path)
+    assert obs.cube.shape == data.shape
+    np.testing.assert_array_equal(obs.cube.unmasked_data[:].value, data)
+    assert main(["infer", str(path), "--model", str(model_dir), "--distance", "10",
+                 "--out", str(tmp_path)]) == 0
+    out = fits.getheader(tmp_path / "freq_first_dm.fits")
+    assert out["CTYPE1"] == "RA---SIN" and out["CTYPE2"] == "DEC--SIN"
+    assert_same_sky(out, fits.getheader(path), data.shape[1:])
