@@ -98,9 +98,8 @@ class ImagePlaneSimulator:
         self.noise_amp = np.zeros((nchan, geo.ny, geo.nx))
         for c, f in enumerate(template.freq_hz):
             iu, iv = _uv_cells(template.uvw, f, geo)
-            g = np.zeros((geo.ny, geo.nx))
-            np.add.at(g, (iv, iu), w[:, c] ** 2 * sigma[:, c] ** 2)
-            self.noise_amp[c] = ifftshift(np.sqrt(g)) / wsum[c]
+            g = np.bincount(iv * geo.nx + iu, w[:, c] ** 2 * sigma[:, c] ** 2, geo.ny * geo.nx)
+            self.noise_amp[c] = ifftshift(np.sqrt(g.reshape(geo.ny, geo.nx))) / wsum[c]
 
     def noise_image(self) -> np.ndarray:
         """One thermal-noise realisation of the dirty cube (nchan, ny, nx), Jy/beam."""

@@ -92,11 +92,11 @@ def image_weights(
     for c, f in enumerate(vis.freq_hz):
         w = natural[:, c]
         iu, iv = _uv_cells(vis.uvw, f, geometry)
-        density = np.zeros((geometry.ny, geometry.nx))
-        np.add.at(density, (iv, iu), w)
-        # Conjugate visibility at (-u, -v).
-        np.add.at(density, ((geometry.ny - iv) % geometry.ny, (geometry.nx - iu) % geometry.nx), w)
-        W = density[iv, iu]
+        ny, nx = geometry.ny, geometry.nx
+        cells = iv * nx + iu
+        conj = ((ny - iv) % ny) * nx + (nx - iu) % nx  # the conjugate visibility at (-u, -v)
+        density = (np.bincount(cells, w, ny * nx) + np.bincount(conj, w, ny * nx)).reshape(ny, nx)
+        W = density.ravel()[cells]
         if weighting == "uniform":
             out[:, c] = np.where(W > 0, w / np.where(W > 0, W, 1), 0)
         else:
