@@ -256,3 +256,21 @@ def test_noise_masked_moment0(tmp_path):
     centre = np.unravel_index(np.argmax(clean.sum(0)), clean.shape[1:])
     truth = clean.sum(axis=0)[centre] * 2e4
     assert masked[centre] == pytest.approx(truth, rel=0.1)
+
+
+def test_radio_helpers_used_by_infer():
+    """The two conversions infer added to physics.radio, against hand values."""
+    from alchemy_obs.physics.radio import (
+        frequency_integral_to_velocity_integral,
+        hi_surface_density,
+    )
+
+    # 1e20 H atoms/cm^2 x 1.6735e-24 g = 1.6735e-4 g/cm^2; 1 Msun/pc^2 = 2.0890e-4 g/cm^2.
+    sigma = hi_surface_density(1e20 * u.cm**-2).to_value(u.Msun / u.pc**2)
+    assert sigma == pytest.approx(1.6735e-4 / 2.0890e-4, rel=1e-3)
+    # 1 MHz of the HI line is c / nu0 = 211.06 km/s at z = 0, (1+z) times more at z.
+    v = frequency_integral_to_velocity_integral(1 * u.Jy / u.beam * u.MHz)
+    assert v.unit == u.Jy / u.beam * u.km / u.s
+    assert v.value == pytest.approx(C_KMS / (HI_GHZ * 1e3), rel=1e-9)
+    vz = frequency_integral_to_velocity_integral(2 * u.K * u.MHz, redshift=0.1)
+    assert vz.to_value(u.K * u.km / u.s) == pytest.approx(2 * 1.1 * C_KMS / (HI_GHZ * 1e3))
