@@ -191,3 +191,20 @@ def test_fast_mode_matches_visibility_path(obs):
     # The fast path's CLEAN result is a full ImageResult with a beam.
     result = fast.observe(sky, obs)
     assert result.beams[0].major > 0 * u.arcsec
+
+
+def test_image_grid_coarser_than_sky(obs):
+    """Baselines the coarser image grid cannot sample are cut; the source keeps position and flux."""
+    wcs = sky_wcs(N, CELL)
+    img = np.zeros((N, N))
+    img[80, 40] = 0.3  # 48" east, 32" north
+    vis = BuiltinSimulator(noise=False).observe(SkyImage(img * u.Jy, wcs), obs)
+    coarse = sky_wcs(64, 2 * CELL)
+    imager = Imager(coarse, (64, 64), weighting="natural", niter=200)
+    w = imager.weights(vis)
+    assert 0 < (w == 0).sum() < w.size  # some long baselines dropped, most kept
+    res = imager.image(vis)
+    restored = res.image.to_value(u.Jy / u.beam)[0]
+    y, x = np.unravel_index(np.argmax(restored), restored.shape)
+    assert (y, x) == (40, 20)  # the same sky position on the 4" grid
+    assert restored[y, x] == pytest.approx(0.3, rel=0.01)

@@ -72,7 +72,7 @@ def image_weights(
     weighting: str = "briggs",
     robust: float = 0.0,
 ) -> np.ndarray:
-    """Imaging weights (nrow, nchan), zero where flagged.
+    """Imaging weights (nrow, nchan), zero where flagged or beyond the grid's uv range.
 
     Parameters
     ----------
@@ -85,7 +85,10 @@ def image_weights(
     """
     if weighting not in ("natural", "uniform", "briggs"):
         raise ValueError(f"unknown weighting {weighting!r}; choose natural, uniform or briggs")
-    natural = np.where(vis.flag, 0.0, 1.0 / vis.sigma**2)
+    # A uv-range cut at 1/(2 cell): longer baselines would leave the PSF undersampled by the
+    # image grid, which breaks the beam fit and CLEAN.
+    uv = np.maximum(np.abs(vis.uvw[:, 0]), np.abs(vis.uvw[:, 1]))[:, None] * vis.freq_hz[None, :] / _C
+    natural = np.where(vis.flag | (uv >= geometry.uv_limit()), 0.0, 1.0 / vis.sigma**2)
     if weighting == "natural":
         return natural
     out = np.zeros_like(natural)
