@@ -48,7 +48,8 @@ from alchemy_obs.translate.checkpoint import (
     save_model,
     save_training_state,
 )
-from alchemy_obs.translate.data import EpochBatchSampler, PairedMapDataset
+from alchemy_obs.maps.store import MapStore
+from alchemy_obs.translate.data import EpochBatchSampler, PairedMapDataset, fit_normalisation
 from alchemy_obs.translate.methods import Method, build_method
 
 __all__ = ["select_device", "lr_factor", "train", "latest_checkpoint", "model_card"]
@@ -174,7 +175,11 @@ class _Run:
         self.out = Path(self.tcfg.out_dir)
 
         d = self.tcfg.data
-        self.dataset = PairedMapDataset(d.store, d.inputs, d.target, "train", augment=False)
+        store = MapStore(d.store)
+        # Deterministic subset: every process fits the same normalisation without talking.
+        norm = fit_normalisation(store, [*d.inputs, d.target], "train", d.fit_maps)
+        # Augmentation is chosen by the batch sampler, so resumes and workers agree.
+        self.dataset = PairedMapDataset(store, d.inputs, d.target, "train", norm, augment=False)
         torch.manual_seed(config.seed)  # identical initial weights on every process
         self.method = build_method(self.tcfg.method, self.tcfg.network, len(d.inputs), 1)
         fmt = torch.channels_last if (self.cuda and self.tcfg.channels_last) else None

@@ -93,7 +93,7 @@ class Method(ABC):
 
     @property
     def device(self) -> torch.device:
-        return next(iter(self.nets.values())).parameters().__next__().device
+        return next(next(iter(self.nets.values())).parameters()).device
 
     def train(self, mode: bool = True) -> Method:
         for net in self.nets.values():

@@ -123,6 +123,21 @@ class DDPM(Method):
             )
         raise ValueError(f"unknown sampler {sampler!r}; use 'ddpm' or 'ddim'")
 
+    def _x0_and_eps(self, x: Tensor, eps: Tensor, ab: float) -> tuple[Tensor, Tensor]:
+        """Clean-map estimate from the predicted noise, clamped to ``clip_x0``.
+
+        Near ``t = 1`` the estimate divides by ``sqrt(abar)`` (down to ~1e-4 for the cosine
+        schedule), so small noise errors of a trained network become huge ``x0`` values that
+        strided samplers carry into the next state; clamping to the range of normalised
+        maps and recomputing the implied noise keeps the update consistent.
+        """
+        x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
+        clip = self.config.ddpm.clip_x0
+        if clip is not None:
+            x0 = x0.clamp(-clip, clip)
+            eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
+        return x0, eps
+
     def _ancestral(self, x, condition, generator, callback) -> Tensor:
         betas = self.betas
         abar = self.alphas_cumprod
@@ -131,7 +146,7 @@ class DDPM(Method):
             eps = self.predict_eps(x, condition, idx).float()
             ab = float(abar[i])
             ab_prev = float(abar[i - 1]) if i > 0 else 1.0
-            x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
+            x0, _ = self._x0_and_eps(x, eps, ab)
             # Posterior q(x_{i-1} | x_i, x_0) (Ho et al. 2020, eq. 7).
             c0 = math.sqrt(ab_prev) * float(betas[i]) / (1 - ab)
             ct = math.sqrt(1 - float(betas[i])) * (1 - ab_prev) / (1 - ab)
@@ -152,7 +167,7 @@ class DDPM(Method):
             ab = float(abar[i])
             prev = int(taus[k + 1]) if k + 1 < len(taus) else -1
             ab_prev = float(abar[prev]) if prev >= 0 else 1.0
-            x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
+            x0, eps = self._x0_and_eps(x, eps, ab)
             sigma = eta * math.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
             x = math.sqrt(ab_prev) * x0 + math.sqrt(max(1 - ab_prev - sigma**2, 0.0)) * eps
             if sigma > 0:
