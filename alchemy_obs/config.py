@@ -376,6 +376,12 @@ class ObserveConfig(Section):
     backend: Literal["builtin", "karabo"] = "builtin"
     seed: int = Field(0, description="Seed of the noise generator.")
 
+    @field_validator("start_utc", mode="before")
+    @classmethod
+    def _iso_start(cls, value):
+        # YAML reads an unquoted 2028-03-01T20:00:00 as a datetime.
+        return value.isoformat() if hasattr(value, "isoformat") else value
+
 
 class InferConfig(Section):
     """Inference on real FITS cubes and images (``alchemy-obs infer``)."""

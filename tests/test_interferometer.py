@@ -99,3 +99,30 @@ def test_pointing_mismatch_is_an_error(setup):
     other = SkyImage(np.zeros((64, 64)) * u.Jy, sky_wcs(64, 3.0, ra=151.0))
     with pytest.raises(ValueError, match="phase centre"):
         BuiltinSimulator().predict(other, obs)
+
+
+def test_source_below_elevation_limit():
+    """Dec +60 never rises above 15 deg at latitude -30.7: every row flagged -> clear error."""
+    wcs = sky_wcs(64, 3.0, dec=60.0)
+    sky = SkyImage(np.zeros((64, 64)) * u.Jy, wcs)
+    obs = Observation.from_hour_angles(Telescope.ska_mid("AA1"), sky.phase_centre, (-1, 1) * u.hourangle,
+                                       1800 * u.s, 1.4 * u.GHz, 1 * u.MHz, 1)
+    assert obs.elevations().max() < 0 * u.deg
+    with pytest.raises(ValueError, match="every visibility is flagged"):
+        BuiltinSimulator().predict(sky, obs)
+    # Dec -30 at hour angle 0 transits at the zenith.
+    zen = Observation.from_hour_angles(Telescope.ska_mid("AA1"), SkyImage(np.zeros((64, 64)) * u.Jy,
+                                       sky_wcs(64, 3.0, dec=-30.712925)).phase_centre,
+                                       (-0.1, 0.1) * u.hourangle, 60 * u.s, 1.4 * u.GHz, 1 * u.MHz, 1)
+    assert zen.elevations().max().to_value(u.deg) == pytest.approx(90, abs=0.5)
+
+
+def test_observation_from_config_start_utc():
+    from alchemy_obs.config import load_config
+
+    cfg = load_config(None, ["observe.start_utc=2028-03-01T20:00:00", "observe.dump_s=600",
+                             "observe.telescope.array=AA1"]).observe
+    obs = Observation.from_config(cfg, sky_wcs(64, 3.0).celestial.pixel_to_world(32, 32))
+    assert obs.times[0].isot == "2028-03-01T20:05:00.000"
+    assert obs.n_times == 11  # 2 sidereal hours = 7180 s -> 11 full 600 s dumps
+    assert obs.frequencies[0] == 1.4e9 * u.Hz
