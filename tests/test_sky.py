@@ -246,3 +246,22 @@ def test_uniform_sheet_column_density():
     # 5 Msun/pc^2 / m_H, with m_H = 1.6735e-24 g and 1 Msun/pc^2 = 2.0890e-4 g/cm^2
     assert np.median(inner) == pytest.approx(5 * 2.0890e-4 / 1.6735e-24, rel=3e-3)
     assert inner.std() / inner.mean() < 0.01
+
+
+def test_sources_from_galaxy(tmp_path):
+    from alchemy_obs.physics import gas as gas_physics
+    from alchemy_obs.sim.galaxy import load_galaxy
+    from alchemy_obs.sim.synthetic import make_synthetic_cutout
+
+    galaxy = load_galaxy(make_synthetic_cutout(tmp_path / "cutout_1.hdf5", 1, 4000, 5))
+    rot = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # 90 degrees about x
+    src = HISource.from_galaxy(galaxy, rot)
+    m_hi = gas_physics.gas_hi_mass(galaxy.gas, galaxy.redshift).to_value(u.Msun)
+    keep = m_hi > 0
+    assert src.hi_mass.sum().value == pytest.approx(m_hi.sum(), rel=1e-12)
+    assert np.allclose(src.positions.value, galaxy.gas.coordinates[keep] @ rot.T)
+    assert np.allclose(src.velocities.value, galaxy.gas.velocities[keep] @ rot.T)
+    sf = galaxy.gas.sfr[keep] > 0
+    assert np.all(src.temperature.value[sf] == 1e4)
+    cont = ContinuumSource.from_galaxy(galaxy, rot)
+    assert cont.sfr.sum().value == pytest.approx(galaxy.gas.sfr.sum(), rel=1e-12)

@@ -49,6 +49,8 @@ from scipy.ndimage import gaussian_filter
 
 from alchemy_obs.maps.kernels import kernel_tables
 from alchemy_obs.maps.project import project_particles
+from alchemy_obs.maps.smoothing import smoothing_length
+from alchemy_obs.physics import gas as gas_physics
 from alchemy_obs.physics import radio
 from alchemy_obs.sim.galaxy import Galaxy
 
@@ -366,14 +368,18 @@ class HISource:
                 raise ValueError(f"HISource.{name} must have shape ({n},)")
 
     @classmethod
-    def from_galaxy(cls, galaxy: Galaxy, rotation: np.ndarray | None = None) -> HISource:
+    def from_galaxy(
+        cls,
+        galaxy: Galaxy,
+        rotation: np.ndarray | None = None,
+        star_forming_temperature: u.Quantity | None = 1e4 * u.K,
+    ) -> HISource:
         """HI source of a galaxy's gas seen through a view rotation.
 
-        HI masses (Rahmati et al. 2013 self-shielding plus the KMT molecular correction),
-        temperatures and smoothing lengths are those of the physical maps
-        (:func:`alchemy_obs.physics.gas.hi_mass`, :func:`alchemy_obs.physics.gas.temperature`,
-        :func:`alchemy_obs.maps.smoothing.smoothing_lengths`), so the mock and the ``hi`` map
-        of a view describe the same gas.
+        HI masses (VN18: Rahmati et al. 2013 self-shielding plus the KMT molecular
+        correction, :func:`alchemy_obs.physics.gas.gas_hi_mass`) and support radii
+        (:func:`alchemy_obs.maps.smoothing.smoothing_length`) are those of the physical maps,
+        so the mock and the ``hi`` map of a view describe the same gas.
 
         Parameters
         ----------
@@ -381,18 +387,25 @@ class HISource:
             Centred galaxy in physical units.
         rotation : ndarray, shape (3, 3), optional
             View rotation ``x' = R x``; identity by default.
+        star_forming_temperature : Quantity or None
+            Temperature that sets the thermal line width of star-forming cells. Their
+            internal energy is the effective one of the two-phase model (10^4-10^5 K, lines of
+            10-30 km/s), not that of the cold clouds holding their HI; 10^4 K (9 km/s) matches
+            the HI velocity dispersion of discs. ``None`` keeps the effective temperature.
 
         Returns
         -------
         HISource
         """
-        from alchemy_obs.maps.smoothing import smoothing_lengths  # TODO top-level once merged
-        from alchemy_obs.physics import gas as gas_physics
-
         gas = galaxy.gas
-        h = smoothing_lengths(gas, "gas")
-        m_hi = gas_physics.hi_mass(gas, galaxy.redshift)
-        temperature = gas_physics.temperature(gas)
+        h = smoothing_length(gas)
+        m_hi = gas_physics.gas_hi_mass(gas, galaxy.redshift).to_value(u.Msun)
+        if star_forming_temperature is None:
+            temperature = gas_physics.gas_temperature(gas).to_value(u.K)
+        else:
+            temperature = gas_physics.gas_temperature(
+                gas, star_forming="cold",
+                cold_temperature=star_forming_temperature.to_value(u.K)).to_value(u.K)
         if rotation is not None:
             gas = gas.rotated(np.asarray(rotation, dtype=np.float64))
         keep = m_hi > 0
@@ -438,12 +451,10 @@ class ContinuumSource:
         -------
         ContinuumSource
         """
-        from alchemy_obs.maps.smoothing import smoothing_lengths  # TODO top-level once merged
-
         gas = galaxy.gas
         if gas.sfr is None:
             raise ValueError(f"{galaxy.source}: gas has no StarFormationRate; no continuum model")
-        h = smoothing_lengths(gas, "gas")
+        h = smoothing_length(gas)
         if rotation is not None:
             gas = gas.rotated(np.asarray(rotation, dtype=np.float64))
         keep = gas.sfr > 0
