@@ -2,8 +2,9 @@
 
 Karabo (``karabo-pipeline``, i4Ds) is distributed through conda only::
 
-    conda create -n karabo -c i4ds -c nvidia/label/cuda-11.7.0 -c conda-forge karabo-pipeline
-    conda activate karabo && pip install -e /path/to/alchemy-obs
+    conda create -n karabo python=3.10 && conda activate karabo
+    conda install -c nvidia/label/cuda-11.7.0 -c i4ds -c conda-forge karabo-pipeline
+    pip install -e /path/to/alchemy-obs
 
 :class:`KaraboSimulator` is used when ``import karabo`` works; otherwise the built-in engine
 is the only backend (its tests are skipped with that reason). Karabo's sky model is a list of
