@@ -91,7 +91,6 @@ class ImagePlaneSimulator:
                 cv.ft = cv.ft.astype(np.complex64)
             self.groups.append((beams, convs))
         self.psf = psf_total
-        self.convolvers = [PSFConvolver(psf_total[c], (geo.ny, geo.nx)) for c in range(nchan)]
         self.beams = [fit_beam(psf_total[c], imager.cell) for c in range(nchan)]
         # Noise power per uv cell, each visibility once (the real part of the sum supplies the
         # conjugate half).
