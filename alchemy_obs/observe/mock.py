@@ -21,7 +21,7 @@ the views of a dataset shard.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +54,8 @@ __all__ = [
     "MOCK_DOMAINS",
     "Mock",
     "make_mock",
+    "build_simulator",
+    "VisibilityPath",
     "observation_for",
     "map_wcs",
     "reproject_to_map",
@@ -87,12 +89,15 @@ class Mock:
         Dirty, CLEAN model, residual and restored planes with beams (Jy/beam).
     observation : Observation
         The observation simulated.
+    simulator : object
+        The simulator used (reusable for skies on the same grid and channels).
     """
 
     kind: str
     sky: SkyModel
     result: ImageResult
     observation: Observation
+    simulator: object = field(default=None, repr=False)
 
     @property
     def wcs(self) -> WCS:
@@ -170,18 +175,38 @@ def observation_for(sky: SkyModel, observe: ObserveConfig, channel_width: u.Quan
     return Observation.from_config(observe, centre, frequencies=freqs, channel_width=channel_width)
 
 
-def _simulate(sky: SkyModel, observation: Observation, observe: ObserveConfig, simulator=None) -> ImageResult:
-    if simulator is not None:
-        return simulator.observe(sky, observation)
+class VisibilityPath:
+    """The full visibility path as one simulator: ducc0 degridding, noise, Cotton-Schwab CLEAN.
+
+    Parameters
+    ----------
+    imager : Imager
+    noise : bool
+    seed : int, optional
+    """
+
+    def __init__(self, imager: Imager, noise: bool = True, seed=None):
+        self.imager = imager
+        self.engine = BuiltinSimulator(noise=noise, seed=seed)
+
+    def observe(self, sky, observation: Observation) -> ImageResult:
+        """Visibilities of ``sky``, imaged and restored."""
+        return self.imager.image(self.engine.observe(sky, observation))
+
+
+def build_simulator(sky: SkyModel, observation: Observation, observe: ObserveConfig):
+    """The simulator of ``observe.mode`` for a sky model's grid: an
+    :class:`~alchemy_obs.observe.fast.ImagePlaneSimulator` (``"fast"``; the PSFs and noise of
+    the observation are computed here, once) or a :class:`VisibilityPath` (``"visibility"``).
+    """
     img = observe.imaging
     if img.npix is not None or img.cell_arcsec is not None:
         raise ValueError("observe.imaging.npix and cell_arcsec must be null for mocks: the mock "
                          "is imaged on its sky grid (set mock.npix instead)")
     imager = Imager.from_config(img, sky.wcs.celestial, sky.data.shape[-2:])
     if observe.mode == "fast":
-        return ImagePlaneSimulator(observation, imager, noise=observe.noise, seed=observe.seed).observe(sky)
-    vis = BuiltinSimulator(noise=observe.noise, seed=observe.seed).observe(sky, observation)
-    return imager.image(vis)
+        return ImagePlaneSimulator(observation, imager, noise=observe.noise, seed=observe.seed)
+    return VisibilityPath(imager, noise=observe.noise, seed=observe.seed)
 
 
 def make_mock(
@@ -219,8 +244,8 @@ def make_mock(
     kernel : {"cubic_spline", "wendland_c2"}
         SPH kernel.
     simulator : object with ``observe(sky, observation) -> ImageResult``, optional
-        A ready simulator (e.g. an :class:`~alchemy_obs.observe.fast.ImagePlaneSimulator`
-        cached for many galaxies with the same set-up); it must match the sky grid.
+        A ready simulator from :func:`build_simulator` (e.g. a fast-mode set-up reused for
+        all views with the same grid and channels); default: built for this sky.
 
     Returns
     -------
@@ -238,10 +263,11 @@ def make_mock(
         kind = "continuum"
     else:
         raise TypeError(f"source must be an HISource or a ContinuumSource, got {type(source).__name__}")
-    if simulator is not None and getattr(simulator, "observation", None) is not None:
-        observation = simulator.observation
-    result = _simulate(sky, observation, observe, simulator)
-    return Mock(kind, sky, result, observation)
+    if simulator is None:
+        simulator = build_simulator(sky, observation, observe)
+    elif getattr(simulator, "observation", None) is not None:
+        observation = simulator.observation  # a cached fast-mode set-up
+    return Mock(kind, sky, simulator.observe(sky, observation), observation, simulator)
 
 
 def map_wcs(placement: SkyPlacement, extent_kpc, npix: int) -> WCS:
@@ -320,6 +346,7 @@ def mock_view_maps(
     mock: MockConfig,
     observe: ObserveConfig,
     kernel: str = "cubic_spline",
+    simulators: dict | None = None,
 ) -> tuple[dict[str, u.Quantity], dict[str, Mock]]:
     """Mock domains of one view of a galaxy, reprojected onto the view's map grid.
 
@@ -336,6 +363,11 @@ def mock_view_maps(
     map_npix : int
         The view's map size.
     mock, observe : MockConfig, ObserveConfig
+    kernel : str
+        SPH kernel.
+    simulators : dict, optional
+        Cache of simulators by product, grid and channels, shared between calls (views with
+        the same field reuse one fast-mode set-up).
 
     Returns
     -------
@@ -355,8 +387,12 @@ def mock_view_maps(
             source = HISource.from_galaxy(galaxy, rotation)
         else:
             source = ContinuumSource.from_galaxy(galaxy, rotation)
+        key = (kind, grid.npix, round(grid.pixel_angle(placement).to_value(u.arcsec), 9))
+        sim = None if simulators is None else simulators.get(key)
         m = make_mock(source, placement, grid, observe, spectral=spectral, line=line,
-                      continuum=cont, kernel=kernel)
+                      continuum=cont, kernel=kernel, simulator=sim)
+        if simulators is not None:
+            simulators[key] = m.simulator
         mocks[kind] = m
         for name, image in m.domains().items():
             maps[name] = reproject_to_map(image, m.wcs, target, map_npix).to(MOCK_DOMAINS[name])
@@ -384,10 +420,10 @@ def add_mock_domains(shard: str | Path, galaxy, mock: MockConfig, observe: Obser
     if not todo:
         return []
     npix = next(iter(maps.values())).shape[-1]
-    per_view = []
+    per_view, simulators = [], {}
     for k in range(len(meta["view"])):
         view_maps, _ = mock_view_maps(galaxy, meta["rotation"][k], meta["extent_kpc"][k], npix,
-                                      mock, observe, kernel)
+                                      mock, observe, kernel, simulators)
         per_view.append(view_maps)
     for name in todo:
         data = u.Quantity([v[name] for v in per_view])
