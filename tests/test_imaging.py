@@ -208,3 +208,21 @@ def test_image_grid_coarser_than_sky(obs):
     y, x = np.unravel_index(np.argmax(restored), restored.shape)
     assert (y, x) == (40, 20)  # the same sky position on the 4" grid
     assert restored[y, x] == pytest.approx(0.3, rel=0.01)
+
+
+def test_natural_noise_is_the_textbook_array_sensitivity():
+    """Homogeneous array, natural weighting: sigma = SEFD / sqrt(n_pol N (N-1) dnu t_total)."""
+    tel = Telescope.ska_mid("AA1")  # 8 SKA dishes
+    wcs = sky_wcs(N, 4.0)
+    sky = SkyImage(np.zeros((N, N)) * u.Jy, wcs)
+    obs = Observation.from_hour_angles(tel, sky.phase_centre, (-1, 1) * u.hourangle, 60 * u.s,
+                                       1.4 * u.GHz, 200 * u.kHz, 1)
+    vis = BuiltinSimulator(seed=11).observe(sky, obs)  # 28 baselines x 119 dumps
+    assert not vis.flag.any()
+    sefd = tel.dish_types["ska"].sefd("2").to_value(u.Jy)
+    t_total = obs.n_times * 60.0
+    textbook = sefd / np.sqrt(2 * 8 * 7 * 200e3 * t_total)
+    imager = Imager(wcs, (N, N), weighting="natural")
+    w = imager.weights(vis)
+    assert predicted_rms(vis, w)[0] == pytest.approx(textbook, rel=1e-9)
+    assert dirty_image(vis, w, imager.geometry)[0].std() == pytest.approx(textbook, rel=0.10)
