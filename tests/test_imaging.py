@@ -17,6 +17,7 @@ from alchemy_obs.observe.imaging import (
     hogbom,
     jvm_epsilon,
     predicted_rms,
+    psf_image,
     restore,
 )
 from alchemy_obs.observe.interferometer import BuiltinSimulator, SkyImage
@@ -226,3 +227,31 @@ def test_natural_noise_is_the_textbook_array_sensitivity():
     w = imager.weights(vis)
     assert predicted_rms(vis, w)[0] == pytest.approx(textbook, rel=1e-9)
     assert dirty_image(vis, w, imager.geometry)[0].std() == pytest.approx(textbook, rel=0.10)
+
+
+def test_beam_position_angle_from_a_linear_array():
+    """Dishes on a north-east line, snapshot at the zenith: uv along NE, so the synthesised
+    beam is long along NW-SE, BPA = -45 deg (east of north)."""
+    from astropy.coordinates import EarthLocation
+
+    from alchemy_obs.observe.telescope import DishType
+
+    d = np.array([0, 37, 110, 230, 480, 900, 1500.0])
+    enu = np.vstack([np.stack([d, d, 0 * d], 1), [[-60, 60, 0], [60, -60, 0], [-150, 150, 0]]])
+    n = len(enu)
+    loc = EarthLocation.from_geodetic(21.443803 * u.deg, -30.712925 * u.deg, 1053 * u.m)
+    tel = Telescope("line", np.array([f"A{i}" for i in range(n)]), np.array(["ska"] * n), enu, loc,
+                    {"ska": DishType("ska", 15 * u.m, {"2": 20 * u.K})})
+    wcs = sky_wcs(N, CELL, dec=-30.712925)
+    sky = SkyImage(np.zeros((N, N)) * u.Jy, wcs)
+    obs = Observation.from_hour_angles(tel, sky.phase_centre, (-0.05, 0.05) * u.hourangle, 300 * u.s,
+                                       1.4 * u.GHz, 1 * u.MHz, 1)
+    vis = BuiltinSimulator(noise=False).predict(sky, obs)
+    imager = Imager(wcs, (N, N), weighting="natural")
+    psf = psf_image(vis, imager.weights(vis), imager.geometry)[0]
+    beam = fit_beam(psf, CELL * u.arcsec)
+    assert beam.major > 5 * beam.minor
+    assert beam.pa.to_value(u.deg) == pytest.approx(-45, abs=3)
+    # Directly on the PSF: north-west of the peak (x decreases to the east) stays bright.
+    c = N  # PSF peak at (N, N) on the doubled grid
+    assert psf[c + 10, c + 10] > 0.8 > 0.3 > psf[c + 10, c - 10]
