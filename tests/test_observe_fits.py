@@ -54,6 +54,8 @@ def test_cube_with_varying_beams_opens_in_spectral_cube(tmp_path):
     assert hdr["BUNIT"] == "Jy/beam" and hdr["TELESCOP"] == "SKA-MID"
     assert hdr["RESTFRQ"] == pytest.approx(HI.value)
     assert hdr["SPECSYS"] == "TOPOCENT"
+    bary = write_fits(result, tmp_path / "bary.fits", obs, specsys="BARYCENT")
+    assert fits.getheader(bary)["SPECSYS"] == "BARYCENT"
     assert hdr["NANTENNA"] == obs.telescope.n_antennas
     assert hdr["BMAJ"] == pytest.approx(result.beams[0].major.to_value(u.deg), rel=1e-6)
     # World coordinates of the phase centre survive the round trip.

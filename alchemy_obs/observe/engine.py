@@ -115,6 +115,13 @@ class MockObserver:
 
     def observe(self, sky) -> ImageResult:
         """Mock observation of ``sky`` (SkyImage or any object with ``data`` and ``wcs``)."""
+        result = self._observe(sky)
+        specsys = SkyImage.from_sky(sky).wcs.wcs.specsys
+        if specsys:
+            result.meta["specsys"] = specsys
+        return result
+
+    def _observe(self, sky) -> ImageResult:
         sky_img = SkyImage.from_sky(sky)
         if self.config.mode == "fast":
             fast = self.fast_simulator(sky)

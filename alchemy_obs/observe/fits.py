@@ -45,7 +45,7 @@ def to_hdulist(
     plane: str = "image",
     restfreq: u.Quantity | None = None,
     object_name: str | None = None,
-    specsys: str = "TOPOCENT",
+    specsys: str | None = None,
 ) -> fits.HDUList:
     """The FITS representation of one plane set of an :class:`ImageResult`.
 
@@ -59,8 +59,9 @@ def to_hdulist(
     restfreq : Quantity, optional
         Rest frequency of the line (e.g. 1420.405751768 MHz for HI).
     object_name : str, optional
-    specsys : str
-        Spectral reference frame of the FREQ axis (FITS ``SPECSYS``).
+    specsys : str, optional
+        Spectral reference frame of the FREQ axis (FITS ``SPECSYS``), e.g. that of the sky
+        cube (``BARYCENT``); default ``result.meta["specsys"]`` or ``TOPOCENT``.
     """
     if plane not in ("image", "residual", "dirty", "model"):
         raise ValueError(f"unknown plane {plane!r}")
@@ -74,7 +75,7 @@ def to_hdulist(
     w4.wcs.crpix = [*w3.crpix, 1.0]
     w4.wcs.cunit = [*w3.cunit, ""]
     w4.wcs.radesys = w3.radesys or "ICRS"
-    w4.wcs.specsys = specsys
+    w4.wcs.specsys = specsys or result.meta.get("specsys") or "TOPOCENT"
     if restfreq is not None:
         w4.wcs.restfrq = u.Quantity(restfreq, u.Hz).value
     header = w4.to_header()
@@ -152,7 +153,8 @@ def write_fits(
     restfreq: u.Quantity | None = None,
     object_name: str | None = None,
     overwrite: bool = False,
+    specsys: str | None = None,
 ) -> Path:
     """Write one plane set of ``result`` to ``path`` (see :func:`to_hdulist`); returns the path."""
-    hdul = to_hdulist(result, observation, plane, restfreq, object_name)
+    hdul = to_hdulist(result, observation, plane, restfreq, object_name, specsys)
     return write_hdulist(hdul, path, overwrite)
