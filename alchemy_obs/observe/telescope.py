@@ -332,7 +332,7 @@ class Observation:
     channel_width: u.Quantity
     band: str = "2"
     n_pol: int = 2
-    _uvw_cache: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _uvw_cache: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.frequencies = np.atleast_1d(u.Quantity(self.frequencies, u.Hz))
