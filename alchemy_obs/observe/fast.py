@@ -33,9 +33,9 @@ from alchemy_obs.observe.imaging import (
     fit_beam,
     hogbom,
     predicted_rms,
-    _uv_cells,
+    uv_cells,
 )
-from alchemy_obs.observe.interferometer import GridGeometry, SkyImage, Visibilities, _flags
+from alchemy_obs.observe.interferometer import GridGeometry, SkyImage, Visibilities, visibility_flags
 from alchemy_obs.observe.telescope import Observation
 
 __all__ = ["ImagePlaneSimulator"]
@@ -65,7 +65,7 @@ class ImagePlaneSimulator:
         self.noise = noise
         self.rng = np.random.default_rng(seed)
         geo = imager.geometry
-        flag = _flags(observation, geo)
+        flag = visibility_flags(observation, geo)
         a1, a2, t = observation.rows()
         sigma = np.broadcast_to(observation.sigma()[:, None], flag.shape).copy()
         template = Visibilities(observation.uvw(), a1, a2, np.zeros(len(a1)), observation.frequencies,
@@ -96,7 +96,7 @@ class ImagePlaneSimulator:
         # conjugate half).
         self.noise_amp = np.zeros((nchan, geo.ny, geo.nx))
         for c, f in enumerate(template.freq_hz):
-            iu, iv = _uv_cells(template.uvw, f, geo)
+            iu, iv = uv_cells(template.uvw, f, geo)
             g = np.bincount(iv * geo.nx + iu, w[:, c] ** 2 * sigma[:, c] ** 2, geo.ny * geo.nx)
             self.noise_amp[c] = ifftshift(np.sqrt(g.reshape(geo.ny, geo.nx))) / wsum[c]
 
@@ -134,11 +134,11 @@ class ImagePlaneSimulator:
             raise ValueError("this ImagePlaneSimulator was built for another observation")
         im = self.imager
         dirty = self.dirty(sky)
-        masks = im._masks(None, dirty, self.rms, self.beams)
+        masks = im.clean_masks(None, dirty, self.rms, self.beams)
         model = np.zeros_like(dirty)
         residual = np.empty_like(dirty)
         for c in range(len(dirty)):
             threshold = im.threshold_sigma * self.rms[c]
             model[c], residual[c], _ = hogbom(dirty[c], self.psf[c], im.gain, threshold, im.niter, masks[c])
-        return im._finish(self.observation.frequencies, dirty, model, residual, self.psf, self.beams,
+        return im.result(self.observation.frequencies, dirty, model, residual, self.psf, self.beams,
                           self.rms, {"weighting": im.weighting, "robust": im.robust, "mode": "fast"})

@@ -48,6 +48,8 @@ __all__ = [
     "jvm_epsilon",
     "ImageResult",
     "Imager",
+    "spectral_wcs",
+    "uv_cells",
     "PSFConvolver",
     "restore",
 ]
@@ -57,8 +59,11 @@ log = logging.getLogger(__name__)
 _C = 299792458.0
 
 
-def _uv_cells(uvw: np.ndarray, freq: float, geometry: GridGeometry) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest uv-cell indices (0..N-1, zero spacing at N/2) of an image grid."""
+def uv_cells(uvw: np.ndarray, freq: float, geometry: GridGeometry) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest uv-cell indices (iu, iv), 0..N-1 with zero spacing at N/2, of an image grid.
+
+    ``uvw`` in metres, ``freq`` in Hz; the cell is ``1 / (N cell)`` wavelengths.
+    """
     du_x = 1.0 / (geometry.nx * geometry.cell)
     du_y = 1.0 / (geometry.ny * geometry.cell)
     iu = np.rint(uvw[:, 0] * freq / _C / du_x).astype(np.int64) + geometry.nx // 2
@@ -94,7 +99,7 @@ def image_weights(
     out = np.zeros_like(natural)
     for c, f in enumerate(vis.freq_hz):
         w = natural[:, c]
-        iu, iv = _uv_cells(vis.uvw, f, geometry)
+        iu, iv = uv_cells(vis.uvw, f, geometry)
         ny, nx = geometry.ny, geometry.nx
         cells = iv * nx + iu
         conj = ((ny - iv) % ny) * nx + (nx - iu) % nx  # the conjugate visibility at (-u, -v)
@@ -325,7 +330,8 @@ def _auto_mask(dirty: np.ndarray, rms: float, n_sigma: float | None, beam_pix: f
     return ndimage.binary_dilation(mask, structure=xx**2 + yy**2 <= r * r)
 
 
-def _wcs_with_freq(wcs: WCS, frequencies: u.Quantity) -> WCS:
+def spectral_wcs(wcs: WCS, frequencies: u.Quantity) -> WCS:
+    """The celestial part of ``wcs`` (as SIN) plus a linear FREQ axis through ``frequencies``."""
     cel = wcs.celestial
     out = WCS(naxis=3)
     out.wcs.ctype = [cel.wcs.ctype[0][:4] + "-SIN", cel.wcs.ctype[1][:4] + "-SIN", "FREQ"]
@@ -400,7 +406,7 @@ class Imager:
         model = np.zeros_like(dirty)
         residual = dirty.copy()
         beams = [fit_beam(psf[c], self.cell) for c in range(nchan)]
-        masks = self._masks(mask, dirty, rms, beams)
+        masks = self.clean_masks(mask, dirty, rms, beams)
         left = np.full(nchan, self.niter)
         for _ in range(self.major_cycles):
             active = False
@@ -417,10 +423,11 @@ class Imager:
             if not active:
                 break
             residual = self._residual(vis, w, model)
-        return self._finish(vis.frequencies, dirty, model, residual, psf, beams, rms,
+        return self.result(vis.frequencies, dirty, model, residual, psf, beams, rms,
                             {"weighting": self.weighting, "robust": self.robust})
 
-    def _masks(self, mask, dirty, rms, beams) -> np.ndarray:
+    def clean_masks(self, mask, dirty, rms, beams) -> np.ndarray:
+        """Per-channel CLEAN masks: ``mask`` broadcast, or from ``mask_sigma``, or everywhere."""
         if mask is not None:
             return np.broadcast_to(np.asarray(mask, bool), dirty.shape)
         return np.stack([
@@ -437,7 +444,8 @@ class Imager:
                                        self.epsilon, self.nthreads)[:, 0]
         return dirty_image(vis, w, self.geometry, vis.data - pred, self.epsilon, self.nthreads)
 
-    def _finish(self, freqs, dirty, model, residual, psf, beams, rms, meta) -> ImageResult:
+    def result(self, freqs, dirty, model, residual, psf, beams, rms, meta) -> ImageResult:
+        """Restore (JvM) and package CLEAN products as an :class:`ImageResult`."""
         ny, nx = self.geometry.ny, self.geometry.nx
         eps = np.array([jvm_epsilon(psf[c], beams[c], self.cell) for c in range(len(dirty))])
         restored = np.stack([restore(model[c], residual[c], beams[c], self.cell, eps[c])
@@ -446,6 +454,6 @@ class Imager:
         return ImageResult(
             image=restored * jyb, model=model * u.Jy, residual=residual * jyb, dirty=dirty * jyb,
             psf=psf[:, ny // 2:ny // 2 + ny, nx // 2:nx // 2 + nx], beams=Beams(beams=beams),
-            wcs=_wcs_with_freq(self.wcs, u.Quantity(freqs, u.Hz)), noise_rms=np.asarray(rms) * jyb,
+            wcs=spectral_wcs(self.wcs, u.Quantity(freqs, u.Hz)), noise_rms=np.asarray(rms) * jyb,
             jvm_epsilon=eps, frequencies=u.Quantity(freqs, u.Hz), meta=meta,
         )

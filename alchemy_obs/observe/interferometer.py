@@ -51,6 +51,7 @@ __all__ = [
     "degrid",
     "grid",
     "MIN_ELEVATION",
+    "visibility_flags",
 ]
 
 log = logging.getLogger(__name__)
@@ -307,7 +308,8 @@ class Simulator(Protocol):
         """Observe ``sky``; returns :class:`Visibilities` or an image result."""
 
 
-def _flags(observation: Observation, geometry: GridGeometry) -> np.ndarray:
+def visibility_flags(observation: Observation, geometry: GridGeometry) -> np.ndarray:
+    """Flags (nrow, nchan): below the elevation limit or beyond the sky grid's uv range."""
     uvw = observation.uvw()
     freq = observation.frequencies.to_value(u.Hz)
     _, _, t = observation.rows()
@@ -373,7 +375,7 @@ class BuiltinSimulator:
         geo = sky.geometry
         uvw = observation.uvw()
         freq = observation.frequencies.to_value(u.Hz)
-        flag = _flags(observation, geo)
+        flag = visibility_flags(observation, geo)
         data = np.zeros((len(uvw), len(freq)), np.complex128)
         offsets = geo.offsets() * u.rad
         cube = sky.cube

@@ -21,7 +21,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from radio_beam import Beam, Beams
 
-from alchemy_obs.observe.imaging import ImageResult, _wcs_with_freq, image_weights, predicted_rms
+from alchemy_obs.observe.imaging import ImageResult, image_weights, predicted_rms, spectral_wcs
 from alchemy_obs.observe.interferometer import GridGeometry, Visibilities
 from alchemy_obs.observe.measurement_set import write_ms
 
@@ -107,7 +107,7 @@ class WSCleanImager:
             image=np.stack(planes["image"]) * jyb, model=np.stack(planes["model"]) * u.Jy,
             residual=np.stack(planes["residual"]) * jyb, dirty=np.stack(planes["dirty"]) * jyb,
             psf=np.stack(planes["psf"]), beams=Beams(beams=beams),
-            wcs=_wcs_with_freq(self.wcs, vis.frequencies), noise_rms=np.asarray(rms) * jyb,
+            wcs=spectral_wcs(self.wcs, vis.frequencies), noise_rms=np.asarray(rms) * jyb,
             jvm_epsilon=np.ones(nchan), frequencies=vis.frequencies,
             meta={"weighting": self.weighting, "robust": self.robust, "imager": "wsclean"},
         )
