@@ -49,3 +49,16 @@ def test_fast_mode_caches_per_setup():
     assert len(observer._fast) == 1
     observer.observe(SimpleNamespace(data=asymmetric_source(N) * u.Jy, wcs=sky_wcs(N, 4.0, ra=10.0)))
     assert len(observer._fast) == 2
+
+
+def test_observer_takes_an_explicit_observation():
+    from alchemy_obs.observe.telescope import Observation
+
+    cfg = _config("visibility")
+    observer = MockObserver(cfg)
+    sky = SimpleNamespace(data=asymmetric_source(N) * u.Jy, wcs=sky_wcs(N, 4.0))
+    obs = Observation.from_config(cfg, observer.observation_for(sky).phase_centre,
+                                  [1.2e9] * u.Hz, 2 * u.MHz, observer.telescope)
+    result = observer.observe(sky, obs)
+    assert observer.last_observation is obs
+    assert result.frequencies[0] == 1.2e9 * u.Hz

@@ -113,21 +113,29 @@ class MockObserver:
             self._fast[key] = ImagePlaneSimulator(obs, self.imager_for(sky_img), self.config.noise, self.rng)
         return self._fast[key]
 
-    def observe(self, sky) -> ImageResult:
-        """Mock observation of ``sky`` (SkyImage or any object with ``data`` and ``wcs``)."""
-        result = self._observe(sky)
+    def observe(self, sky, observation: Observation | None = None) -> ImageResult:
+        """Mock observation of ``sky`` (SkyImage or any object with ``data`` and ``wcs``).
+
+        Parameters
+        ----------
+        sky : SkyImage or object with ``data`` (Jy/pixel) and ``wcs``
+        observation : Observation, optional
+            Default :meth:`observation_for` ``(sky)``; pass one to control pointing or
+            channel width yourself.
+        """
+        result = self._observe(sky, observation)
         specsys = SkyImage.from_sky(sky).wcs.wcs.specsys
         if specsys:
             result.meta["specsys"] = specsys
         return result
 
-    def _observe(self, sky) -> ImageResult:
+    def _observe(self, sky, observation: Observation | None) -> ImageResult:
         sky_img = SkyImage.from_sky(sky)
         if self.config.mode == "fast":
-            fast = self.fast_simulator(sky)
+            fast = self.fast_simulator(sky, observation)
             self.last_observation = fast.observation
             return fast.observe(sky_img)
-        obs = self.observation_for(sky)
+        obs = observation if observation is not None else self.observation_for(sky)
         self.last_observation = obs
         vis = self.visibilities(sky_img, obs)
         img = self.config.imaging
