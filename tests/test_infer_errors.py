@@ -52,6 +52,9 @@ def _bad_corpus(folder):
                      "CDELT1": -1e-3, "CDELT2": 1e-3, "CRPIX1": 5, "CRPIX2": 5,
                      "BUNIT": "K km/s", "RESTFRQ": 115.2712018e9})
     add("co_moment0.fits", "CO(1-0) at 115.271 GHz", header=h, data=np.ones((10, 10), np.float32))
+    h = gaussian_cube_header(BUNIT="Jy/pixel")
+    add("clean_model.fits", "BUNIT 'Jy/pixel' is a sky model or CLEAN-component image", header=h,
+        data=gaussian_cube_data(h))
     h = gaussian_cube_header(BUNIT="counts")
     add("unknown_bunit.fits", "unknown or missing BUNIT 'counts'", header=h,
         data=gaussian_cube_data(h))

@@ -516,6 +516,9 @@ def _build(
         raise _fail(path, "all data values are blank (NaN or BLANK)")
     bunit = str(header.get("BUNIT", ""))
     unit = parse_bunit(bunit)
+    if unit is None and "PIX" in bunit.upper():
+        raise _fail(path, f"BUNIT {bunit.strip()!r} is a sky model or CLEAN-component image; "
+                          "infer needs restored data (Jy/beam or K)")
     if unit is None:
         known = "Jy/beam, K, Jy/beam km/s, K km/s, cm-2"
         raise _fail(path, f"unknown or missing BUNIT {bunit.strip()!r} (expected one of: {known})")
