@@ -110,7 +110,7 @@ class MockObserver:
         key = (round(obs.phase_centre.ra.deg, 9), round(obs.phase_centre.dec.deg, 9),
                tuple(np.round(obs.frequencies.to_value(u.Hz), 3)), obs.channel_width.to_value(u.Hz),
                obs.band, obs.n_pol, tuple(np.round(obs.times.mjd, 9)), obs.dump_time.to_value(u.s),
-               g.nx, g.ny, g.cell, g.ref_x, g.ref_y)
+               id(obs.telescope), g.nx, g.ny, g.cell, g.ref_x, g.ref_y)
         if key not in self._fast:
             self._fast[key] = ImagePlaneSimulator(obs, self.imager_for(sky_img), self.config.noise, self.rng)
         return self._fast[key]
