@@ -31,10 +31,12 @@ __all__ = [
     "JobQueueConfig",
     "FlowsConfig",
     "MapsConfig",
+    "DiMConfig",
     "NetworkConfig",
     "Pix2PixConfig",
     "DDPMConfig",
     "InDIConfig",
+    "SDEConfig",
     "MethodConfig",
     "DataConfig",
     "OptimConfig",
@@ -189,9 +191,31 @@ class FlowsConfig(Section):
     retry_backoff_s: float = Field(10.0, ge=0, description="First retry delay; doubles each time.")
 
 
-class NetworkConfig(Section):
-    """The attention U-Net shared by every translator (generator or denoiser)."""
+class DiMConfig(Section):
+    """Diffusion Mamba (Teng et al. 2024): Mamba blocks over patches, four scan orders."""
 
+    patch_size: int = Field(4, ge=1, description="Side of the square patches (tokens).")
+    dim: int = Field(64, ge=8, description="Token width.")
+    depth: int = Field(6, ge=1, description="Mamba blocks (depth // 2 long skips).")
+    d_state: int = Field(16, ge=1, description="S6 state size N per channel.")
+    expand: int = Field(2, ge=1, description="S6 inner width / token width.")
+    d_conv: int = Field(4, ge=1, description="Kernel of the causal depthwise convolution.")
+    scan_backend: Literal["auto", "sequential", "parallel"] = Field(
+        "auto", description="Selective-scan backend; auto picks by device and length."
+    )
+    scan_chunk: int | None = Field(
+        None, ge=1, description="Chunk length of the parallel scan; None: automatic."
+    )
+
+
+class NetworkConfig(Section):
+    """The network of every translator (generator or denoiser): attention U-Net or DiM.
+
+    The U-Net fields apply to ``kind: unet``; ``dim`` holds the DiM settings.
+    """
+
+    kind: Literal["unet", "dim"] = Field("unet", description="Network: attention U-Net or DiM.")
+    dim: DiMConfig = DiMConfig()
     base_channels: int = Field(32, ge=4, description="Channels of the first level.")
     channel_mults: list[int] = Field(
         [1, 2, 4], min_length=1, description="Width of each level as a multiple of base_channels."
@@ -241,13 +265,41 @@ class InDIConfig(Section):
     )
 
 
+class SDEConfig(Section):
+    """Score-based diffusion through an SDE (Song et al. 2021)."""
+
+    sde: Literal["vp", "ve"] = Field("vp", description="Variance preserving or exploding.")
+    beta_min: float = Field(0.1, gt=0, description="VP: beta(0).")
+    beta_max: float = Field(20.0, gt=0, description="VP: beta(1).")
+    sigma_min: float = Field(0.01, gt=0, description="VE: sigma(0) (normalised units).")
+    sigma_max: float = Field(
+        50.0, gt=0, description="VE: sigma(1); about the largest distance between maps."
+    )
+    t_min: float = Field(1e-3, gt=0, lt=1, description="Smallest time used in training and sampling.")
+    sampler: Literal["pc", "em", "ode"] = Field(
+        "pc", description="Predictor-corrector, Euler-Maruyama only, or probability-flow ODE."
+    )
+    sample_steps: int = Field(100, ge=1, description="Default predictor steps.")
+    snr: float = Field(
+        0.1, gt=0,
+        description="Signal-to-noise ratio of the Langevin corrector (inflates variances by ~snr^2).",
+    )
+    corrector_steps: int = Field(1, ge=0, description="Langevin steps per predictor step.")
+    probe: Literal["rademacher", "gaussian"] = Field(
+        "rademacher", description="Hutchinson probe of the likelihood's divergence."
+    )
+    rtol: float = Field(1e-5, gt=0, description="Relative tolerance of the likelihood ODE (RK45).")
+    atol: float = Field(1e-5, gt=0, description="Absolute tolerance of the likelihood ODE (RK45).")
+
+
 class MethodConfig(Section):
     """Which translator to train, and the knobs of each."""
 
-    name: str = Field("ddpm", description="Registered method: pix2pix, ddpm, indi.")
+    name: str = Field("ddpm", description="Registered method: pix2pix, ddpm, indi, sde.")
     pix2pix: Pix2PixConfig = Pix2PixConfig()
     ddpm: DDPMConfig = DDPMConfig()
     indi: InDIConfig = InDIConfig()
+    sde: SDEConfig = SDEConfig()
 
 
 class DataConfig(Section):
