@@ -62,7 +62,7 @@ def _x0(n=64, seed=0):
 
 
 def test_registry():
-    assert set(METHODS) == {"pix2pix", "ddpm", "indi"}
+    assert set(METHODS) == {"pix2pix", "ddpm", "indi", "sde"}
     with pytest.raises(ValueError, match="unknown translator method"):
         build_method(MethodConfig(name="gan9000"), TINY, 1, 1)
 

@@ -57,6 +57,19 @@ class DomainScaling:
             y = torch.pow(10.0, torch.clamp(y, min=np.log10(self.floor), max=100.0))
         return y
 
+    def log_abs_det_jacobian(self, x: Tensor | np.ndarray) -> Tensor:
+        """``log |dz/dx|`` per pixel (float64) at physical values ``x``.
+
+        Adding its sum over pixels to a log-density of normalised maps gives the log-density
+        of physical maps (change of variables). Log domains: ``-log(x ln 10 iqr)``; below
+        the floor the transform is flat, and ``x`` is taken at the floor there (the density
+        of saturated pixels is not defined; this is its value at the edge).
+        """
+        x = torch.nan_to_num(torch.as_tensor(x, dtype=torch.float64), nan=0.0)
+        if self.log:
+            return -torch.log(torch.clamp(x, min=self.floor) * np.log(10.0) * self.iqr)
+        return torch.full_like(x, -np.log(self.iqr))
+
 
 def fit_domain_scaling(domain: str, maps: Iterable[np.ndarray]) -> DomainScaling:
     """Fit a :class:`DomainScaling` on training maps of one domain.

@@ -11,10 +11,13 @@ from alchemy_obs.translate.methods.base import Method
 from alchemy_obs.translate.methods.ddpm import DDPM
 from alchemy_obs.translate.methods.indi import InDI
 from alchemy_obs.translate.methods.pix2pix import Pix2Pix
+from alchemy_obs.translate.methods.sde import ScoreSDE
 
-__all__ = ["METHODS", "Method", "DDPM", "InDI", "Pix2Pix", "build_method"]
+__all__ = ["METHODS", "Method", "DDPM", "InDI", "Pix2Pix", "ScoreSDE", "build_method"]
 
-METHODS: dict[str, type[Method]] = {"pix2pix": Pix2Pix, "ddpm": DDPM, "indi": InDI}
+METHODS: dict[str, type[Method]] = {
+    "pix2pix": Pix2Pix, "ddpm": DDPM, "indi": InDI, "sde": ScoreSDE,
+}
 
 
 def build_method(

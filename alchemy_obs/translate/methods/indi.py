@@ -18,7 +18,7 @@ from torch import Tensor
 
 from alchemy_obs.config import InDIConfig, MethodConfig, NetworkConfig
 from alchemy_obs.translate.methods.base import Batch, Method, SampleCallback, randn
-from alchemy_obs.translate.nets import UNet
+from alchemy_obs.translate.nets import build_network
 
 __all__ = ["InDI"]
 
@@ -41,12 +41,7 @@ class InDI(Method):
 
     @classmethod
     def from_config(cls, config, network: NetworkConfig, in_channels, out_channels) -> InDI:
-        net = UNet(
-            in_channels + out_channels, out_channels, network.base_channels,
-            network.channel_mults, network.num_res_blocks, network.attention_levels,
-            network.attention_heads, network.attention_gates, True, network.groups,
-            network.dropout,
-        )
+        net = build_network(network, in_channels + out_channels, out_channels, time=True)
         return cls({"net": net}, in_channels, out_channels, config)
 
     def start(self, condition: Tensor) -> Tensor:
