@@ -274,3 +274,18 @@ def test_radio_helpers_used_by_infer():
     assert v.value == pytest.approx(C_KMS / (HI_GHZ * 1e3), rel=1e-9)
     vz = frequency_integral_to_velocity_integral(2 * u.K * u.MHz, redshift=0.1)
     assert vz.to_value(u.K * u.km / u.s) == pytest.approx(2 * 1.1 * C_KMS / (HI_GHZ * 1e3))
+
+
+def test_gzipped_cube(tmp_path):
+    import gzip
+
+    plain = write_cube(tmp_path / "c.fits")
+    packed = tmp_path / "c.fits.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    obs = read_observation(packed)
+    np.testing.assert_array_equal(obs.cube.unmasked_data[:].value,
+                                  read_observation(plain).cube.unmasked_data[:].value)
+    cut = tmp_path / "cut.fits.gz"
+    cut.write_bytes(packed.read_bytes()[: packed.stat().st_size // 2])
+    with pytest.raises(InferError, match=r"cut\.fits\.gz: "):
+        read_observation(cut)
