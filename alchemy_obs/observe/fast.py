@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import numpy as np
 from astropy import units as u
-from astropy.wcs import WCS
 from scipy.fft import fft2, ifftshift
 
 from alchemy_obs.observe.imaging import (
