@@ -161,7 +161,8 @@ def test_spatial_deposit_matches_maps_projection():
     ref = project_particles(xyz[:, 0], xyz[:, 1], src.smoothing_length.to_value(u.kpc),
                             src.hi_mass.value, (-16, 16, -16, 16), 80)
     ref = ref / ref.sum() * mom0.sum()
-    assert np.abs(mom0 - ref).max() < 2e-3 * mom0.max()
+    # Same pixel integration as the maps (corner table, pixel-centre rule for large kernels).
+    assert np.abs(mom0 - ref).max() < 1e-4 * mom0.max()
 
 
 def test_truncation_keeps_flux_and_band_edge_cuts_it():
