@@ -19,6 +19,7 @@ from alchemy_obs.config import ConfigError, load_config
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("alchemy_obs.sim.cli", "write synthetic galaxies in the IllustrisTNG cutout layout"),
     "tng": ("alchemy_obs.sim.tng_cli", "search IllustrisTNG subhaloes and download cutouts"),
+    "maps": ("alchemy_obs.maps.cli", "project galaxies into the paired-map HDF5 dataset"),
     "mock": ("alchemy_obs.observe.cli", "SKA-MID mock HI and continuum observations (FITS or dataset)"),
     "infer": ("alchemy_obs.infer.cli", "turn real FITS cubes and images into physical maps"),
     "demo": ("alchemy_obs.demo", "run the whole pipeline on built-in synthetic galaxies"),

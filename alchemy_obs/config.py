@@ -120,6 +120,25 @@ class MapsConfig(Section):
     kernel: Literal["cubic_spline", "wendland_c2"] = Field(
         "cubic_spline", description="SPH kernel integrated over each pixel."
     )
+    gas_hsml_factor: float = Field(
+        2.5, gt=0,
+        description="Gas kernel support radius in units of the cell radius (3m/4 pi rho)^(1/3).",
+    )
+    knn_neighbours: int = Field(
+        64, ge=1,
+        description="Neighbour rank of the DM/star kernel radius where SubfindHsml is absent.",
+    )
+    sf_temperature: Literal["effective", "cold"] = Field(
+        "effective",
+        description="Temperature of star-forming cells: the effective equation-of-state value "
+        "or the cold phase (1e3 K).",
+    )
+    uvb: Literal["FG09", "HM01", "HM12"] = Field(
+        "FG09", description="UV background of the Rahmati et al. (2013) self-shielding."
+    )
+    kmt_column: Literal["jeans", "cell"] = Field(
+        "jeans", description="Column density of star-forming cells for the KMT H2 fraction."
+    )
     domains: list[str] = Field(
         ["dm", "stars", "gas", "hi", "temperature", "bfield", "bfield_vw", "bfield_los", "sfr"],
         description="Domains to project (see alchemy_obs.maps.domains.DOMAINS).",

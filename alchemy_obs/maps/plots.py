@@ -82,8 +82,7 @@ def plot_views(
     for c, d in enumerate(names):
         signed = d in _SIGNED
         norm = _norm(data[d], signed)
-        cmap = matplotlib.colormaps["RdBu_r" if signed else "inferno"].copy()
-        cmap.set_bad("0.75")
+        cmap = matplotlib.colormaps["RdBu_r" if signed else "inferno"].with_extremes(bad="0.75")
         for r, i in enumerate(indices):
             ax = axes[r, c]
             ext = store.meta["extent_kpc"][i]

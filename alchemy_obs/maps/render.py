@@ -1,0 +1,173 @@
+"""Per-view map making: a galaxy, a rotation and the settings give the maps of every domain.
+
+All domains of a view share one rotation and one grid. Per particle type, every weight column
+the requested domains need (amounts for surface densities; weights and weight * value for
+averages) is deposited in a single projection pass, so the kernels are evaluated once per
+particle type and view. Smoothing lengths are 3D and rotation invariant: they are computed
+once per galaxy and reused by all of its views.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import astropy.units as u
+import numpy as np
+
+from alchemy_obs.config import MapsConfig
+from alchemy_obs.maps.domains import Domain, get_domains
+from alchemy_obs.maps.geometry import View, field_of_view, map_extent
+from alchemy_obs.maps.project import project_particles
+from alchemy_obs.maps.smoothing import smoothing_length
+from alchemy_obs.sim.galaxy import Galaxy, Particles
+
+__all__ = ["render_view", "render_views", "cosmology_json"]
+
+_COUNTED = ("gas", "stars", "dm")
+
+
+def cosmology_json(galaxy: Galaxy) -> str:
+    """The galaxy's cosmology as a JSON string (for the dataset's ``cosmology`` attribute)."""
+    c = galaxy.cosmology
+    return json.dumps({
+        "class": type(c).__name__, "H0": c.H0.to_value(u.km / u.s / u.Mpc), "Om0": c.Om0,
+        "Ob0": None if c.Ob0 is None else float(c.Ob0), "Tcmb0": c.Tcmb0.to_value(u.K),
+    })
+
+
+def _field(galaxy: Galaxy, config: MapsConfig) -> tuple[float, u.Quantity]:
+    r_half = galaxy.half_mass_radius(("gas", "stars"))
+    fixed = None if config.fov_kpc is None else config.fov_kpc * u.kpc
+    return r_half, field_of_view(r_half * u.kpc, multiple=config.fov_r_half, fixed=fixed)
+
+
+def _columns(domains: Sequence[Domain], p: Particles, galaxy: Galaxy, config: MapsConfig):
+    """Weight columns for one projection pass and, per domain, how to read its map back."""
+    columns: dict[str, np.ndarray] = {}
+    recipe: dict[str, tuple[str, str | None]] = {}
+    for d in domains:
+        value = d.value(p, galaxy, config)
+        if d.weighting == "sum":
+            columns[f"sum:{d.name}"] = value
+            recipe[d.name] = (f"sum:{d.name}", None)
+            continue
+        if d.weighting == "mass":
+            weight = p.masses
+        else:
+            if p.density is None:
+                raise ValueError(f"domain {d.name!r} is volume weighted and needs gas densities")
+            weight = p.masses / p.density
+        wkey = f"weight:{d.weighting}"
+        columns.setdefault(wkey, weight)
+        columns[f"wq:{d.name}"] = weight * value
+        recipe[d.name] = (f"wq:{d.name}", wkey)
+    return columns, recipe
+
+
+def render_views(
+    galaxy: Galaxy, views: Sequence[View], config: MapsConfig
+) -> list[tuple[dict[str, u.Quantity], dict]]:
+    """Project every configured domain of ``galaxy`` for each view.
+
+    Parameters
+    ----------
+    galaxy : Galaxy
+        Centred galaxy in physical units.
+    views : sequence of View
+        Orientations (see :func:`alchemy_obs.maps.geometry.galaxy_views`).
+    config : MapsConfig
+        Grid size, field of view, slab, kernel and the list of domains.
+
+    Returns
+    -------
+    list of (maps, meta)
+        ``maps``: domain name -> (npix, npix) Quantity (float64); ``meta``: one row of the
+        dataset's metadata table (``view``, ``rotation``, ``pixel_kpc``, ``extent_kpc``,
+        ``r_half_kpc``, ``n_gas``, ``n_stars``, ``n_dm``; counts are particles whose centre
+        lies in the field of view and slab).
+    """
+    domains = get_domains(config.domains)
+    r_half, fov = _field(galaxy, config)
+    half = 0.5 * fov.to_value(u.kpc)
+    extent = tuple(map_extent(fov).to_value(u.kpc))
+    npix = config.npix
+    pixel_area = (2 * half / npix) ** 2
+    slab = None if config.slab_kpc is None else (-0.5 * config.slab_kpc, 0.5 * config.slab_kpc)
+    by_type: dict[str, list[Domain]] = {}
+    for d in domains:
+        by_type.setdefault(d.particle_type, []).append(d)
+    hsml = {
+        t: smoothing_length(getattr(galaxy, t), gas_factor=config.gas_hsml_factor,
+                            k=config.knn_neighbours)
+        for t in by_type
+    }
+
+    results = []
+    for view in views:
+        matrix = np.asarray(view.matrix, dtype=np.float64)
+        maps: dict[str, u.Quantity] = {}
+        meta: dict = {
+            "view": view.name, "rotation": matrix, "pixel_kpc": 2 * half / npix,
+            "extent_kpc": np.array(extent), "r_half_kpc": r_half,
+        }
+        for t in _COUNTED:
+            xyz = getattr(galaxy, t).coordinates @ matrix.T
+            inside = (np.abs(xyz[:, 0]) < half) & (np.abs(xyz[:, 1]) < half)
+            if slab is not None:
+                inside &= np.abs(xyz[:, 2]) < 0.5 * config.slab_kpc
+            meta[f"n_{t}"] = int(inside.sum())
+        for t, doms in by_type.items():
+            p = getattr(galaxy, t).rotated(matrix)
+            h = hsml[t]
+            # Kernels that cannot reach the map (or the slab) are dropped before projecting.
+            near = (np.abs(p.coordinates[:, 0]) < half + h) & (np.abs(p.coordinates[:, 1]) < half + h)
+            if slab is not None:
+                near &= np.abs(p.coordinates[:, 2]) < slab[1] + h
+            p, h = p.select(near), h[near]
+            columns, recipe = _columns(doms, p, galaxy, config)
+            keys = list(columns)
+            if len(p):
+                images = project_particles(
+                    p.coordinates[:, 0], p.coordinates[:, 1], h,
+                    np.stack([columns[k] for k in keys]), extent, npix, config.kernel,
+                    z=p.coordinates[:, 2], zrange=slab,
+                )
+            else:
+                images = np.zeros((len(keys), npix, npix))
+            image = dict(zip(keys, images))
+            for d in doms:
+                num, den = recipe[d.name]
+                if den is None:
+                    maps[d.name] = image[num] / pixel_area * d.unit
+                else:
+                    covered = image[den] > 0
+                    avg = np.full((npix, npix), np.nan)
+                    avg[covered] = image[num][covered] / image[den][covered]
+                    maps[d.name] = avg * d.unit
+        results.append(({d.name: maps[d.name] for d in domains}, meta))
+    return results
+
+
+def render_view(
+    galaxy: Galaxy, rotation: np.ndarray, config: MapsConfig, name: str = "view"
+) -> tuple[dict[str, u.Quantity], dict]:
+    """Maps of every configured domain of ``galaxy`` seen through one rotation.
+
+    Parameters
+    ----------
+    galaxy : Galaxy
+    rotation : ndarray, shape (3, 3)
+        Proper rotation, ``x_view = rotation @ x_sim``; the line of sight is ``z'``.
+    config : MapsConfig
+    name : str
+        View name stored in the metadata.
+
+    Returns
+    -------
+    maps : dict of str to Quantity
+        Domain name -> (npix, npix) map.
+    meta : dict
+        See :func:`render_views`.
+    """
+    return render_views(galaxy, [View(name, np.asarray(rotation))], config)[0]
