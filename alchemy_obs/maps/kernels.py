@@ -55,7 +55,7 @@ __all__ = [
 KERNELS = ("cubic_spline", "wendland_c2")
 
 #: Number of intervals of the 1D tables in s^2 (projected kernel and its Laplacian).
-_N_PROJ = 4096
+_N_PROJ = 2048
 #: Number of intervals per axis of the cumulative 2D table C(a, b) on [-1, 1]^2.
 _N_CUM = 512
 #: Number of intervals of the cumulative line-of-sight table on [-1, 1].

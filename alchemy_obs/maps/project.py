@@ -38,8 +38,10 @@ __all__ = ["project_particles", "surface_density", "weighted_average"]
 
 #: Support radius (pixels) from which the Laplacian-corrected pixel-centre rule is used.
 _H_CORNER = 4.0
-#: Pixels within this many of the particle's pixel use 4x4 Gauss points (large kernels).
-_NEAR = 2
+#: Pixels within this many of the particle's pixel use 4x4 Gauss points (large kernels);
+#: from _H_FAR pixels on, only the particle's own pixel does.
+_NEAR = 1
+_H_FAR = 12.0
 _GX, _GW = np.polynomial.legendre.leggauss(4)
 #: Reassociation lets LLVM vectorise the pixel loops; no finite-math assumptions are made.
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
@@ -171,17 +173,29 @@ def _project(x, y, h, w, xmin, ymin, dx, dy, nx, ny, packed, quad, marg, nchunks
                 db = (jb0 + l + 0.5 - py) / hy
                 db2 = db * db
                 base = l * mx
-                for e in range(mx):
+                # Only pixel centres inside the support circle carry kernel (and zeros
+                # elsewhere keep the deposit loop simple).
+                lo, hi = mx, 0
+                if db2 < 1.0:
+                    half = hx * math.sqrt(1.0 - db2)
+                    lo = max(int(math.floor(px - half - 0.5)) - ia0, 0)
+                    hi = min(int(math.ceil(px + half - 0.5)) - ia0 + 1, mx)
+                for e in range(0, min(lo, mx)):
+                    box[base + e] = 0.0
+                for e in range(lo, hi):
                     q2 = da2[e] + db2
                     v = max(_column_at(packed, q2, nproj, lapc), 0.0)
                     box[base + e] = v
                     total += v
+                for e in range(max(hi, lo), mx):
+                    box[base + e] = 0.0
             # The column kernel has a u^2 ln u term at its centre where the Taylor rule
             # fails: the central pixels get 4x4 Gauss-Legendre points instead.
             ic = int(math.floor(px))
             jc = int(math.floor(py))
-            for jj in range(max(jc - _NEAR, jb0), min(jc + _NEAR, jb1) + 1):
-                for ii in range(max(ic - _NEAR, ia0), min(ic + _NEAR, ia1) + 1):
+            near = _NEAR if min(hx, hy) < _H_FAR else 0
+            for jj in range(max(jc - near, jb0), min(jc + near, jb1) + 1):
+                for ii in range(max(ic - near, ia0), min(ic + near, ia1) + 1):
                     v = 0.0
                     for gy in range(4):
                         bb = (jj + 0.5 + 0.5 * _GX[gy] - py) / hy
