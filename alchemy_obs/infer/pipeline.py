@@ -31,7 +31,7 @@ from alchemy_obs.infer.predict import predict
 from alchemy_obs.infer.read import read_observation
 from alchemy_obs.infer.registry import RegistryError, resolve
 from alchemy_obs.infer.write import output_path, prediction_hdus, provenance_cards, write_atomic
-from alchemy_obs.translate.checkpoint import load_model
+from alchemy_obs.translate.checkpoint import load_model, sha256_file
 from alchemy_obs.translate.methods import Method
 
 __all__ = ["Translator", "InferResult", "load_translator", "infer_file"]
@@ -127,14 +127,10 @@ class InferResult:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        return sha256_file(path)
     except OSError as exc:
         raise InferError(path, f"cannot read ({exc.strerror or exc})") from None
-    return h.hexdigest()
 
 
 def _settings_digest(**settings: Any) -> str:
