@@ -212,7 +212,8 @@ class Observation:
     path : Path
         The file it came from.
     header : astropy.io.fits.Header
-        The data HDU's header as written in the file.
+        The data HDU's header as written in the file (plus ``EQUINOX`` where only the
+        deprecated ``EPOCH`` was given).
     celestial_wcs : astropy.wcs.WCS
         The two celestial axes (longitude first), as astropy interprets the header.
     celestial_cards : astropy.io.fits.Header
