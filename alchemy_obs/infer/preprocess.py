@@ -156,26 +156,30 @@ def line_integral(obs: Observation, mask_sigma: float | None = None) -> SkyMap:
     if obs.cube is None:
         return SkyMap(u.Quantity(obs.image, obs.unit), obs.celestial_wcs, obs.beam, 0.0)
     cube = obs.cube.with_spectral_unit(u.Hz, rest_value=obs.rest_frequency)
-    data = np.asarray(cube.unmasked_data[:].value, dtype=np.float64)
+    data = cube.unmasked_data[:].value  # float32 or float64 as read; never copied whole
     unblanked = cube.mask.include()
     unit = cube.unit
+    nchan = data.shape[0]
+    scale = np.ones(nchan)
     per_channel_beams = hasattr(cube, "beams") and unit.is_equivalent(u.Jy / u.beam)
     if per_channel_beams:
         # Per-channel beams: Jy/beam is not additive across channels, K is. Convert each
         # channel with its own beam, integrate, and return to Jy/beam with the common beam.
-        freqs = cube.spectral_axis
-        to_k = radio.jy_per_beam_to_kelvin(
-            1.0 * unit, freqs, cube.beams.major, cube.beams.minor
+        scale = radio.jy_per_beam_to_kelvin(
+            1.0 * unit, cube.spectral_axis, cube.beams.major, cube.beams.minor
         ).to_value(u.K)
-        data = data * to_k[:, None, None]
-    keep = unblanked if mask_sigma is None else noise_mask(data, mask_sigma) & unblanked
+    if mask_sigma is None:
+        keep = unblanked
+    else:
+        scaled = data * scale[:, None, None].astype(np.float32) if per_channel_beams else data
+        keep = noise_mask(scaled, mask_sigma) & unblanked
     freqs_hz = cube.spectral_axis.to_value(u.Hz)
     widths = np.abs(np.gradient(freqs_hz))
-    # Channel by channel: the temporaries stay in cache instead of a second full-size cube.
+    # Channel by channel, in float64: no second full-size cube, temporaries stay in cache.
     mom0 = np.zeros(data.shape[1:])
-    spectrum = np.zeros(data.shape[0])
-    for i in range(data.shape[0]):
-        plane = np.where(keep[i], data[i], 0.0)
+    spectrum = np.zeros(nchan)
+    for i in range(nchan):
+        plane = np.where(keep[i], data[i].astype(np.float64) * scale[i], 0.0)
         mom0 += widths[i] * plane
         spectrum[i] = plane.sum()
     mom0[~unblanked.any(axis=0)] = np.nan

@@ -351,9 +351,16 @@ def _open_data_hdu(path: Path) -> tuple[fits.Header, np.ndarray, fits.HDUList]:
 
 
 def _blank_to_nan(path: Path, header: fits.Header, raw: np.ndarray) -> np.ndarray:
-    """Scaled float64 data with BLANK and non-finite pixels as NaN."""
-    data = raw.astype(np.float64)  # a native-endian copy that the in-place steps may change
+    """Scaled float data with BLANK and infinite pixels as NaN.
+
+    Floating-point data keep their precision (a float32 cube stays float32: half the memory
+    of a large cube); scaled integers become float64.
+    """
     blank = header.get("BLANK")
+    bscale, bzero = float(header.get("BSCALE", 1.0)), float(header.get("BZERO", 0.0))
+    plain_float = raw.dtype.kind == "f" and bscale == 1.0 and bzero == 0.0
+    # A native-endian copy that the in-place steps below may change.
+    data = raw.astype(raw.dtype.newbyteorder("=") if plain_float else np.float64)
     if blank is not None:
         if raw.dtype.kind in "iu":
             blanked = raw == int(blank)
@@ -364,7 +371,6 @@ def _blank_to_nan(path: Path, header: fits.Header, raw: np.ndarray) -> np.ndarra
             log.info("%s: BLANK=%r on floating-point data honoured", path, blank)
             blanked = data == float(blank)
         data[blanked] = np.nan
-    bscale, bzero = float(header.get("BSCALE", 1.0)), float(header.get("BZERO", 0.0))
     if bscale != 1.0:
         data *= bscale
     if bzero != 0.0:
