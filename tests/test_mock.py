@@ -168,7 +168,7 @@ def test_mock_of_galaxy_matches_maps_hi(tmp_path):
     cfg = load_config(None, NOISELESS + ["mock.npix=64", "mock.n_channels=48",
                                          "mock.channel_width_kms=10", "mock.products=[hi]"])
     mock_maps, mocks = mock_view_maps(galaxy, rotation, meta["extent_kpc"], 64, cfg.mock,
-                                      cfg.observe, maps_cfg.kernel)
+                                      cfg.observe, maps_cfg)
     m = mocks["hi"]
     # The whole line is inside the band: the cube holds the HI mass of the field.
     place = m.sky.placement

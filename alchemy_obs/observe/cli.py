@@ -82,7 +82,7 @@ def mock_galaxy(path: Path, config: Config, view: str = "faceon") -> tuple[str, 
     fixed = None if config.maps.fov_kpc is None else config.maps.fov_kpc * u.kpc
     extent = map_extent(field_of_view(r_half, multiple=config.maps.fov_r_half, fixed=fixed)).value
     _, mocks = mock_view_maps(galaxy, rotation, extent, config.mock.npix, config.mock,
-                              config.observe, config.maps.kernel)
+                              config.observe, config.maps)
     return source.label, mocks
 
 
@@ -144,7 +144,7 @@ def mock_dataset(dataset: Path, inputs: list[Path], config: Config, overwrite: b
             continue
         try:
             added = add_mock_domains(shard, source.load(), config.mock, config.observe,
-                                     config.maps.kernel, overwrite=overwrite)
+                                     config.maps, overwrite=overwrite)
         except Exception as exc:  # one bad galaxy must not stop a campaign
             report["failed"][source.galaxy_id] = f"{type(exc).__name__}: {exc}"
             log.error("galaxy %d (%s) failed: %s", source.galaxy_id, source.label, exc)

@@ -31,7 +31,7 @@ from astropy.wcs import WCS
 from radio_beam import Beam
 from reproject import reproject_adaptive, reproject_interp
 
-from alchemy_obs.config import MockConfig, ObserveConfig
+from alchemy_obs.config import MapsConfig, MockConfig, ObserveConfig
 from alchemy_obs.observe.fast import ImagePlaneSimulator
 from alchemy_obs.observe.imaging import ImageResult, Imager
 from alchemy_obs.observe.interferometer import BuiltinSimulator
@@ -345,7 +345,7 @@ def mock_view_maps(
     map_npix: int,
     mock: MockConfig,
     observe: ObserveConfig,
-    kernel: str = "cubic_spline",
+    maps: MapsConfig | None = None,
     simulators: dict | None = None,
 ) -> tuple[dict[str, u.Quantity], dict[str, Mock]]:
     """Mock domains of one view of a galaxy, reprojected onto the view's map grid.
@@ -363,8 +363,9 @@ def mock_view_maps(
     map_npix : int
         The view's map size.
     mock, observe : MockConfig, ObserveConfig
-    kernel : str
-        SPH kernel.
+    maps : MapsConfig, optional
+        The maps' kernel, smoothing lengths and HI model, so that mock and maps describe the
+        same gas; default ``MapsConfig()``.
     simulators : dict, optional
         Cache of simulators by product, grid and channels, shared between calls (views with
         the same field reuse one fast-mode set-up).
@@ -376,31 +377,33 @@ def mock_view_maps(
     mocks : dict of str to Mock
         The mock observations ("hi", "continuum") on their own grids.
     """
+    maps = MapsConfig() if maps is None else maps
     placement = placement_from_config(mock, galaxy.cosmology)
     fov = max(extent_kpc[1] - extent_kpc[0], extent_kpc[3] - extent_kpc[2])
     grid = SkyGrid(mock.npix, fov / mock.npix * u.kpc)
     spectral, line, cont = models_from_config(mock)
     target = map_wcs(placement, extent_kpc, map_npix)
-    maps, mocks = {}, {}
+    out, mocks = {}, {}
     for kind in mock.products:
         if kind == "hi":
-            source = HISource.from_galaxy(galaxy, rotation)
+            source = HISource.from_galaxy(galaxy, rotation, gas_factor=maps.gas_hsml_factor,
+                                          uvb=maps.uvb, column=maps.kmt_column)
         else:
-            source = ContinuumSource.from_galaxy(galaxy, rotation)
+            source = ContinuumSource.from_galaxy(galaxy, rotation, gas_factor=maps.gas_hsml_factor)
         key = (kind, grid.npix, round(grid.pixel_angle(placement).to_value(u.arcsec), 9))
         sim = None if simulators is None else simulators.get(key)
         m = make_mock(source, placement, grid, observe, spectral=spectral, line=line,
-                      continuum=cont, kernel=kernel, simulator=sim)
+                      continuum=cont, kernel=maps.kernel, simulator=sim)
         if simulators is not None:
             simulators[key] = m.simulator
         mocks[kind] = m
         for name, image in m.domains().items():
-            maps[name] = reproject_to_map(image, m.wcs, target, map_npix).to(MOCK_DOMAINS[name])
-    return maps, mocks
+            out[name] = reproject_to_map(image, m.wcs, target, map_npix).to(MOCK_DOMAINS[name])
+    return out, mocks
 
 
 def add_mock_domains(shard: str | Path, galaxy, mock: MockConfig, observe: ObserveConfig,
-                     kernel: str = "cubic_spline", overwrite: bool = False) -> list[str]:
+                     maps: MapsConfig | None = None, overwrite: bool = False) -> list[str]:
     """Add the mock domains to every view of a galaxy's dataset shard.
 
     Reads each view's rotation and extent from the shard, makes the mocks, reprojects them
@@ -414,20 +417,20 @@ def add_mock_domains(shard: str | Path, galaxy, mock: MockConfig, observe: Obser
     """
     from alchemy_obs.maps.store import read_shard, write_domain
 
-    maps, meta, _ = read_shard(shard)
+    present, meta, _ = read_shard(shard)
     names = [n for kind in mock.products for n in MOCK_DOMAINS if _kind_of(n) == kind]
-    todo = [n for n in names if overwrite or n not in maps]
+    todo = [n for n in names if overwrite or n not in present]
     if not todo:
         return []
-    npix = next(iter(maps.values())).shape[-1]
+    npix = next(iter(present.values())).shape[-1]
     per_view, simulators = [], {}
     for k in range(len(meta["view"])):
         view_maps, _ = mock_view_maps(galaxy, meta["rotation"][k], meta["extent_kpc"][k], npix,
-                                      mock, observe, kernel, simulators)
+                                      mock, observe, maps, simulators)
         per_view.append(view_maps)
     for name in todo:
         data = u.Quantity([v[name] for v in per_view])
-        write_domain(shard, name, data, overwrite=name in maps)
+        write_domain(shard, name, data, overwrite=name in present)
     return todo
 
 

@@ -49,7 +49,7 @@ from scipy.ndimage import gaussian_filter
 
 from alchemy_obs.maps.kernels import kernel_tables
 from alchemy_obs.maps.project import project_particles
-from alchemy_obs.maps.smoothing import smoothing_length
+from alchemy_obs.maps.smoothing import GAS_FACTOR, smoothing_length
 from alchemy_obs.physics import gas as gas_physics
 from alchemy_obs.physics import radio
 from alchemy_obs.sim.galaxy import Galaxy
@@ -373,6 +373,10 @@ class HISource:
         galaxy: Galaxy,
         rotation: np.ndarray | None = None,
         star_forming_temperature: u.Quantity | None = 1e4 * u.K,
+        *,
+        gas_factor: float = GAS_FACTOR,
+        uvb: str = "FG09",
+        column: str = "jeans",
     ) -> HISource:
         """HI source of a galaxy's gas seen through a view rotation.
 
@@ -392,14 +396,17 @@ class HISource:
             internal energy is the effective one of the two-phase model (10^4-10^5 K, lines of
             10-30 km/s), not that of the cold clouds holding their HI; 10^4 K (9 km/s) matches
             the HI velocity dispersion of discs. ``None`` keeps the effective temperature.
+        gas_factor, uvb, column
+            Smoothing-length factor, UV background and KMT column of the maps
+            (``MapsConfig.gas_hsml_factor``, ``uvb``, ``kmt_column``).
 
         Returns
         -------
         HISource
         """
         gas = galaxy.gas
-        h = smoothing_length(gas)
-        m_hi = gas_physics.gas_hi_mass(gas, galaxy.redshift).to_value(u.Msun)
+        h = smoothing_length(gas, gas_factor=gas_factor)
+        m_hi = gas_physics.gas_hi_mass(gas, galaxy.redshift, uvb=uvb, column=column).to_value(u.Msun)
         if star_forming_temperature is None:
             temperature = gas_physics.gas_temperature(gas).to_value(u.K)
         else:
@@ -437,7 +444,8 @@ class ContinuumSource:
     smoothing_length: u.Quantity
 
     @classmethod
-    def from_galaxy(cls, galaxy: Galaxy, rotation: np.ndarray | None = None) -> ContinuumSource:
+    def from_galaxy(cls, galaxy: Galaxy, rotation: np.ndarray | None = None, *,
+                    gas_factor: float = GAS_FACTOR) -> ContinuumSource:
         """Star-forming gas of a galaxy seen through a view rotation.
 
         Parameters
@@ -446,6 +454,8 @@ class ContinuumSource:
             Centred galaxy with gas star formation rates.
         rotation : ndarray, shape (3, 3), optional
             View rotation ``x' = R x``.
+        gas_factor : float
+            Smoothing-length factor of the maps (``MapsConfig.gas_hsml_factor``).
 
         Returns
         -------
@@ -454,7 +464,7 @@ class ContinuumSource:
         gas = galaxy.gas
         if gas.sfr is None:
             raise ValueError(f"{galaxy.source}: gas has no StarFormationRate; no continuum model")
-        h = smoothing_length(gas)
+        h = smoothing_length(gas, gas_factor=gas_factor)
         if rotation is not None:
             gas = gas.rotated(np.asarray(rotation, dtype=np.float64))
         keep = gas.sfr > 0
