@@ -16,7 +16,7 @@ from alchemy_obs.maps.geometry import face_on_matrix, random_rotations
 from alchemy_obs.maps.render import render_view, render_views
 from alchemy_obs.maps.geometry import galaxy_views
 from alchemy_obs.maps.store import MapStore, shard_path
-from alchemy_obs.physics.gas import gas_temperature
+from alchemy_obs.physics.gas import gas_hi_mass, gas_temperature
 from alchemy_obs.sim.galaxy import Galaxy, Particles
 
 GAUSS_PER_UG = 1e-6
@@ -96,13 +96,21 @@ def test_surface_density_conserves_mass_and_rotation_invariant():
     dm = particles(rng.normal(0, 3.0, (2000, 3)), 1e6, hsml=rng.uniform(0.05, 3.0, 2000))
     galaxy = toy_galaxy(gas, dm=dm)
     # A field of view far larger than every kernel: all mass lands in the map.
-    config = MapsConfig(npix=48, fov_kpc=80.0, domains=["dm", "gas", "stars"], n_random_views=3)
+    gas.sfr = rng.uniform(0, 1e-3, 3000)
+    gas.sfr[::2] = 0
+    config = MapsConfig(npix=48, fov_kpc=80.0, domains=["dm", "gas", "stars", "hi", "sfr"],
+                        n_random_views=3)
     views = galaxy_views(None, 1, n_random=3, face_on=False, edge_on=False)
     pixel_area = (80.0 / 48) ** 2
+    expected = {"dm": dm.masses.sum(), "gas": gas.masses.sum(),
+                "stars": galaxy.stars.masses.sum(),
+                "hi": gas_hi_mass(gas, galaxy.redshift).to_value(u.Msun).sum(),
+                "sfr": gas.sfr.sum()}
+    assert 0 < expected["hi"] < expected["gas"]
     for maps, meta in render_views(galaxy, views, config):
-        for name, p in (("dm", dm), ("gas", gas), ("stars", galaxy.stars)):
-            total = maps[name].to_value(u.Msun / u.kpc**2).sum() * pixel_area
-            assert total == pytest.approx(p.masses.sum(), rel=1e-6)
+        for name, total in expected.items():
+            assert maps[name].value.sum() * pixel_area == pytest.approx(total, rel=1e-6)
+        assert maps["sfr"].unit == u.Msun / u.yr / u.kpc**2
         assert meta["pixel_kpc"] == pytest.approx(80.0 / 48)
         np.testing.assert_allclose(meta["extent_kpc"], [-40, 40, -40, 40])
 
@@ -146,6 +154,7 @@ def cutouts(tmp_path_factory):
     return folder, paths
 
 
+@pytest.mark.slow
 def test_cli_builds_reports_failures_and_resumes(cutouts, tmp_path, capsys):
     folder, paths = cutouts
     out = tmp_path / "ds"
@@ -205,3 +214,17 @@ def test_cli_input_errors(tmp_path, capsys):
     assert "no *.hdf5" in capsys.readouterr().err
     assert main(["maps", "--source", "tng"]) == 2
     assert "--ids" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_stage_writes_dataset_and_plot(tmp_path):
+    from alchemy_obs.config import load_config
+    from alchemy_obs.demo import STAGES
+
+    stage = dict(STAGES)["physical maps dataset"]
+    config = load_config(None, ["synth.n_galaxies=3", "synth.n_particles=1000", "maps.npix=16"])
+    stage(config, tmp_path)
+    store = MapStore(tmp_path / "maps" / "dataset.h5")
+    assert len(store) == 9 and store.npix == 16
+    assert sorted(len(store.indices(s)) for s in ("train", "val", "test")) == [3, 3, 3]
+    assert (tmp_path / "maps.png").stat().st_size > 10_000
