@@ -516,6 +516,12 @@ class MockConfig(Section):
     products: list[Literal["hi", "continuum"]] = Field(
         ["hi", "continuum"], min_length=1, description="Mock observations to make."
     )
+    pixels_per_beam: float | None = Field(
+        3.0, gt=0,
+        description="Keep dishes within lambda / (2 * this * pixel) of the array centre so the "
+        "beam spans about this many pixels (unless telescope.max_baseline_km is smaller); "
+        "null observes with the whole array.",
+    )
     out_dir: Path = Field(Path("mocks"), description="Folder receiving the FITS files.")
 
 

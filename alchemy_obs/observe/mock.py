@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from astropy import constants as const
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.wcs import WCS
@@ -61,6 +62,7 @@ __all__ = [
     "reproject_to_map",
     "placement_from_config",
     "models_from_config",
+    "tapered",
     "mock_view_maps",
     "add_mock_domains",
     "plot_mock",
@@ -338,6 +340,38 @@ def models_from_config(config: MockConfig) -> tuple[SpectralAxis, LineModel, Con
     return spectral, line, cont
 
 
+def tapered(observe: ObserveConfig, pixel: u.Quantity, frequency: u.Quantity,
+            pixels_per_beam: float | None) -> ObserveConfig:
+    """``observe`` restricted to the dishes that give a beam of about ``pixels_per_beam`` pixels.
+
+    The sky grid samples the uv plane only out to :math:`1/(2\,\Delta)` (the engine flags
+    longer baselines), so an image of pixel :math:`\Delta` cannot hold a beam narrower than
+    about two pixels; CLEAN and the beam fit need three or more. Dishes farther than
+    :math:`R = \lambda / (2 n \Delta)` from the array centre are dropped (baselines up to
+    :math:`2R`, beam :math:`\approx \lambda / 2R = n\Delta`), like the inner-array
+    tapering of HI surveys.
+
+    Parameters
+    ----------
+    observe : ObserveConfig
+    pixel : Quantity
+        Angular pixel size.
+    frequency : Quantity
+        Lowest observed frequency.
+    pixels_per_beam : float or None
+        ``None`` returns ``observe`` unchanged.
+    """
+    if pixels_per_beam is None:
+        return observe
+    wavelength = (const.c / frequency).to_value(u.m)
+    radius_km = wavelength / (2.0 * pixels_per_beam * pixel.to_value(u.rad)) / 1e3
+    current = observe.telescope.max_baseline_km
+    if current is not None and current <= radius_km:
+        return observe
+    telescope = observe.telescope.model_copy(update={"max_baseline_km": radius_km})
+    return observe.model_copy(update={"telescope": telescope})
+
+
 def mock_view_maps(
     galaxy,
     rotation: np.ndarray,
@@ -350,8 +384,9 @@ def mock_view_maps(
 ) -> tuple[dict[str, u.Quantity], dict[str, Mock]]:
     """Mock domains of one view of a galaxy, reprojected onto the view's map grid.
 
-    The sky model covers the map's field with ``mock.npix`` pixels, is observed and imaged,
-    and the products are reprojected onto the ``map_npix`` grid of ``extent_kpc``.
+    The sky model covers the map's field with ``mock.npix`` pixels, is observed (with the
+    array tapered to ``mock.pixels_per_beam``, see :func:`tapered`) and imaged, and the
+    products are reprojected onto the ``map_npix`` grid of ``extent_kpc``.
 
     Parameters
     ----------
@@ -390,9 +425,11 @@ def mock_view_maps(
                                           uvb=maps.uvb, column=maps.kmt_column)
         else:
             source = ContinuumSource.from_galaxy(galaxy, rotation, gas_factor=maps.gas_hsml_factor)
+        freq = (spectral.frequencies(placement).min() if kind == "hi" else cont.frequency)
+        obs_cfg = tapered(observe, grid.pixel_angle(placement), freq, mock.pixels_per_beam)
         key = (kind, grid.npix, round(grid.pixel_angle(placement).to_value(u.arcsec), 9))
         sim = None if simulators is None else simulators.get(key)
-        m = make_mock(source, placement, grid, observe, spectral=spectral, line=line,
+        m = make_mock(source, placement, grid, obs_cfg, spectral=spectral, line=line,
                       continuum=cont, kernel=maps.kernel, simulator=sim)
         if simulators is not None:
             simulators[key] = m.simulator
