@@ -228,3 +228,29 @@ def test_demo_stage_writes_dataset_and_plot(tmp_path):
     assert len(store) == 9 and store.npix == 16
     assert sorted(len(store.indices(s)) for s in ("train", "val", "test")) == [3, 3, 3]
     assert (tmp_path / "maps.png").stat().st_size > 10_000
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_cli_tng_source_against_a_local_fake_api(tmp_path, monkeypatch, capsys):
+    from fake_tng_server import FakeTNGServer
+
+    from alchemy_obs.sim.synthetic import make_synthetic_cutout
+
+    key = "maps-test-key-0123456789"
+    served = {sid: make_synthetic_cutout(tmp_path / "served" / f"cutout_{sid}.hdf5", i, 1500,
+                                         seed=3)
+              for i, sid in enumerate((5, 8))}
+    monkeypatch.setenv("TNG_API_KEY", key)
+    with FakeTNGServer(served, key) as server:
+        argv = ["maps", "--source", "tng", "--ids", "5", "8", "404", "--out", str(tmp_path / "ds"),
+                "--set", f"tng.base_url={server.base_url}",
+                "--set", f"tng.cache_dir={tmp_path / 'cache'}", "--set", "tng.retries=0",
+                "--set", "maps.npix=16", "--set", "maps.domains=[gas, hi]"]
+        assert main(argv) == 1  # subhalo 404 does not exist: reported, not fatal
+    err = capsys.readouterr().err
+    assert "subhalo 404" in err and key not in err
+    store = MapStore(tmp_path / "ds" / "dataset.h5")
+    assert sorted(set(store.meta["subhalo_id"])) == [5, 8]
+    assert set(store.meta["snapshot"]) == {99}
+    assert store.domains == ["gas", "hi"]
