@@ -267,6 +267,11 @@ class DDPMConfig(Section):
     sampler: Literal["ddpm", "ddim"] = Field("ddim", description="Default sampler.")
     sample_steps: int = Field(50, ge=1, description="Default DDIM steps (ddpm uses T).")
     eta: float = Field(0.0, ge=0.0, description="DDIM stochasticity (0 = deterministic).")
+    snr_weight_cap: float | None = Field(
+        None, ge=1,
+        description="Weight the noise error by min(max(1/SNR, 1), cap): the clean-map error "
+        "at high noise, truncated (Salimans and Ho 2022); None: the plain epsilon loss.",
+    )
     clip_x0: float | None = Field(
         5.0, gt=0,
         description="While sampling, clamp the estimate of the clean map to [-c, c] "

@@ -149,9 +149,11 @@ def test_ddim_with_exact_model_recovers_target_for_any_stride(kind, stride):
 
 
 def test_ddim_timesteps():
-    assert list(ddim_timesteps(1000, 1)) == [999]
-    t = ddim_timesteps(1000, 20)
-    assert t[0] == 999 and t[-1] == 0 and len(t) == 20 and np.all(np.diff(t) < 0)
+    assert list(ddim_timesteps(1000, 1)) == [0]
+    assert list(ddim_timesteps(1000, 1000)) == list(range(999, -1, -1))
+    assert list(ddim_timesteps(1000, 20)) == list(range(950, -1, -50))
+    t = ddim_timesteps(1000, 30)  # a stride that does not divide T
+    assert t[-1] == 0 and len(t) == 30 and np.all(np.diff(t) < 0) and set(np.diff(t)) <= {-33, -34}
     with pytest.raises(ValueError):
         ddim_timesteps(1000, 1001)
 

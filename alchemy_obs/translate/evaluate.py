@@ -25,7 +25,7 @@ from alchemy_obs.translate.data import PairedMapDataset
 from alchemy_obs.translate.methods import Method
 from alchemy_obs.translate.normalise import Normalisation
 
-__all__ = ["evaluate_method", "add_arguments", "run"]
+__all__ = ["evaluate_method", "evaluate_model", "add_arguments", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -71,38 +71,70 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="output folder")
 
 
-def run(args: argparse.Namespace, config: Config) -> int:
+def evaluate_model(
+    checkpoint: str | os.PathLike, out: str | os.PathLike | None = None,
+    store: str | os.PathLike | None = None, split: str = "test", max_maps: int | None = None,
+    steps: int | None = None, seed: int = 0, device: str | None = None,
+) -> dict[str, Any]:
+    """Score a saved model on a split and write ``metrics.json`` and figures into ``out``.
+
+    Parameters
+    ----------
+    checkpoint : path-like or str
+        Model folder, training checkpoint or registered name (see
+        :func:`~alchemy_obs.translate.checkpoint.load_model`).
+    out : path-like, optional
+        Output folder; default ``<model>/eval_<split>``.
+    store : path-like, optional
+        Dataset; default the one the model was trained on.
+    split, max_maps, steps, seed
+        Views to score, how many at most, sampler steps (None: the model's default) and
+        the seed of the sampling noise.
+    device : str, optional
+        Default CUDA when available.
+
+    Returns
+    -------
+    dict
+        The report written to ``metrics.json``.
+    """
     from alchemy_obs.translate import plots
     from alchemy_obs.translate.checkpoint import load_model, resolve_model
 
-    device = None if config.device == "auto" else config.device
-    method, card = load_model(args.checkpoint, device=device)
+    method, card = load_model(checkpoint, device=device)
     norm = Normalisation.from_dict(card["normalisation"])
-    store = args.store or card["training_data"]["store"]
-    result = evaluate_method(method, store, card["inputs"], card["target"], norm, args.split,
-                             args.max_maps, args.steps, seed=config.seed)
-    out = args.out or resolve_model(args.checkpoint) / f"eval_{args.split}"
+    store = store or card["training_data"]["store"]
+    result = evaluate_method(method, store, card["inputs"], card["target"], norm, split,
+                             max_maps, steps, seed=seed)
+    out = Path(out) if out is not None else resolve_model(checkpoint) / f"eval_{split}"
     out.mkdir(parents=True, exist_ok=True)
-    report = {"checkpoint": str(args.checkpoint), "store": str(store), "split": args.split,
-              "n_maps": int(result["pred"].shape[0]), "steps": args.steps,
+    report = {"checkpoint": str(checkpoint), "store": str(store), "split": split,
+              "n_maps": int(result["pred"].shape[0]), "steps": steps,
               "metrics": result["summary"]}
     tmp = out / "metrics.json.tmp"
     tmp.write_text(json.dumps(report, indent=2))
     os.replace(tmp, out / "metrics.json")
     units = card["units"]
+    first, target = card["inputs"][0], card["target"]
     plots.triptych(result["input"][:, 0], result["pred"], result["target"], out / "triptych.png",
-                   labels=(card["inputs"][0], f"{card['target']} predicted", f"{card['target']} true"),
-                   units=(units[card["inputs"][0]], units[card["target"]]))
+                   labels=(first, f"{target} predicted", f"{target} true"),
+                   units=(units[first], units[target]))
     plots.radial_profiles(result["pred"], result["target"], out / "profiles.png",
-                          pixel_kpc=card.get("pixel_kpc"), unit=units[card["target"]])
+                          pixel_kpc=card.get("pixel_kpc"), unit=units[target])
     plots.pixel_distributions(result["pred"], result["target"], out / "pixels.png",
-                              unit=units[card["target"]])
+                              unit=units[target])
     if method.name in ("ddpm", "indi"):
-        cond = torch.stack([norm.forward(d, torch.as_tensor(result["input"][0, c].numpy()))
+        cond = torch.stack([norm.forward(d, result["input"][0, c])
                             for c, d in enumerate(card["inputs"])])[None].to(method.device)
-        plots.sampling_trajectory(method, cond, out / "trajectory.png", norm, card["target"],
-                                  steps=args.steps)
-    for k, v in result["summary"].items():
-        print(f"{k:>20s} {v: .4g}")
+        plots.sampling_trajectory(method, cond, out / "trajectory.png", norm, target, steps=steps)
     log.info("wrote %s", out)
+    return report
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    device = None if config.device == "auto" else config.device
+    report = evaluate_model(args.checkpoint, args.out, args.store, args.split, args.max_maps,
+                            args.steps, config.seed, device)
+    for k, v in report["metrics"].items():
+        print(f"{k:>20s} {v: .4g}")
     return 0

@@ -44,13 +44,17 @@ def beta_schedule(kind: str, timesteps: int) -> np.ndarray:
 
 
 def ddim_timesteps(timesteps: int, steps: int) -> np.ndarray:
-    """Decreasing step indices visited by a ``steps``-step DDIM sampler (from T-1 to 0)."""
+    """Decreasing step indices visited by a ``steps``-step DDIM sampler.
+
+    ``floor(k T / steps)`` for ``k = steps - 1, ..., 0``: the stride ``T / steps`` of Song et
+    al. (2021) generalised to any number of steps (``range(0, T, stride)`` when it divides
+    ``T``). Starting one stride below ``T`` rather than at ``T - 1`` avoids the last steps
+    of the cosine schedule, where ``abar`` falls to ~1e-9 and the clean-map estimate of
+    any imperfect network is meaningless, while the first jump would carry it forward.
+    """
     if not 1 <= steps <= timesteps:
         raise ValueError(f"DDIM steps must be in 1..{timesteps}, got {steps}")
-    if steps == 1:
-        return np.array([timesteps - 1])
-    idx = np.round(np.linspace(timesteps - 1, 0, steps)).astype(np.int64)
-    return np.unique(idx)[::-1].copy()
+    return (np.arange(steps, dtype=np.int64) * timesteps // steps)[::-1].copy()
 
 
 class DDPM(Method):
@@ -90,7 +94,12 @@ class DDPM(Method):
         idx = torch.randint(0, self.T, (x0.shape[0],), device=x0.device)
         noise = torch.randn_like(x0)
         eps = self.predict_eps(self.q_sample(x0, idx, noise), cond, idx)
-        return F.mse_loss(eps.float(), noise.float())
+        err = ((eps.float() - noise.float()) ** 2).mean(dim=(1, 2, 3))
+        cap = self.config.ddpm.snr_weight_cap
+        if cap is not None:
+            abar = self.alphas_cumprod.to(x0.device)[idx].float()
+            err = err * ((1 - abar) / abar).clamp(1.0, cap)
+        return err.mean()
 
     @torch.no_grad()
     def sample(
