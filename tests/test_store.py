@@ -138,6 +138,12 @@ def test_folder_can_move(dataset, tmp_path, monkeypatch):
     np.testing.assert_array_equal(store.read(5)["dm"], MapStore(dataset / "dataset.h5").read(5)["dm"])
 
 
+def test_dataset_without_its_shards_is_an_error(dataset, tmp_path):
+    shutil.copy(dataset / "dataset.h5", tmp_path / "dataset.h5")
+    with pytest.raises(StoreError, match="missing"):
+        MapStore(tmp_path / "dataset.h5")
+
+
 def test_store_pickles_for_dataloader_workers(dataset):
     store = MapStore(dataset / "dataset.h5")
     first = store.read(3)["dm"]

@@ -470,8 +470,17 @@ class MapStore:
                 self.attrs: dict = dict(f.attrs)
                 self._units = {d: u.Unit(f["maps"][d].attrs["units"]) for d in self.domains}
                 meta = _read_meta(f["meta"])
+                missing = sorted({
+                    src.file_name for d in self.domains if f["maps"][d].is_virtual
+                    for src in f["maps"][d].virtual_sources()
+                    if not (self.path.parent / src.file_name).is_file()
+                })
         except (OSError, KeyError, ValueError) as exc:
             raise StoreError(f"{self.path}: not a readable map dataset ({exc})") from None
+        if missing:
+            # HDF5 would silently read the fill value (NaN) from absent shards.
+            raise StoreError(f"{self.path}: shard file(s) missing beside it: {missing[:5]}"
+                             f"{' ...' if len(missing) > 5 else ''}")
         self.meta: dict[str, np.ndarray] = {
             k: (v.astype(str) if v.dtype.kind == "S" else v) for k, v in meta.items()
         }
