@@ -63,36 +63,53 @@ def _stage_maps(config: Config, out: Path) -> None:
              store.npix, ", ".join(store.domains), report.split_counts, png)
 
 
-def _stage_mock(config: Config, out: Path) -> None:
-    """SKA-MID mock HI cube and continuum image of the first synthetic galaxy, face-on.
-
-    Demo sizes (64^2 sky grid, 32 channels of 10 km/s, fast image-plane mode) apply unless
-    ``mock.npix``, ``mock.n_channels`` or ``observe.mode`` are set explicitly.
-    """
-    from alchemy_obs.observe.cli import mock_galaxy, write_mock_fits
-    from alchemy_obs.observe.mock import plot_mock
-    from alchemy_obs.sim.synthetic import write_synthetic_cutouts
-
-    synth = config.synth.model_copy(update={"out_dir": out / "synthetic"})
-    path = write_synthetic_cutouts(synth)[0]
+def _demo_mock_config(config: Config) -> Config:
+    """Demo sizes for mocks (64^2 sky grid, 32 channels of 10 km/s, fast image-plane mode)
+    unless ``mock.npix``, ``mock.n_channels``, ``mock.channel_width_kms`` or
+    ``observe.mode`` are set explicitly."""
     demo = {"npix": 64, "n_channels": 32, "channel_width_kms": 10.0}
     mock = config.mock.model_copy(
         update={k: v for k, v in demo.items() if k not in config.mock.model_fields_set})
     observe = config.observe
     if "mode" not in observe.model_fields_set:
         observe = observe.model_copy(update={"mode": "fast"})
-    cfg = config.model_copy(update={"mock": mock, "observe": observe})
-    label, mocks = mock_galaxy(path, cfg, "faceon")
+    return config.model_copy(update={"mock": mock, "observe": observe})
+
+
+def _stage_mock(config: Config, out: Path) -> None:
+    """SKA-MID mock HI cube and continuum image of the first synthetic galaxy, face-on."""
+    from alchemy_obs.observe.cli import mock_galaxy, write_mock_fits
+    from alchemy_obs.observe.mock import plot_mock
+    from alchemy_obs.sim.synthetic import write_synthetic_cutouts
+
+    synth = config.synth.model_copy(update={"out_dir": out / "synthetic"})
+    path = write_synthetic_cutouts(synth)[0]
+    label, mocks = mock_galaxy(path, _demo_mock_config(config), "faceon")
     files = write_mock_fits(mocks, out / "mocks", f"{path.stem}_faceon", label, overwrite=True)
     png = plot_mock(mocks, out / "mock.png")
     log.info("wrote %d FITS files in %s and %s (restoring beam %s)", len(files), out / "mocks",
              png, mocks[next(iter(mocks))].beam)
 
 
+def _stage_mock_dataset(config: Config, out: Path) -> None:
+    """Add the mock domains (hi_mom0, hi_nhi, continuum) to every view of the demo dataset."""
+    from alchemy_obs.observe.cli import mock_dataset
+
+    cutouts = sorted((out / "synthetic").glob("cutout_*.hdf5"))
+    report = mock_dataset(out / "maps", cutouts, _demo_mock_config(config))
+    for gid, error in report["failed"].items():
+        log.error("demo mock dataset: galaxy %s failed: %s", gid, error)
+    if report["dataset"] is None:
+        raise RuntimeError("demo mock dataset: no galaxy got its mock domains")
+    log.info("mock domains: %d galaxies written, %d already complete; dataset %s",
+             len(report["written"]), len(report["skipped"]), report["dataset"])
+
+
 STAGES: list[tuple[str, Stage]] = [
     ("synthetic galaxies", _stage_synth),
     ("physical maps dataset", _stage_maps),
     ("mock SKA-MID observation", _stage_mock),
+    ("mock domains of the dataset", _stage_mock_dataset),
 ]
 
 
