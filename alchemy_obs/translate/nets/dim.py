@@ -1,7 +1,9 @@
 """DiM, Diffusion Mamba (Teng et al. 2024): a denoiser made of Mamba blocks over patches.
 
 ``(B, C_in, H, W)`` is cut into ``p x p`` patches (a strided convolution), refined by a
-local 3x3 depthwise convolution, and read as a ``h x w`` grid of tokens. Each Mamba block
+local 3x3 depthwise convolution, given a fixed 2-D sine-cosine position code (computed for
+any grid size, so one network serves every resolution; translating maps needs to know
+where the centre is), and read as a ``h x w`` grid of tokens. Each Mamba block
 scans the grid as one sequence in one of four orders, cycling through row, reversed row,
 column and reversed column, so that information reaches every token from every side after
 four blocks. A learnable end-of-line token is appended to each line of the scan (a row, or a
@@ -10,7 +12,8 @@ the next begins. Blocks are pre-norm residual, ``x + g * S6(LN(x) * (1 + s) + m)
 shift ``m``, scale ``s`` and gate ``g`` regressed from the time embedding (adaLN, zero-
 initialised gate so each block starts as the identity). As in U-ViT, the first half of
 the blocks is joined to the mirrored second half by long skips (concatenation + linear).
-A second depthwise convolution precedes the linear head, whose output is unpatchified.
+A second depthwise convolution precedes the linear head, whose output is unpatchified and
+smoothed across patch borders by a final 3x3 convolution (as in U-ViT).
 
 Like :class:`~alchemy_obs.translate.nets.unet.UNet`, ``forward(x, t)`` takes ``t`` in
 [0, 1]; conditioning on the observation is by channel concatenation in the method.
@@ -24,9 +27,22 @@ from torch import Tensor, nn
 from alchemy_obs.translate.nets.layers import TimeMLP
 from alchemy_obs.translate.nets.mamba import MambaBlock
 
-__all__ = ["DiM", "SCAN_ORDERS"]
+__all__ = ["DiM", "SCAN_ORDERS", "sincos_2d"]
 
 SCAN_ORDERS = ("row", "row_reversed", "column", "column_reversed")
+
+
+def sincos_2d(h: int, w: int, dim: int, device=None) -> Tensor:
+    """``(h, w, dim)`` sine-cosine codes of the grid positions (rows in the first half)."""
+    if dim % 4:
+        raise ValueError(f"DiM token width must be a multiple of 4, got {dim}")
+    quarter = dim // 4
+    freqs = 1.0 / (100.0 ** (torch.arange(quarter, device=device, dtype=torch.float32) / quarter))
+    ay = torch.arange(h, device=device, dtype=torch.float32)[:, None] * freqs
+    ax = torch.arange(w, device=device, dtype=torch.float32)[:, None] * freqs
+    ey = torch.cat([ay.sin(), ay.cos()], dim=-1)[:, None, :].expand(h, w, 2 * quarter)
+    ex = torch.cat([ax.sin(), ax.cos()], dim=-1)[None, :, :].expand(h, w, 2 * quarter)
+    return torch.cat([ey, ex], dim=-1)
 
 
 class _DiMBlock(nn.Module):
@@ -121,6 +137,7 @@ class DiM(nn.Module):
         self.local_out = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.norm_out = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, patch_size * patch_size * out_channels)
+        self.conv_out = nn.Conv2d(out_channels, out_channels, 3, padding=1)
 
     def forward(self, x: Tensor, t: Tensor | None = None) -> Tensor:
         b, _, height, width = x.shape
@@ -133,6 +150,7 @@ class DiM(nn.Module):
         h = self.embed(x)
         h = h + self.local_in(h)
         h = h.permute(0, 2, 3, 1)  # (B, h, w, D)
+        h = h + sincos_2d(h.shape[1], h.shape[2], h.shape[3], h.device).to(h.dtype)
         n_first = len(self.blocks) - self.n_skip
         skips = []
         for i, block in enumerate(self.blocks):
@@ -146,4 +164,5 @@ class DiM(nn.Module):
         out = self.head(self.norm_out(g.permute(0, 2, 3, 1)))  # (B, h, w, p*p*C)
         gh, gw = height // p, width // p
         out = out.reshape(b, gh, gw, p, p, self.out_channels)
-        return out.permute(0, 5, 1, 3, 2, 4).reshape(b, self.out_channels, height, width)
+        out = out.permute(0, 5, 1, 3, 2, 4).reshape(b, self.out_channels, height, width)
+        return self.conv_out(out)

@@ -25,12 +25,12 @@ the block runs on any device. Two backends compute the same recurrence:
     previous chunk is added (``h = h_local + A_cum h_prev``), which bounds the working set
     to ``chunk`` positions at a time.
 
-``backend="auto"`` follows measurements on CPU (``docs/dim.rst``): when gradients are
-needed the parallel scan is faster at every length (the sequential loop's backward pass
-grows faster than linearly with ``L``), and chunks of :data:`CPU_CHUNK` positions are
-fastest from :data:`CPU_CHUNK_FROM` positions on; without gradients (sampling) the two
-backends run at the same speed up to ``L`` ~ 1000, so the sequential one is used there for
-its smaller memory. On CUDA the unchunked parallel scan is used (log-depth, few launches).
+``backend="auto"`` follows measurements on CPU (``docs/dim.rst``): the parallel scan, with
+its hand-written backward pass, is at least as fast as the loop at every length, with or
+without gradients, and chunks of :data:`CPU_CHUNK` positions are fastest once ``L`` exceeds
+the chunk (the loop over chunks is short, the doubling steps stay in cache). On CUDA the
+scan is unchunked up to :data:`CUDA_CHUNK` positions (log-depth, few kernel launches) and
+chunked beyond, to bound memory. The sequential loop is the reference, chosen by name.
 """
 
 from __future__ import annotations
@@ -49,10 +49,8 @@ __all__ = [
     "choose_backend",
 ]
 
-#: Chunk length of the parallel scan on CPU, and the length from which chunking pays.
-CPU_CHUNK, CPU_CHUNK_FROM = 128, 256
-#: Longest sequence scanned sequentially on CPU when no gradient is needed.
-CPU_SEQUENTIAL_MAX_LEN = 1024
+#: Chunk lengths of the parallel scan on CPU and on CUDA (see ``choose_backend``).
+CPU_CHUNK, CUDA_CHUNK = 32, 4096
 
 
 def scan_sequential(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
@@ -79,15 +77,60 @@ def scan_sequential(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
 
 
 def _hillis_steele(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """Inclusive scan along dim 1: returns the prefix products of ``a`` and the states."""
+    """Inclusive scan along dim 1: the prefix products of ``a`` and the states ``h``.
+
+    ``ceil(log2 L)`` doubling steps; at step ``k`` position ``t`` absorbs the segment ending
+    at ``t - k``. Each right-hand side is evaluated into a temporary before it is written,
+    so the overlapping in-place updates read the previous step's values.
+    """
+    a, b = a.clone(), b.clone()
     length = a.shape[1]
     k = 1
     while k < length:
-        # Position t combines with t - k; the first k positions already hold full prefixes.
-        b = torch.cat([b[:, :k], a[:, k:] * b[:, :-k] + b[:, k:]], dim=1)
-        a = torch.cat([a[:, :k], a[:, k:] * a[:, :-k]], dim=1)
+        b[:, k:] = a[:, k:] * b[:, :-k] + b[:, k:]
+        a[:, k:] = a[:, k:] * a[:, :-k]
         k *= 2
     return a, b
+
+
+def _scan_states(a: Tensor, b: Tensor, chunk: int | None) -> Tensor:
+    """All states ``h`` ``(B, L, D, N)`` by chunked Hillis-Steele scans (no autograd)."""
+    length = a.shape[1]
+    chunk = length if chunk is None else max(1, int(chunk))
+    out = torch.empty_like(b)
+    h_prev = None
+    for s in range(0, length, chunk):
+        a_cum, h = _hillis_steele(a[:, s : s + chunk], b[:, s : s + chunk])
+        if h_prev is not None:
+            h = h + a_cum * h_prev[:, None]
+        out[:, s : s + chunk] = h
+        h_prev = h[:, -1]
+    return out
+
+
+class _ParallelScan(torch.autograd.Function):
+    """``h_t = a_t h_{t-1} + b_t`` with a hand-written backward pass.
+
+    The adjoint of a linear recurrence is the same recurrence run backwards:
+    ``g_t = dL/dh_t + a_{t+1} g_{t+1}``, then ``dL/db_t = g_t`` and
+    ``dL/da_t = g_t h_{t-1}``. Computing it with the same parallel scan avoids autograd
+    storing every doubling step (which made the backward pass dominate).
+    """
+
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor, chunk: int | None) -> Tensor:
+        h = _scan_states(a, b, chunk)
+        ctx.save_for_backward(a, h)
+        ctx.chunk = chunk
+        return h
+
+    @staticmethod
+    def backward(ctx, grad_h: Tensor):
+        a, h = ctx.saved_tensors
+        a_next = torch.cat([a[:, 1:], torch.zeros_like(a[:, :1])], dim=1)
+        g = _scan_states(a_next.flip(1), grad_h.flip(1), ctx.chunk).flip(1)
+        h_prev = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1)
+        return g * h_prev, g, None
 
 
 def scan_parallel(a: Tensor, b: Tensor, c: Tensor, chunk: int | None = None) -> Tensor:
@@ -99,31 +142,15 @@ def scan_parallel(a: Tensor, b: Tensor, c: Tensor, chunk: int | None = None) -> 
         As in :func:`scan_sequential`.
     chunk : int, optional
         Scan at most this many positions at once and carry the state between chunks
-        (bounds memory to ``O(chunk log chunk)`` intermediate states); ``None``: one chunk.
+        (bounds the temporaries of one doubling step); ``None``: one chunk.
     """
-    length = a.shape[1]
-    chunk = length if chunk is None else max(1, int(chunk))
-    ys = []
-    h_prev = None
-    for s in range(0, length, chunk):
-        a_cum, h = _hillis_steele(a[:, s : s + chunk], b[:, s : s + chunk])
-        if h_prev is not None:
-            h = h + a_cum * h_prev[:, None]
-        ys.append(torch.einsum("bldn,bln->bld", h, c[:, s : s + chunk]))
-        h_prev = h[:, -1]
-    return torch.cat(ys, dim=1)
+    return torch.einsum("bldn,bln->bld", _ParallelScan.apply(a, b, chunk), c)
 
 
-def choose_backend(device: torch.device, length: int, grad: bool) -> tuple[str, int | None]:
-    """The faster ``(backend, chunk)`` for ``length`` positions on ``device``.
-
-    ``grad`` says whether the scan is differentiated (training) or not (sampling).
-    """
-    if device.type == "cuda":
-        return "parallel", None
-    if not grad and length <= CPU_SEQUENTIAL_MAX_LEN:
-        return "sequential", None
-    return "parallel", CPU_CHUNK if length >= CPU_CHUNK_FROM else None
+def choose_backend(device: torch.device, length: int) -> tuple[str, int | None]:
+    """The faster ``(backend, chunk)`` for ``length`` positions on ``device``."""
+    chunk = CUDA_CHUNK if device.type == "cuda" else CPU_CHUNK
+    return "parallel", (chunk if length > chunk else None)
 
 
 def selective_scan(
@@ -135,8 +162,7 @@ def selective_scan(
     ``chunk`` is given.
     """
     if backend == "auto":
-        grad = torch.is_grad_enabled() and (a.requires_grad or b.requires_grad or c.requires_grad)
-        backend, auto_chunk = choose_backend(a.device, a.shape[1], grad)
+        backend, auto_chunk = choose_backend(a.device, a.shape[1])
         chunk = chunk or auto_chunk
     if backend == "sequential":
         return scan_sequential(a, b, c)
