@@ -254,3 +254,23 @@ def test_cli_tng_source_against_a_local_fake_api(tmp_path, monkeypatch, capsys):
     assert sorted(set(store.meta["subhalo_id"])) == [5, 8]
     assert set(store.meta["snapshot"]) == {99}
     assert store.domains == ["gas", "hi"]
+
+
+def test_cutout_sources_use_the_saved_subhalo_document(cutouts, tmp_path):
+    import json
+    import shutil
+
+    _, paths = cutouts
+    copy = tmp_path / "cutout_42.hdf5"
+    shutil.copy(paths[1], copy)
+    with h5py.File(copy, "r") as f:
+        box = float(f["Header"].attrs["BoxSize"])
+    # The catalogue centre, deliberately offset from the galaxy by 1 ckpc/h along x.
+    plain = cutout_sources([paths[1]])[0].load()
+    pos = plain.centre_ckpch + np.array([1.0, 0, 0])
+    copy.with_suffix(".json").write_text(json.dumps(
+        {"id": 42, "snap": 50, "pos_x": pos[0] % box, "pos_y": pos[1], "pos_z": pos[2]}))
+    (source,) = cutout_sources([copy])
+    galaxy = source.load()
+    assert source.galaxy_id == 42 and galaxy.snapshot == 50 and galaxy.subhalo_id == 42
+    np.testing.assert_allclose(galaxy.centre_ckpch, pos % box)
