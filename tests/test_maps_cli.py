@@ -12,9 +12,8 @@ from alchemy_obs.cli import main
 from alchemy_obs.config import MapsConfig
 from alchemy_obs.maps.build import build_dataset, cutout_sources
 from alchemy_obs.maps.domains import DOMAINS, get_domains
-from alchemy_obs.maps.geometry import face_on_matrix, random_rotations
+from alchemy_obs.maps.geometry import face_on_matrix, galaxy_views, random_rotations
 from alchemy_obs.maps.render import render_view, render_views
-from alchemy_obs.maps.geometry import galaxy_views
 from alchemy_obs.maps.store import MapStore, shard_path
 from alchemy_obs.physics.gas import gas_hi_mass, gas_temperature
 from alchemy_obs.sim.galaxy import Galaxy, Particles
@@ -52,7 +51,8 @@ def toy_galaxy(gas: Particles, stars: Particles | None = None, dm: Particles | N
 
 
 def test_registry_units_and_errors():
-    assert DOMAINS["dm"].unit == u.Msun / u.kpc**2 and DOMAINS["sfr"].unit == u.Msun / u.yr / u.kpc**2
+    assert DOMAINS["dm"].unit == u.Msun / u.kpc**2
+    assert DOMAINS["sfr"].unit == u.Msun / u.yr / u.kpc**2
     assert DOMAINS["temperature"].unit == u.K and DOMAINS["bfield"].unit == u.uG
     assert {d.name for d in get_domains(["hi", "gas"])} == {"hi", "gas"}
     with pytest.raises(ValueError, match="unknown map domain"):

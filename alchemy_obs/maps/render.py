@@ -121,7 +121,8 @@ def render_views(
             p = getattr(galaxy, t).rotated(matrix)
             h = hsml[t]
             # Kernels that cannot reach the map (or the slab) are dropped before projecting.
-            near = (np.abs(p.coordinates[:, 0]) < half + h) & (np.abs(p.coordinates[:, 1]) < half + h)
+            xy = np.abs(p.coordinates[:, :2])
+            near = (xy[:, 0] < half + h) & (xy[:, 1] < half + h)
             if slab is not None:
                 near &= np.abs(p.coordinates[:, 2]) < slab[1] + h
             p, h = p.select(near), h[near]

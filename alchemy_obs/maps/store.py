@@ -192,7 +192,9 @@ def _read_meta(group: h5py.Group) -> dict[str, np.ndarray]:
     return {name: ds[()] for name, ds in group.items()}
 
 
-def read_shard(path: str | os.PathLike) -> tuple[dict[str, u.Quantity], dict[str, np.ndarray], dict]:
+def read_shard(
+    path: str | os.PathLike,
+) -> tuple[dict[str, u.Quantity], dict[str, np.ndarray], dict]:
     """Read a whole shard into memory: ``(maps, meta, attrs)``.
 
     Raises
