@@ -45,12 +45,20 @@ def _field(galaxy: Galaxy, config: MapsConfig) -> tuple[float, u.Quantity]:
 def _columns(domains: Sequence[Domain], p: Particles, galaxy: Galaxy, config: MapsConfig):
     """Weight columns for one projection pass and, per domain, how to read its map back."""
     columns: dict[str, np.ndarray] = {}
+
+    def add(key: str, array: np.ndarray) -> str:
+        # The gas surface density and the mass weight are the same array: project it once.
+        for existing, column in columns.items():
+            if column is array:
+                return existing
+        columns[key] = array
+        return key
+
     recipe: dict[str, tuple[str, str | None]] = {}
     for d in domains:
         value = d.value(p, galaxy, config)
         if d.weighting == "sum":
-            columns[f"sum:{d.name}"] = value
-            recipe[d.name] = (f"sum:{d.name}", None)
+            recipe[d.name] = (add(f"sum:{d.name}", value), None)
             continue
         if d.weighting == "mass":
             weight = p.masses
@@ -59,9 +67,8 @@ def _columns(domains: Sequence[Domain], p: Particles, galaxy: Galaxy, config: Ma
                 raise ValueError(f"domain {d.name!r} is volume weighted and needs gas densities")
             weight = p.masses / p.density
         wkey = f"weight:{d.weighting}"
-        columns.setdefault(wkey, weight)
-        columns[f"wq:{d.name}"] = weight * value
-        recipe[d.name] = (f"wq:{d.name}", wkey)
+        wkey = add(wkey, columns.get(wkey, weight))
+        recipe[d.name] = (add(f"wq:{d.name}", columns[wkey] * value), wkey)
     return columns, recipe
 
 
