@@ -274,3 +274,14 @@ def test_cutout_sources_use_the_saved_subhalo_document(cutouts, tmp_path):
     galaxy = source.load()
     assert source.galaxy_id == 42 and galaxy.snapshot == 50 and galaxy.subhalo_id == 42
     np.testing.assert_allclose(galaxy.centre_ckpch, pos % box)
+
+
+def test_maps_hash_tracks_only_value_changing_settings():
+    from alchemy_obs.maps.build import maps_hash
+
+    base = maps_hash(MapsConfig())
+    assert base == maps_hash(MapsConfig(n_random_views=4, edge_on=False, out_dir="elsewhere",
+                                        split_seed=3, compression="lzf"))
+    for change in ({"npix": 256}, {"kernel": "wendland_c2"}, {"slab_kpc": 5.0},
+                   {"uvb": "HM12"}, {"sf_temperature": "cold"}, {"seed": 1}):
+        assert maps_hash(MapsConfig(**change)) != base, change

@@ -9,7 +9,6 @@ failures without stopping, and joins the shards.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,7 +22,7 @@ from pathlib import Path
 import astropy.units as u
 import numpy as np
 
-from alchemy_obs.config import MapsConfig
+from alchemy_obs.config import MapsConfig, config_hash
 from alchemy_obs.maps.geometry import galaxy_views
 from alchemy_obs.maps.render import cosmology_json, render_views
 from alchemy_obs.maps.store import (
@@ -82,9 +81,12 @@ class BuildReport:
 
 
 def maps_hash(config: MapsConfig) -> str:
-    """Hash of the settings that change map values (stored as ``config_hash``)."""
-    data = config.model_dump(mode="json", include=set(_VALUE_FIELDS))
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    """Hash of the settings that change map values (stored as ``config_hash``).
+
+    The other fields are reset to their defaults before hashing, so that asking for more
+    views or another output folder keeps the shards already written valid.
+    """
+    return config_hash(MapsConfig(**config.model_dump(include=set(_VALUE_FIELDS))))
 
 
 def view_names(config: MapsConfig) -> list[str]:
