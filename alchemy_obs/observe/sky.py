@@ -26,8 +26,10 @@ Flux
 ----
 A particle of HI mass :math:`m` has the line flux :math:`\\int S d\\nu = m / (C D_L^2)`
 (:func:`alchemy_obs.physics.radio.hi_line_flux`). It is spread over pixels with the SPH
-kernel integrated exactly over each pixel (the cumulative tables of
-:mod:`alchemy_obs.maps.kernels`), and over channels with a Gaussian integrated exactly over
+kernel integrated over each pixel exactly as :func:`alchemy_obs.maps.project.project_particles`
+does it, from the tables of :mod:`alchemy_obs.maps.kernels` (corner differences of the
+cumulative kernel for small kernels; the pixel-centre rule with its Laplacian correction,
+rescaled to the exact mass inside the field, for large ones), and over channels with a Gaussian integrated exactly over
 each channel, :math:`\\tfrac12[{\\rm erf}(\\cdot) - {\\rm erf}(\\cdot)]`. Only channels within
 ``n_sigma`` of the line centre are touched; the Gaussian's tails beyond that are added to the
 last touched channels so that a line inside the band keeps all its flux.
@@ -443,6 +445,13 @@ class ContinuumSource:
     sfr: u.Quantity
     smoothing_length: u.Quantity
 
+    def __post_init__(self) -> None:
+        n = self.sfr.shape[0]
+        if self.positions.shape != (n, 3):
+            raise ValueError(f"ContinuumSource.positions must have shape ({n}, 3)")
+        if self.smoothing_length.shape != (n,):
+            raise ValueError(f"ContinuumSource.smoothing_length must have shape ({n},)")
+
     @classmethod
     def from_galaxy(cls, galaxy: Galaxy, rotation: np.ndarray | None = None, *,
                     gas_factor: float = GAS_FACTOR) -> ContinuumSource:
@@ -532,7 +541,7 @@ def _cum_at(cum, a, b):
 
 
 @numba.njit(cache=True)
-def _pixel_weights(x, y, h, npix, cum, packed, corners, col_i, col_t, wbuf, box):
+def _pixel_weights(x, y, h, npix, cum, column, laplacian, corners, col_i, col_t, wbuf, box):
     """Kernel mass in each pixel of the box a particle covers.
 
     ``x, y, h`` are in pixel units with pixel j spanning [j, j + 1). Weights go to ``wbuf``
@@ -570,7 +579,7 @@ def _pixel_weights(x, y, h, npix, cum, packed, corners, col_i, col_t, wbuf, box)
     if h >= _H_BIG:
         # Large kernels, as in maps.project: pixel mean F + lap F / 24 at the pixel centre
         # (one look-up in the 1D table), rescaled to the exact kernel mass inside the box.
-        nproj = packed.shape[0] - 1
+        nproj = column.shape[0] - 2
         lapc = inv * inv / 24.0
         for jx in range(nx):
             da = (xlo + jx + 0.5 - x) * inv
@@ -584,7 +593,8 @@ def _pixel_weights(x, y, h, npix, cum, packed, corners, col_i, col_t, wbuf, box)
                 f = min(col_t[jx] + db2, 1.0) * nproj
                 kk = int(f)
                 t = f - kk
-                v = packed[kk, 0] + t * packed[kk, 1] + lapc * (packed[kk, 2] + t * packed[kk, 3])
+                v = ((1.0 - t) * (column[kk] + lapc * laplacian[kk])
+                     + t * (column[kk + 1] + lapc * laplacian[kk + 1]))
                 v = max(v, 0.0)
                 wbuf[k] = v
                 total += v
@@ -603,7 +613,8 @@ def _pixel_weights(x, y, h, npix, cum, packed, corners, col_i, col_t, wbuf, box)
                             aa = (ii + 0.5 + 0.5 * _GX[gx] - x) * inv
                             f = min(aa * aa + bb * bb, 1.0) * nproj
                             kk = int(f)
-                            v += 0.25 * _GW[gx] * _GW[gy] * (packed[kk, 0] + (f - kk) * packed[kk, 1])
+                            t = f - kk
+                            v += 0.25 * _GW[gx] * _GW[gy] * ((1.0 - t) * column[kk] + t * column[kk + 1])
                     idx = (jj - ylo) * nx + (ii - xlo)
                     total += v - wbuf[idx]
                     wbuf[idx] = v
@@ -650,7 +661,8 @@ def _pixel_weights(x, y, h, npix, cum, packed, corners, col_i, col_t, wbuf, box)
 
 
 @numba.njit(cache=True, fastmath=True)
-def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, cum, packed, cube):
+def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, cum, column, laplacian,
+                  cube):
     """Add each particle's flux to ``cube`` (ny, nx, nchan) over pixels and channels.
 
     ``pchan`` is the line centre in channel coordinates (channel k spans [k, k + 1)),
@@ -676,7 +688,8 @@ def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, cum, packed
         khi_c = min(khi, nchan - 1)
         if klo_c > khi_c:
             continue
-        _pixel_weights(x[i], y[i], h[i], npix, cum, packed, corners, col_i, col_t, wbuf, box)
+        _pixel_weights(x[i], y[i], h[i], npix, cum, column, laplacian, corners, col_i, col_t,
+                       wbuf, box)
         nx = box[2]
         ny = box[3]
         if nx == 0:
@@ -778,7 +791,7 @@ def hi_cube(
     work = np.zeros((grid.npix, grid.npix, spectral.n_channels))
     _deposit_cube(x, y, h, flux, pchan, schan, spectral.n_channels, float(line.n_sigma),
                   grid.npix, np.ascontiguousarray(tables.cumulative),
-                  np.ascontiguousarray(tables.packed), work)
+                  np.ascontiguousarray(tables.column), np.ascontiguousarray(tables.laplacian), work)
     # A (n_channels, ny, nx) view of the channel-last work array: no 100 MB copy.
     data = u.Quantity(np.moveaxis(work, -1, 0), u.Jy, copy=False)
 
