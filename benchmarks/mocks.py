@@ -14,9 +14,9 @@ both). The total
 flux :math:`\\int S\\,dv` of the two cubes is compared; MARTINI's mass-flux constant is 2.36e5
 where this package uses 2.356e5, a known 0.17% offset that the table reports separately.
 
-It then times one HI mock stage by stage (``--stage-npix``, ``--stage-channels``; SKA-MID
-AA*, 2 h track): sky cube, uvw, degridding (ducc0), noise, imaging with Cotton-Schwab CLEAN,
-and the fast image-plane mode (set-up once per observation, then per galaxy).
+It then times one HI mock stage by stage (``--stage-npix``, ``--stage-channels``): the sky
+cube from the particles, and the interferometer stages (uvw, degridding, noise, imaging,
+CLEAN, fast image-plane mode) through ``benchmarks/mocks_engine.py``.
 
 Writes ``benchmarks/results/mocks.json`` and prints a table.
 """
@@ -129,41 +129,27 @@ def run_martini(src, place, grid, spec, repeat):
 
 
 def stage_timings(src: HISource, npix: int, channels: int) -> dict:
-    """Seconds per stage of one HI mock, visibility path and fast mode."""
-    from alchemy_obs.config import ObserveConfig
-    from alchemy_obs.observe.fast import ImagePlaneSimulator
-    from alchemy_obs.observe.imaging import Imager
-    from alchemy_obs.observe.interferometer import BuiltinSimulator
-    from alchemy_obs.observe.mock import observation_for
+    """One HI mock per stage: this package's sky cube plus the engine's stages.
 
-    observe = ObserveConfig()
+    The interferometer stages come from ``benchmarks/mocks_engine.py`` (:func:`run_case`, one
+    galaxy, AA* within 5 km, 4 h track, 300 s dumps, 3 arcsec cells); the sky cube of the
+    benchmark particles is built on the same grid and channels.
+    """
+    from mocks_engine import run_case
+
     place = SkyPlacement(distance=20 * u.Mpc)
-    grid = SkyGrid(npix, 60.0 / npix * u.kpc)
-    spec = SpectralAxis(channels, 10 * u.km / u.s)
-    t = {}
-
-    def timed(name, fn):
-        t0 = time.perf_counter()
-        out = fn()
-        t[name] = time.perf_counter() - t0
-        return out
-
-    hi_cube(src, place, grid, spec)  # compile
-    sky = timed("sky_cube", lambda: hi_cube(src, place, grid, spec))
-    obs = timed("observation", lambda: observation_for(sky, observe))
-    timed("uvw", obs.uvw)
-    sim = BuiltinSimulator(noise=True, seed=1)
-    vis = timed("degrid", lambda: sim.predict(sky, obs))
-    vis = timed("noise", lambda: sim.add_noise(vis))
-    imager = Imager.from_config(observe.imaging, sky.wcs.celestial, sky.data.shape[-2:])
-    timed("image_clean", lambda: imager.image(vis))
-    fast = timed("fast_setup", lambda: ImagePlaneSimulator(obs, imager, noise=True, seed=1))
-    timed("fast_per_galaxy", lambda: fast.observe(sky))
-    t["visibility_per_galaxy"] = t["sky_cube"] + t["degrid"] + t["noise"] + t["image_clean"]
-    t["fast_per_galaxy_total"] = t["sky_cube"] + t["fast_per_galaxy"]
-    t["fast_speedup_per_galaxy"] = t["visibility_per_galaxy"] / t["fast_per_galaxy_total"]
-    t.update(npix=npix, channels=channels, rows=int(len(vis.uvw)), array=observe.telescope.array)
-    return t
+    cell = 3.0 * u.arcsec
+    grid = SkyGrid(npix, cell)
+    spec = SpectralAxis(channels, 100 * u.kHz)
+    t_cube, _ = _best(lambda: hi_cube(src, place, grid, spec), 1)
+    engine = run_case(f"HI cube AA* core {channels}ch", "AA*", 5.0, 4.0, 300.0, npix,
+                      cell.to_value(u.arcsec), channels, 500, 1)
+    engine["sky_cube_s"] = t_cube
+    engine["visibility_mock_per_galaxy_s"] = t_cube + engine["full_per_galaxy_s"]
+    engine["fast_mock_per_galaxy_s"] = t_cube + engine["fast_per_galaxy_s"]
+    engine["mock_speedup_per_galaxy"] = (engine["visibility_mock_per_galaxy_s"]
+                                         / engine["fast_mock_per_galaxy_s"])
+    return engine
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,12 +210,16 @@ def main(argv: list[str] | None = None) -> int:
         stages = stage_timings(disc_particles(min(args.particles, 20_000)), args.stage_npix,
                                args.stage_channels)
         row["stages"] = stages
-        print(f"\nOne HI mock, {stages['npix']}^2 x {stages['channels']} channels, "
-              f"{stages['array']}, {stages['rows']} visibility rows:")
-        for k in ("sky_cube", "observation", "uvw", "degrid", "noise", "image_clean", "fast_setup",
-                  "fast_per_galaxy", "visibility_per_galaxy", "fast_per_galaxy_total"):
-            print(f"  {k:<24}{stages[k]:10.3f} s")
-        print(f"  fast mode per galaxy: {stages['fast_speedup_per_galaxy']:.1f}x faster")
+        print(f"\nOne HI mock, {stages['npix']}^2 x {stages['n_channels']} channels, "
+              f"{stages['array']} ({stages['n_antennas']} dishes), {stages['n_rows']} rows:")
+        print(f"  {'sky cube':<34}{stages['sky_cube_s']:10.3f} s")
+        for k, v in stages["full_stage_median_s"].items():
+            print(f"  {k:<34}{v:10.3f} s")
+        print(f"  {'fast mode set-up (once)':<34}{stages['fast_setup_s']:10.3f} s")
+        print(f"  {'fast mode per galaxy':<34}{stages['fast_per_galaxy_s']:10.3f} s")
+        print(f"  {'mock per galaxy, visibility path':<34}{stages['visibility_mock_per_galaxy_s']:10.3f} s")
+        print(f"  {'mock per galaxy, fast mode':<34}{stages['fast_mock_per_galaxy_s']:10.3f} s"
+              f"  ({stages['mock_speedup_per_galaxy']:.1f}x)")
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=args.out.parent, suffix=".tmp")
