@@ -260,4 +260,8 @@ def test_join_rejects_inconsistent_shards(tmp_path):
                     config_hash="h2", cosmology="{}")
     with pytest.raises(StoreError, match="config_hash"):
         join_shards([a, c], tmp_path / "dataset.h5")
+    d = write_shard(shard_path(tmp_path, 3), fake_maps(3), fake_meta(3),
+                    config_hash="h1", cosmology='{"H0": 70.0}')
+    with pytest.raises(StoreError, match="cosmology"):
+        join_shards([a, d], tmp_path / "dataset.h5")
     assert not (tmp_path / "dataset.h5").exists()

@@ -386,7 +386,7 @@ def join_shards(
             raise StoreError(f"{p}: not a readable map shard ({exc})") from None
     first = infos[0]
     for info in infos[1:]:
-        for key in ("npix", "config_hash"):
+        for key in ("npix", "config_hash", "cosmology"):
             if info["attrs"][key] != first["attrs"][key]:
                 raise StoreError(f"{info['path']}: {key}={info['attrs'][key]!r} differs from "
                                  f"{first['path']} ({first['attrs'][key]!r})")
