@@ -31,6 +31,7 @@ from alchemy_obs.maps.store import (
 NPIX = 32
 VIEWS = ["random0", "faceon", "edgeon"]
 UNITS = {"dm": u.Msun / u.kpc**2, "temperature": u.K}
+COSMOLOGY = '{"H0": 67.74}'
 
 
 def fake_maps(galaxy_id: int) -> dict[str, u.Quantity]:
@@ -56,7 +57,7 @@ def fake_meta(galaxy_id: int) -> dict[str, np.ndarray]:
 
 def write_fake(out: Path, galaxy_id: int, **kw) -> Path:
     return write_shard(shard_path(out, galaxy_id), fake_maps(galaxy_id), fake_meta(galaxy_id),
-                       config_hash="h1", cosmology='{"H0": 67.74}', **kw)
+                       config_hash="h1", cosmology=COSMOLOGY, **kw)
 
 
 WRITER = textwrap.dedent("""
@@ -253,11 +254,11 @@ def test_add_mock_domain_and_rejoin(tmp_path):
 def test_join_rejects_inconsistent_shards(tmp_path):
     a = write_fake(tmp_path, 1)
     b = write_shard(tmp_path / "other" / "galaxy_1.h5", fake_maps(1), fake_meta(1),
-                    config_hash="h1", cosmology="{}")
+                    config_hash="h1", cosmology=COSMOLOGY)
     with pytest.raises(StoreError, match="galaxy 1"):
         join_shards([a, b], tmp_path / "dataset.h5")
     c = write_shard(shard_path(tmp_path, 2), fake_maps(2), fake_meta(2),
-                    config_hash="h2", cosmology="{}")
+                    config_hash="h2", cosmology=COSMOLOGY)
     with pytest.raises(StoreError, match="config_hash"):
         join_shards([a, c], tmp_path / "dataset.h5")
     d = write_shard(shard_path(tmp_path, 3), fake_maps(3), fake_meta(3),
