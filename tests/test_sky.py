@@ -266,3 +266,19 @@ def test_sources_from_galaxy(tmp_path):
     assert np.all(src.temperature.value[sf] == 1e4)
     cont = ContinuumSource.from_galaxy(galaxy, rot)
     assert cont.sfr.sum().value == pytest.approx(galaxy.gas.sfr.sum(), rel=1e-12)
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="ctype"):
+        SpectralAxis(8, 5 * u.km / u.s, ctype="VOPT")
+    with pytest.raises(ValueError, match="channel_width"):
+        SpectralAxis(8, -5 * u.km / u.s)
+    with pytest.raises(u.UnitsError, match="pixel_size"):
+        SkyGrid(32, 1 * u.Jy)
+    with pytest.raises(ValueError, match="redshift must be > 0"):
+        SkyPlacement(redshift=0.0)
+    with pytest.raises(ValueError, match=r"positions must have shape \(2, 3\)"):
+        HISource([[0, 0, 0]] * u.kpc, [[0, 0, 0], [0, 0, 0]] * u.km / u.s, [1, 1] * u.Msun,
+                 [1, 1] * u.kpc, [1e4, 1e4] * u.K)
+    with pytest.raises(ValueError, match="n_sigma"):
+        LineModel(n_sigma=0)
