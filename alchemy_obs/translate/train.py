@@ -425,6 +425,7 @@ def train(
     if run.rank == 0:
         from alchemy_obs.translate.evaluate import evaluate_method
 
+        run.method.wrap(lambda net: net)  # rank 0 alone must not go through DDP
         for name, ema in run.ema.nets.items():
             run.method.nets[name].load_state_dict(ema.state_dict())
         metrics = {}
