@@ -58,6 +58,10 @@ KERNELS = ("cubic_spline", "wendland_c2")
 _N_PROJ = 2048
 #: Number of intervals per axis of the cumulative 2D table C(a, b) on [-1, 1]^2.
 _N_CUM = 512
+#: Segment bounds in s^2 of the polynomial form of the column kernel (narrow near s = 0,
+#: where F has a s^4 ln s term).
+POLY_BREAKS = (0.0, 0.05, 0.3, 1.0)
+_POLY_DEGREE = 8
 #: Number of intervals of the cumulative line-of-sight table on [-1, 1].
 _N_LOS = 4096
 
@@ -162,6 +166,12 @@ class KernelTables:
     packed : ndarray, shape (_N_PROJ + 1, 4)
         Rows :math:`(F_k, F_{k+1} - F_k, L_k, L_{k+1} - L_k)` of column kernel and Laplacian,
         one cache line per look-up; the last row is zero.
+    poly : ndarray, shape (2, 3, 9)
+        Degree-8 polynomials of :math:`F` (``poly[0]``) and :math:`\\nabla^2 F` (``poly[1]``)
+        on the :math:`s^2` segments of :data:`POLY_BREAKS`, in the local variable
+        :math:`x = 2(s^2 - a)/(b - a) - 1`, lowest order first; :math:`F` matches the
+        table to a few :math:`10^{-6}` of :math:`F(0)`. They evaluate without look-ups, so
+        pixel loops vectorise.
     los_cumulative : ndarray, shape (_N_LOS + 1,)
         Kernel mass fraction below :math:`z/H = -1 + 2k/N`.
     """
@@ -173,6 +183,7 @@ class KernelTables:
     quadrant: np.ndarray
     marginal: np.ndarray
     packed: np.ndarray
+    poly: np.ndarray
     los_cumulative: np.ndarray
 
     def cumulative_at(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -269,6 +280,19 @@ def _los_cumulative(kernel: str) -> np.ndarray:
     return cum / cum[-1]
 
 
+def _polynomials(column: np.ndarray, laplacian: np.ndarray) -> np.ndarray:
+    """Least-squares Chebyshev fits of F and its Laplacian per s^2 segment, as monomials."""
+    u_nodes = np.linspace(0.0, 1.0, column.size)
+    out = np.zeros((2, len(POLY_BREAKS) - 1, _POLY_DEGREE + 1))
+    for k, (a, b) in enumerate(zip(POLY_BREAKS[:-1], POLY_BREAKS[1:])):
+        sel = (u_nodes >= a) & (u_nodes <= b)
+        x = 2.0 * (u_nodes[sel] - a) / (b - a) - 1.0
+        for j, values in enumerate((column, laplacian)):
+            cheb = np.polynomial.chebyshev.chebfit(x, values[sel], _POLY_DEGREE)
+            out[j, k] = np.polynomial.chebyshev.cheb2poly(cheb)
+    return out
+
+
 @lru_cache(maxsize=None)
 def kernel_tables(kernel: str = "cubic_spline") -> KernelTables:
     """Tables of ``kernel`` for the projection (computed once per process, ~0.3 s).
@@ -302,9 +326,10 @@ def kernel_tables(kernel: str = "cubic_spline") -> KernelTables:
         # From the same table as the quadrant, so corner differences telescope exactly.
         marginal=np.ascontiguousarray(cumulative[-1, half:]),
         packed=packed,
+        poly=_polynomials(column[:-1], laplacian[:-1]),
         los_cumulative=los,
     )
     for arr in (tables.column, tables.laplacian, tables.cumulative, tables.quadrant,
-                tables.marginal, tables.packed, tables.los_cumulative):
+                tables.marginal, tables.packed, tables.poly, tables.los_cumulative):
         arr.setflags(write=False)
     return tables

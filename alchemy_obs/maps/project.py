@@ -10,8 +10,10 @@ pixel)`` and a map is a sum of weights per pixel. Three regimes, all exact in to
   shared by neighbouring pixels, so the sum over any block of pixels telescopes exactly to
   the kernel mass inside the block;
 * larger supports: the pixel mean is :math:`F + \\nabla^2 F/24` (in pixel units) at the pixel
-  centre, fourth-order accurate, then rescaled so the pixels sum to the kernel mass inside
-  the map (from :math:`C`, exactly one for a kernel entirely inside).
+  centre, fourth-order accurate, evaluated from piecewise polynomials (no table look-ups, so
+  the pixel loop vectorises); the central pixel(s), where :math:`F` has a :math:`u^2 \\ln u`
+  term, get 4x4 Gauss points instead; then all are rescaled so the pixels sum to the kernel
+  mass inside the map (from :math:`C`, exactly one for a kernel entirely inside).
 
 Particles straddling the map edge therefore deposit exactly their inside part, and the total
 of a map equals the summed weights of particles whose kernels lie inside it to round-off.
@@ -32,7 +34,7 @@ import numpy as np
 from astropy import units as u
 from numba import njit, prange
 
-from alchemy_obs.maps.kernels import kernel_tables
+from alchemy_obs.maps.kernels import POLY_BREAKS, kernel_tables
 
 __all__ = ["project_particles", "surface_density", "weighted_average"]
 
@@ -43,6 +45,11 @@ _H_CORNER = 4.0
 _NEAR = 1
 _H_FAR = 12.0
 _GX, _GW = np.polynomial.legendre.leggauss(4)
+_U0 = np.uint64(0)
+_B1, _B2 = POLY_BREAKS[1], POLY_BREAKS[2]
+_SEG_SCALE0 = 2.0 / POLY_BREAKS[1]
+_SEG_SCALE1 = 2.0 / (POLY_BREAKS[2] - POLY_BREAKS[1])
+_SEG_SCALE2 = 2.0 / (POLY_BREAKS[3] - POLY_BREAKS[2])
 #: Reassociation lets LLVM vectorise the pixel loops; no finite-math assumptions are made.
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
 
@@ -89,22 +96,58 @@ def _cval(quad, marg, n, a, b):
 def _column_at(packed, q2, nproj, lapc):
     """F + lapc * Laplacian at s^2 = q2; q2 >= 1 reads the zero last row (branch-free)."""
     f = min(q2, 1.0) * nproj
-    k = int(f)
+    k = np.uint64(f)
     t = f - k
     return packed[k, 0] + t * packed[k, 1] + lapc * (packed[k, 2] + t * packed[k, 3])
+
+
+@njit(inline="always", fastmath=_FAST)
+def _h9(x, c0, c1, c2, c3, c4, c5, c6, c7, c8):
+    return c0 + x * (c1 + x * (c2 + x * (c3 + x * (c4 + x * (
+        c5 + x * (c6 + x * (c7 + x * c8)))))))
+
+
+@njit(inline="always", fastmath=_FAST)
+def _column_row(c, da2, db2, lo, hi, out):
+    """Column kernel polynomials ``c`` at s^2 = da2[e] + db2, e in [lo, hi), into ``out``.
+
+    The three segments are all evaluated and one selected, without branches or table
+    look-ups; coefficients sit in locals (no aliasing with ``out``) and indices are unsigned
+    (no negative-index wraparound), so the loop vectorises. Returns the sum.
+    """
+    (c00, c01, c02, c03, c04,
+     c05, c06, c07, c08) = c[0]
+    (c10, c11, c12, c13, c14,
+     c15, c16, c17, c18) = c[1]
+    (c20, c21, c22, c23, c24,
+     c25, c26, c27, c28) = c[2]
+    total = 0.0
+    for e in range(np.uint64(lo), np.uint64(hi)):
+        q2 = da2[e] + db2
+        x0 = q2 * _SEG_SCALE0 - 1.0
+        x1 = (q2 - _B1) * _SEG_SCALE1 - 1.0
+        x2 = (q2 - _B2) * _SEG_SCALE2 - 1.0
+        v0 = _h9(x0, c00, c01, c02, c03, c04, c05, c06, c07, c08)
+        v1 = _h9(x1, c10, c11, c12, c13, c14, c15, c16, c17, c18)
+        v2 = _h9(x2, c20, c21, c22, c23, c24, c25, c26, c27, c28)
+        v = v2 if q2 >= _B2 else (v1 if q2 >= _B1 else v0)
+        v = max(v, 0.0) if q2 < 1.0 else 0.0
+        out[e] = v
+        total += v
+    return total
 
 
 @njit(inline="always", fastmath=_FAST)
 def _deposit_row(img, w, p, nw, row, start, vals, count, scale):
     for k in range(nw):
         wk = w[k, p] * scale
-        target = img[k, row]
-        for e in range(count):
-            target[start + e] += wk * vals[e]
+        target = img[k, row, start:start + count]
+        for e in range(_U0, np.uint64(count)):
+            target[e] += wk * vals[e]
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
-def _project(x, y, h, w, xmin, ymin, dx, dy, nx, ny, packed, quad, marg, nchunks):
+def _project(x, y, h, w, xmin, ymin, dx, dy, nx, ny, packed, poly, quad, marg, nchunks):
     n = x.size
     nw = w.shape[0]
     nq = quad.shape[0] - 1
@@ -120,6 +163,7 @@ def _project(x, y, h, w, xmin, ymin, dx, dy, nx, ny, packed, quad, marg, nchunks
         diff = np.empty(nx + 2)
         da2 = np.empty(nx + 2)
         box = np.empty(ny * nx)
+        coef = np.empty((poly.shape[1], poly.shape[2]))
         for p in range(c, n, nchunks):
             px = (x[p] - xmin) * inv_dx
             py = (y[p] - ymin) * inv_dy
@@ -165,6 +209,9 @@ def _project(x, y, h, w, xmin, ymin, dx, dy, nx, ny, packed, quad, marg, nchunks
                 continue
             # Large kernel: pixel mean = F + lap F / 24 (pixel units) at the pixel centre.
             lapc = (1.0 / (hx * hx) + 1.0 / (hy * hy)) / 48.0
+            for k in range(poly.shape[1]):
+                for j in range(poly.shape[2]):
+                    coef[k, j] = poly[0, k, j] + lapc * poly[1, k, j]
             for e in range(mx):
                 da = (ia0 + e + 0.5 - px) / hx
                 da2[e] = da * da
@@ -172,23 +219,19 @@ def _project(x, y, h, w, xmin, ymin, dx, dy, nx, ny, packed, quad, marg, nchunks
             for l in range(my):
                 db = (jb0 + l + 0.5 - py) / hy
                 db2 = db * db
-                base = l * mx
+                row = box[l * mx:(l + 1) * mx]
                 # Only pixel centres inside the support circle carry kernel (and zeros
                 # elsewhere keep the deposit loop simple).
-                lo, hi = mx, 0
+                lo, hi = mx, mx
                 if db2 < 1.0:
                     half = hx * math.sqrt(1.0 - db2)
                     lo = max(int(math.floor(px - half - 0.5)) - ia0, 0)
-                    hi = min(int(math.ceil(px + half - 0.5)) - ia0 + 1, mx)
-                for e in range(0, min(lo, mx)):
-                    box[base + e] = 0.0
-                for e in range(lo, hi):
-                    q2 = da2[e] + db2
-                    v = max(_column_at(packed, q2, nproj, lapc), 0.0)
-                    box[base + e] = v
-                    total += v
-                for e in range(max(hi, lo), mx):
-                    box[base + e] = 0.0
+                    hi = max(min(int(math.ceil(px + half - 0.5)) - ia0 + 1, mx), lo)
+                row[:lo] = 0.0
+                row[hi:] = 0.0
+                # Unsigned indices: numba then omits negative-index wraparound, and the
+                # loop vectorises.
+                total += _column_row(coef, da2, db2, lo, hi, row)
             # The column kernel has a u^2 ln u term at its centre where the Taylor rule
             # fails: the central pixels get 4x4 Gauss-Legendre points instead.
             ic = int(math.floor(px))
@@ -315,7 +358,8 @@ def project_particles(
     nchunks = int(nthreads or numba.get_num_threads())
     image = _project(
         x, y, h, w, xmin, ymin, (xmax - xmin) / nx, (ymax - ymin) / ny, nx, ny,
-        tables.packed, tables.quadrant, tables.marginal, max(1, min(nchunks, max(x.size, 1))),
+        tables.packed, tables.poly, tables.quadrant, tables.marginal,
+        max(1, min(nchunks, max(x.size, 1))),
     )
     return image[0] if single else image
 
