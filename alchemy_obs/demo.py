@@ -105,11 +105,37 @@ def _stage_mock_dataset(config: Config, out: Path) -> None:
              len(report["written"]), len(report["skipped"]), report["dataset"])
 
 
+def _stage_infer(config: Config, out: Path) -> None:
+    """The demonstration model's dark-matter map of the mock HI cube, with an overlay PNG.
+
+    Uses ``infer.model`` when set, else the shipped :data:`DEMO_MODEL` of ``infer.registry``
+    (run the demo from the repository root, or point ``infer.registry`` at the repository's
+    ``models/registry.yaml``).
+    """
+    from alchemy_obs.infer import infer_file, load_translator
+
+    cubes = sorted((out / "mocks").glob("*_hi_image.fits"))
+    if not cubes:
+        raise RuntimeError(f"demo infer: no mock HI cube (*_hi_image.fits) in {out / 'mocks'}")
+    device = None if config.device == "auto" else config.device
+    model = load_translator(config.infer.model or DEMO_MODEL, config.infer.registry, device)
+    result = infer_file(cubes[0], model, out / "inferred", overwrite=True, plot=True,
+                        seed=config.seed, samples=config.infer.samples, steps=config.infer.steps)
+    log.info("%s -> %s and %s (model %s%s; distance %.1f from %s)", cubes[0], result.output,
+             result.output.with_suffix(".png"), model.name,
+             ", a demonstration model: not a science result" if model.demonstration else "",
+             result.distance, result.distance_source)
+
+
+#: Registry name of the model shipped in ``models/``, used by the demo's infer stage.
+DEMO_MODEL = "demo-hi2dm"
+
 STAGES: list[tuple[str, Stage]] = [
     ("synthetic galaxies", _stage_synth),
     ("physical maps dataset", _stage_maps),
     ("mock SKA-MID observation", _stage_mock),
     ("mock domains of the dataset", _stage_mock_dataset),
+    ("inference with the demonstration model", _stage_infer),
 ]
 
 
