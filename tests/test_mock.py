@@ -227,3 +227,17 @@ def test_cli_galaxy_fits_and_dataset_domains(tmp_path):
                        np.nan_to_num(views["hi_mom0"]).ravel())[0, 1] > 0.8
     # A second run finds the domains in place and skips the galaxy.
     assert main(["mock", "--dataset", str(tmp_path / "maps"), "--input", str(cutouts), *sets]) == 0
+
+
+@pytest.mark.slow
+def test_demo_mock_stage(tmp_path):
+    _need_gas_physics()
+    from alchemy_obs.demo import _stage_mock
+
+    cfg = load_config(None, ["synth.n_galaxies=1", "synth.n_particles=5000", "mock.npix=32",
+                             "mock.n_channels=16", "mock.channel_width_kms=20",
+                             "observe.hour_angle_start_h=-0.5", "observe.hour_angle_end_h=0.5",
+                             "observe.dump_s=600"])
+    _stage_mock(cfg, tmp_path)
+    assert (tmp_path / "mock.png").stat().st_size > 10_000
+    assert len(list((tmp_path / "mocks").glob("cutout_0_faceon_*.fits"))) == 12
