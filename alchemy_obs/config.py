@@ -309,6 +309,10 @@ class SDEConfig(Section):
         description="Signal-to-noise ratio of the Langevin corrector (inflates variances by ~snr^2).",
     )
     corrector_steps: int = Field(1, ge=0, description="Langevin steps per predictor step.")
+    denoise: bool = Field(
+        True, description="End with one Tweedie step x0 = (x + s^2 score) / m at t_min "
+        "(Song's noise removal)."
+    )
     probe: Literal["rademacher", "gaussian"] = Field(
         "rademacher", description="Hutchinson probe of the likelihood's divergence."
     )

@@ -21,7 +21,8 @@ prior at ``t = 1`` down to ``t_min``: Euler-Maruyama (predictor), optionally fol
 Langevin MCMC steps (corrector) whose step size is set by a signal-to-noise ratio (Song et
 al. 2021, algorithms 4 and 5), or the probability-flow ODE ``dx = [f - g^2 score / 2] dt``
 (deterministic; Heun's method). The samplers take any ``score_fn(x, t)``, so they can be
-checked against exact scores of analytic targets.
+checked against exact scores of analytic targets. The method optionally ends with one
+Tweedie denoising step at ``t_min`` (``denoise``, Song's "noise removal").
 """
 
 from __future__ import annotations
@@ -259,7 +260,14 @@ class ScoreSDE(Method):
         score = self.score_fn(condition)
         if sampler in ("pc", "em"):
             corrector = cfg.corrector_steps if sampler == "pc" else 0
-            return sample_pc(self.sde, score, x, n, cfg.t_min, corrector, cfg.snr, generator, callback)
-        if sampler == "ode":
-            return sample_ode(self.sde, score, x, n, cfg.t_min, callback)
-        raise ValueError(f"unknown SDE sampler {sampler!r}; use 'pc', 'em' or 'ode'")
+            x = sample_pc(self.sde, score, x, n, cfg.t_min, corrector, cfg.snr, generator, callback)
+        elif sampler == "ode":
+            x = sample_ode(self.sde, score, x, n, cfg.t_min, callback)
+        else:
+            raise ValueError(f"unknown SDE sampler {sampler!r}; use 'pc', 'em' or 'ode'")
+        if cfg.denoise:
+            # Tweedie: E[x_0 | x_t] = (x_t + s^2 score) / m removes the noise left at t_min.
+            t = torch.full((b,), cfg.t_min, device=x.device, dtype=x.dtype)
+            m, s = self.sde.marginal(t)
+            x = (x + _col(s**2, x) * score(x, t)) / _col(m, x)
+        return x

@@ -13,7 +13,11 @@ shift ``m``, scale ``s`` and gate ``g`` regressed from the time embedding (adaLN
 initialised gate so each block starts as the identity). As in U-ViT, the first half of
 the blocks is joined to the mirrored second half by long skips (concatenation + linear).
 A second depthwise convolution precedes the linear head, whose output is unpatchified and
-smoothed across patch borders by a final 3x3 convolution (as in U-ViT).
+refined at full resolution by two 3x3 convolutions that also see the network's input (a
+pixel-level long skip, time-modulated). A token of width ``D`` cannot carry the ``p^2 C``
+independent pixel values of white noise when ``D < p^2 C``, yet a noise-predicting
+denoiser must return nearly its input at high noise; U-ViT's single output convolution
+(which sees only the unpatchified head) left DiM unable to learn that on 64x64 maps.
 
 Like :class:`~alchemy_obs.translate.nets.unet.UNet`, ``forward(x, t)`` takes ``t`` in
 [0, 1]; conditioning on the observation is by channel concatenation in the method.
@@ -22,6 +26,7 @@ Like :class:`~alchemy_obs.translate.nets.unet.UNet`, ``forward(x, t)`` takes ``t
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from alchemy_obs.translate.nets.layers import TimeMLP
@@ -137,7 +142,10 @@ class DiM(nn.Module):
         self.local_out = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.norm_out = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, patch_size * patch_size * out_channels)
-        self.conv_out = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        pix = max(16, 4 * out_channels)
+        self.pixel_in = nn.Conv2d(in_channels + out_channels, pix, 3, padding=1)
+        self.pixel_time = nn.Linear(time_dim, pix) if time_embedding else None
+        self.pixel_out = nn.Conv2d(pix, out_channels, 3, padding=1)
 
     def forward(self, x: Tensor, t: Tensor | None = None) -> Tensor:
         b, _, height, width = x.shape
@@ -165,4 +173,7 @@ class DiM(nn.Module):
         gh, gw = height // p, width // p
         out = out.reshape(b, gh, gw, p, p, self.out_channels)
         out = out.permute(0, 5, 1, 3, 2, 4).reshape(b, self.out_channels, height, width)
-        return self.conv_out(out)
+        f = self.pixel_in(torch.cat([out, x], dim=1))
+        if self.pixel_time is not None:
+            f = f + self.pixel_time(F.silu(temb))[:, :, None, None]
+        return out + self.pixel_out(F.silu(f))

@@ -9,7 +9,7 @@ State Spaces", Algorithm 2) maps a sequence ``u`` ``(B, L, D)`` to ``(B, L, D)``
 4. discretisation: zero-order hold for the state matrix, ``Abar = exp(Delta A)``, and the
    Euler (first-order) rule for the input, ``Bbar x = Delta B x`` (the simplification the
    paper uses in its reference kernels);
-5. selective scan ``h_t = Abar_t h_{t-1} + Bbar_t x_t``, ``y_t = C_t . h_t + D x_t``;
+5. selective scan ``h_t = Abar_t h_{t-1} + Bbar_t x_t``, ``y_t = C_t^T h_t + D x_t``;
 6. gated output ``y * SiLU(z)`` and out-projection.
 
 The reference implementation needs CUDA kernels; here the scan is plain tensor algebra so
@@ -54,7 +54,7 @@ CPU_CHUNK, CUDA_CHUNK = 32, 4096
 
 
 def scan_sequential(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
-    """``y_t = C_t . h_t`` with ``h_t = a_t h_{t-1} + b_t``, ``h_0 = 0``, by a loop over t.
+    """``y_t = C_t^T h_t`` with ``h_t = a_t h_{t-1} + b_t``, ``h_0 = 0``, by a loop over t.
 
     Parameters
     ----------
