@@ -27,7 +27,8 @@ cubic spline changes branch) as a function of :math:`s^2`, renormalised so that
 :math:`\\int F\\,2\\pi s\\,ds = 1` to machine precision. Its Laplacian :math:`\\nabla^2 F`
 is tabulated beside it: the mean of :math:`F` over a square pixel of side :math:`d` is
 :math:`F + (d^2/24)\\nabla^2 F + O(d^4)`, which lets a large particle be pixel-integrated
-to fourth order with one table look-up per pixel.
+to fourth order with one evaluation per pixel. For that evaluation both are also fitted by
+piecewise polynomials in :math:`s^2` (no look-ups, so the pixel loop vectorises).
 
 The cumulative table :math:`C(a, b) = \\int_{-1}^{a}\\int_{-1}^{b} F\\,dy\\,dx` (in units
 of :math:`H`) gives the exact kernel mass in any axis-aligned rectangle by four look-ups:
@@ -163,9 +164,9 @@ class KernelTables:
         quarter of the memory keeps the look-ups in cache).
     marginal : ndarray, shape (_N_CUM // 2 + 1,)
         :math:`C(1, b)` on the nodes with :math:`b \\ge 0`.
-    packed : ndarray, shape (_N_PROJ + 1, 4)
-        Rows :math:`(F_k, F_{k+1} - F_k, L_k, L_{k+1} - L_k)` of column kernel and Laplacian,
-        one cache line per look-up; the last row is zero.
+    packed : ndarray, shape (_N_PROJ + 1, 2)
+        Rows :math:`(F_k, F_{k+1} - F_k)` for linear interpolation in one cache line; the
+        last row is zero.
     poly : ndarray, shape (2, 3, 9)
         Degree-8 polynomials of :math:`F` (``poly[0]``) and :math:`\\nabla^2 F` (``poly[1]``)
         on the :math:`s^2` segments of :data:`POLY_BREAKS`, in the local variable
@@ -312,11 +313,9 @@ def kernel_tables(kernel: str = "cubic_spline") -> KernelTables:
     cumulative = _cumulative_2d(kernel, norm)
     los = _los_cumulative(kernel)
     half = _N_CUM // 2
-    packed = np.zeros((_N_PROJ + 1, 4))
+    packed = np.zeros((_N_PROJ + 1, 2))
     packed[:, 0] = column[:-1]
     packed[:, 1] = column[1:] - column[:-1]
-    packed[:, 2] = laplacian[:-1]
-    packed[:, 3] = laplacian[1:] - laplacian[:-1]
     tables = KernelTables(
         kernel=kernel,
         column=column,

@@ -12,7 +12,7 @@ pixel)`` and a map is a sum of weights per pixel. Three regimes, all exact in to
 * larger supports: the pixel mean is :math:`F + \\nabla^2 F/24` (in pixel units) at the pixel
   centre, fourth-order accurate, evaluated from piecewise polynomials (no table look-ups, so
   the pixel loop vectorises); the central pixel(s), where :math:`F` has a :math:`u^2 \\ln u`
-  term, get 4x4 Gauss points instead; then all are rescaled so the pixels sum to the kernel
+  term, get 3x3 Gauss points instead; then all are rescaled so the pixels sum to the kernel
   mass inside the map (from :math:`C`, exactly one for a kernel entirely inside).
 
 Particles straddling the map edge therefore deposit exactly their inside part, and the total
@@ -40,11 +40,11 @@ __all__ = ["project_particles", "surface_density", "weighted_average"]
 
 #: Support radius (pixels) from which the Laplacian-corrected pixel-centre rule is used.
 _H_CORNER = 4.0
-#: Pixels within this many of the particle's pixel use 4x4 Gauss points (large kernels);
+#: Pixels within this many of the particle's pixel use 3x3 Gauss points (large kernels);
 #: from _H_FAR pixels on, only the particle's own pixel does.
 _NEAR = 1
 _H_FAR = 12.0
-_GX, _GW = np.polynomial.legendre.leggauss(4)
+_GX, _GW = np.polynomial.legendre.leggauss(3)
 _U0 = np.uint64(0)
 _B1, _B2 = POLY_BREAKS[1], POLY_BREAKS[2]
 _SEG_SCALE0 = 2.0 / POLY_BREAKS[1]
@@ -93,12 +93,11 @@ def _cval(quad, marg, n, a, b):
 
 
 @njit(inline="always", fastmath=_FAST)
-def _column_at(packed, q2, nproj, lapc):
-    """F + lapc * Laplacian at s^2 = q2; q2 >= 1 reads the zero last row (branch-free)."""
+def _column_at(packed, q2, nproj):
+    """Tabulated column kernel at s^2 = q2; q2 >= 1 reads the zero last row."""
     f = min(q2, 1.0) * nproj
     k = np.uint64(f)
-    t = f - k
-    return packed[k, 0] + t * packed[k, 1] + lapc * (packed[k, 2] + t * packed[k, 3])
+    return packed[k, 0] + (f - k) * packed[k, 1]
 
 
 @njit(inline="always", fastmath=_FAST)
@@ -164,6 +163,8 @@ def _project(x, y, h, w, xmin, ymin, dx, dy, nx, ny, packed, poly, quad, marg, n
         da2 = np.empty(nx + 2)
         box = np.empty(ny * nx)
         coef = np.empty((poly.shape[1], poly.shape[2]))
+        rlo = np.empty(ny + 2, np.int64)
+        rhi = np.empty(ny + 2, np.int64)
         for p in range(c, n, nchunks):
             px = (x[p] - xmin) * inv_dx
             py = (y[p] - ymin) * inv_dy
@@ -219,36 +220,44 @@ def _project(x, y, h, w, xmin, ymin, dx, dy, nx, ny, packed, poly, quad, marg, n
             for l in range(my):
                 db = (jb0 + l + 0.5 - py) / hy
                 db2 = db * db
-                row = box[l * mx:(l + 1) * mx]
-                # Only pixel centres inside the support circle carry kernel (and zeros
-                # elsewhere keep the deposit loop simple).
-                lo, hi = mx, mx
+                # Only pixel centres inside the support circle carry kernel: the row's
+                # range [lo, hi) is evaluated and later deposited.
+                lo, hi = 0, 0
                 if db2 < 1.0:
                     half = hx * math.sqrt(1.0 - db2)
                     lo = max(int(math.floor(px - half - 0.5)) - ia0, 0)
                     hi = max(min(int(math.ceil(px + half - 0.5)) - ia0 + 1, mx), lo)
-                row[:lo] = 0.0
-                row[hi:] = 0.0
-                # Unsigned indices: numba then omits negative-index wraparound, and the
-                # loop vectorises.
-                total += _column_row(coef, da2, db2, lo, hi, row)
+                rlo[l] = lo
+                rhi[l] = hi
+                total += _column_row(coef, da2, db2, lo, hi, box[l * mx:(l + 1) * mx])
             # The column kernel has a u^2 ln u term at its centre where the Taylor rule
-            # fails: the central pixels get 4x4 Gauss-Legendre points instead.
+            # fails: the central pixels get 3x3 Gauss-Legendre points instead.
             ic = int(math.floor(px))
             jc = int(math.floor(py))
             near = _NEAR if min(hx, hy) < _H_FAR else 0
             for jj in range(max(jc - near, jb0), min(jc + near, jb1) + 1):
                 for ii in range(max(ic - near, ia0), min(ic + near, ia1) + 1):
                     v = 0.0
-                    for gy in range(4):
+                    for gy in range(_GX.size):
                         bb = (jj + 0.5 + 0.5 * _GX[gy] - py) / hy
-                        for gx in range(4):
+                        for gx in range(_GX.size):
                             aa = (ii + 0.5 + 0.5 * _GX[gx] - px) / hx
                             v += 0.25 * _GW[gx] * _GW[gy] * _column_at(
-                                packed, aa * aa + bb * bb, nproj, 0.0)
-                    idx = (jj - jb0) * mx + (ii - ia0)
-                    total += v - box[idx]
-                    box[idx] = v
+                                packed, aa * aa + bb * bb, nproj)
+                    l = jj - jb0
+                    e = ii - ia0
+                    if rlo[l] >= rhi[l]:
+                        rlo[l] = e
+                        rhi[l] = e + 1
+                        box[l * mx + e] = 0.0
+                    while e < rlo[l]:
+                        rlo[l] -= 1
+                        box[l * mx + rlo[l]] = 0.0
+                    while e >= rhi[l]:
+                        box[l * mx + rhi[l]] = 0.0
+                        rhi[l] += 1
+                    total += v - box[l * mx + e]
+                    box[l * mx + e] = v
             if total <= 0.0:
                 continue
             inside = 1.0
@@ -261,7 +270,9 @@ def _project(x, y, h, w, xmin, ymin, dx, dy, nx, ny, packed, poly, quad, marg, n
                           - _cval(quad, marg, nq, a1, b0) + _cval(quad, marg, nq, a0, b0))
             scale = inside / total
             for l in range(my):
-                _deposit_row(img, w, p, nw, jb0 + l, ia0, box[l * mx:(l + 1) * mx], mx, scale)
+                lo = rlo[l]
+                _deposit_row(img, w, p, nw, jb0 + l, ia0 + lo,
+                             box[l * mx + lo:l * mx + rhi[l]], rhi[l] - lo, scale)
     result = np.zeros((nw, ny, nx))
     for c in range(nchunks):
         result += out[c]
