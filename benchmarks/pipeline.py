@@ -53,7 +53,7 @@ def direct(config_path: str, overrides: list[str]) -> float:
     for s in sources:
         build_shard(s, cfg.maps.out_dir, cfg.maps)
         add_mock_domains(shard_path(cfg.maps.out_dir, s.galaxy_id), s.load(), cfg.mock,
-                         cfg.observe, kernel=cfg.maps.kernel)
+                         cfg.observe, cfg.maps)
     join_shards([shard_path(cfg.maps.out_dir, s.galaxy_id) for s in sources],
                 Path(cfg.maps.out_dir) / "dataset.h5",
                 split_fractions=cfg.maps.split_fractions, split_seed=cfg.maps.split_seed)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from prefect.futures import wait
 
-from alchemy_obs.config import MockConfig, ObserveConfig
+from alchemy_obs.config import MapsConfig, MockConfig, ObserveConfig
 from alchemy_obs.maps.build import GalaxySource
 from alchemy_obs.maps.store import shard_path
 from alchemy_obs.observe.mock import add_mock_domains
@@ -26,19 +26,19 @@ def _mock_key(context, parameters) -> str:
     source: GalaxySource = parameters["source"]
     shard = shard_path(parameters["out_dir"], source.galaxy_id)
     return cache_key("mock", source.galaxy_id, source.label, parameters["mock"],
-                     parameters["observe"], parameters["kernel"], file_stamp(shard))
+                     parameters["observe"], parameters["maps"], file_stamp(shard))
 
 
 @task(name="mock-shard", task_run_name="mock-{source.galaxy_id}",
       cache_key_fn=_mock_key, persist_result=True)
 def mock_shard(source: GalaxySource, out_dir: str, mock: MockConfig, observe: ObserveConfig,
-               kernel: str) -> int:
+               maps: MapsConfig) -> int:
     """Add the mock domains to the views of one galaxy's shard; returns the galaxy id."""
     shard = shard_path(out_dir, source.galaxy_id)
     if not shard.exists():
         raise FileNotFoundError(f"{shard}: no map shard for galaxy {source.galaxy_id}; "
                                 "run build-maps first")
-    add_mock_domains(shard, source.load(), mock, observe, kernel=kernel)
+    add_mock_domains(shard, source.load(), mock, observe, maps)
     return source.galaxy_id
 
 
@@ -71,7 +71,7 @@ def _make_mocks(config, overrides, source, inputs, ids) -> str:
     out_dir = str(cfg.maps.out_dir)
     sources = [s for s in galaxy_sources(cfg, source, inputs, ids)
                if shard_path(out_dir, s.galaxy_id).exists()]
-    futures = [mock_shard.submit(s, out_dir, cfg.mock, cfg.observe, cfg.maps.kernel)
+    futures = [mock_shard.submit(s, out_dir, cfg.mock, cfg.observe, cfg.maps)
                for s in sources]
     wait(futures)
     done = []

@@ -33,9 +33,8 @@ from radio_beam import Beam
 from reproject import reproject_adaptive, reproject_interp
 
 from alchemy_obs.config import MapsConfig, MockConfig, ObserveConfig
-from alchemy_obs.observe.fast import ImagePlaneSimulator
-from alchemy_obs.observe.imaging import ImageResult, Imager
-from alchemy_obs.observe.interferometer import BuiltinSimulator
+from alchemy_obs.observe.engine import MockObserver
+from alchemy_obs.observe.imaging import ImageResult
 from alchemy_obs.observe.sky import (
     ContinuumModel,
     ContinuumSource,
@@ -48,15 +47,13 @@ from alchemy_obs.observe.sky import (
     continuum_image,
     hi_cube,
 )
-from alchemy_obs.observe.telescope import Observation
+from alchemy_obs.observe.telescope import Observation, Telescope
 from alchemy_obs.physics import radio
 
 __all__ = [
     "MOCK_DOMAINS",
     "Mock",
     "make_mock",
-    "build_simulator",
-    "VisibilityPath",
     "observation_for",
     "map_wcs",
     "reproject_to_map",
@@ -155,7 +152,8 @@ class Mock:
         return {"continuum": self.continuum()}
 
 
-def observation_for(sky: SkyModel, observe: ObserveConfig, channel_width: u.Quantity | None = None) -> Observation:
+def observation_for(sky: SkyModel, observe: ObserveConfig, channel_width: u.Quantity | None = None,
+                    telescope: Telescope | None = None) -> Observation:
     """The observation of ``observe`` pointed at the sky model with its channels.
 
     Parameters
@@ -167,6 +165,9 @@ def observation_for(sky: SkyModel, observe: ObserveConfig, channel_width: u.Quan
         Array, track, dump time, band and polarisations.
     channel_width : Quantity, optional
         Channel width; default the cube's channel spacing.
+    telescope : Telescope, optional
+        Default ``Telescope.from_config(observe.telescope)``; pass the observer's own so that
+        its fast-mode cache recognises the set-up.
     """
     centre = SkyCoord(sky.placement.ra, sky.placement.dec, frame="icrs")
     freqs = sky.frequencies
@@ -174,41 +175,8 @@ def observation_for(sky: SkyModel, observe: ObserveConfig, channel_width: u.Quan
         if len(freqs) < 2:
             raise ValueError("a single-channel sky needs channel_width")
         channel_width = abs(freqs[1] - freqs[0])
-    return Observation.from_config(observe, centre, frequencies=freqs, channel_width=channel_width)
-
-
-class VisibilityPath:
-    """The full visibility path as one simulator: ducc0 degridding, noise, Cotton-Schwab CLEAN.
-
-    Parameters
-    ----------
-    imager : Imager
-    noise : bool
-    seed : int, optional
-    """
-
-    def __init__(self, imager: Imager, noise: bool = True, seed=None):
-        self.imager = imager
-        self.engine = BuiltinSimulator(noise=noise, seed=seed)
-
-    def observe(self, sky, observation: Observation) -> ImageResult:
-        """Visibilities of ``sky``, imaged and restored."""
-        return self.imager.image(self.engine.observe(sky, observation))
-
-
-def build_simulator(sky: SkyModel, observation: Observation, observe: ObserveConfig):
-    """The simulator of ``observe.mode`` for a sky model's grid: an
-    :class:`~alchemy_obs.observe.fast.ImagePlaneSimulator` (``"fast"``; the PSFs and noise of
-    the observation are computed here, once) or a :class:`VisibilityPath` (``"visibility"``).
-    """
-    img = observe.imaging
-    if img.npix is not None or img.cell_arcsec is not None:
-        raise ValueError("observe.imaging.npix and cell_arcsec must be null for mocks: the mock "
-                         "is imaged on its sky grid (set mock.npix instead)")
-    imager = Imager.from_config(img, sky.wcs.celestial, sky.data.shape[-2:])
-    if observe.mode == "fast":
-        return ImagePlaneSimulator(observation, imager, noise=observe.noise, seed=observe.seed)
-    return VisibilityPath(imager, noise=observe.noise, seed=observe.seed)
+    return Observation.from_config(observe, centre, frequencies=freqs, channel_width=channel_width,
+                                   telescope=telescope)
 
 
 def make_mock(
@@ -245,31 +213,34 @@ def make_mock(
         Continuum frequency, bandwidth and cosmic-ray diffusion.
     kernel : {"cubic_spline", "wendland_c2"}
         SPH kernel.
-    simulator : object with ``observe(sky, observation) -> ImageResult``, optional
-        A ready simulator from :func:`build_simulator` (e.g. a fast-mode set-up reused for
-        all views with the same grid and channels); default: built for this sky.
+    simulator : MockObserver, optional
+        An observer to reuse: in fast mode it keeps the PSFs and noise statistics of every
+        observation set-up it has seen, so views on the same grid and channels pay for them
+        once; default: a new ``MockObserver(observe)``.
 
     Returns
     -------
     Mock
     """
+    img = observe.imaging
+    if img.npix is not None or img.cell_arcsec is not None:
+        raise ValueError("observe.imaging.npix and cell_arcsec must be null for mocks: the mock "
+                         "is imaged on its sky grid (set mock.npix instead)")
+    observer = simulator if simulator is not None else MockObserver(observe)
     if isinstance(source, HISource):
         if spectral is None:
             raise ValueError("an HI mock needs a SpectralAxis")
         sky = hi_cube(source, placement, grid, spectral, line, kernel)
-        observation = observation_for(sky, observe)
+        observation = observation_for(sky, observe, telescope=observer.telescope)
         kind = "hi"
     elif isinstance(source, ContinuumSource):
         sky = continuum_image(source, placement, grid, continuum, kernel)
-        observation = observation_for(sky, observe, continuum.bandwidth)
+        observation = observation_for(sky, observe, continuum.bandwidth, observer.telescope)
         kind = "continuum"
     else:
         raise TypeError(f"source must be an HISource or a ContinuumSource, got {type(source).__name__}")
-    if simulator is None:
-        simulator = build_simulator(sky, observation, observe)
-    elif getattr(simulator, "observation", None) is not None:
-        observation = simulator.observation  # a cached fast-mode set-up
-    return Mock(kind, sky, simulator.observe(sky, observation), observation, simulator)
+    result = observer.observe(sky, observation)
+    return Mock(kind, sky, result, observer.last_observation, observer)
 
 
 def map_wcs(placement: SkyPlacement, extent_kpc, npix: int) -> WCS:
