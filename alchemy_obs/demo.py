@@ -121,10 +121,10 @@ def _stage_infer(config: Config, out: Path) -> None:
     model = load_translator(config.infer.model or DEMO_MODEL, config.infer.registry, device)
     result = infer_file(cubes[0], model, out / "inferred", overwrite=True, plot=True,
                         seed=config.seed, samples=config.infer.samples, steps=config.infer.steps)
-    log.info("%s -> %s and %s (model %s%s; distance %.1f from %s)", cubes[0], result.output,
-             result.output.with_suffix(".png"), model.name,
+    log.info("%s -> %s and %s (model %s%s; distance %.1f Mpc from %s)", cubes[0],
+             result.output, result.output.with_suffix(".png"), model.name,
              ", a demonstration model: not a science result" if model.demonstration else "",
-             result.distance, result.distance_source)
+             result.distance.to_value("Mpc"), result.distance_source)
 
 
 #: Registry name of the model shipped in ``models/``, used by the demo's infer stage.
