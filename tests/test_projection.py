@@ -167,13 +167,32 @@ def test_total_mass_invariant_under_rotation():
     np.testing.assert_allclose(totals, m.sum(), rtol=1e-12)
 
 
-def test_several_weights_in_one_pass_and_threads():
+def test_maps_are_bit_identical_for_any_thread_count():
+    import numba
+
+    rng = np.random.default_rng(5)
+    x, y = rng.uniform(0, 10, (2, 3000))
+    h = rng.lognormal(-1.0, 1.0, 3000)
+    m = rng.uniform(0.5, 2.0, 3000)
+    before = numba.get_num_threads()
+    images = []
+    try:
+        for threads in sorted({1, before}):
+            numba.set_num_threads(threads)
+            images.append(project_particles(x, y, h, m, (0, 10, 0, 10), 64))
+    finally:
+        numba.set_num_threads(before)
+    for image in images[1:]:
+        np.testing.assert_array_equal(image, images[0])
+
+
+def test_several_weights_in_one_pass():
     rng = np.random.default_rng(2)
     x, y = rng.uniform(0, 10, (2, 500))
     h = rng.uniform(0.01, 3, 500)
     m, q = rng.uniform(0.5, 2.0, (2, 500))
-    both = project_particles(x, y, h, np.stack([m, m * q]), (0, 10, 0, 10), 40, nthreads=2)
-    one = project_particles(x, y, h, m * q, (0, 10, 0, 10), 40, nthreads=1)
+    both = project_particles(x, y, h, np.stack([m, m * q]), (0, 10, 0, 10), 40)
+    one = project_particles(x, y, h, m * q, (0, 10, 0, 10), 40)
     np.testing.assert_allclose(both[1], one, rtol=1e-12, atol=1e-14)
     assert both.shape == (2, 40, 40)
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from astropy import units as u
 from numba import njit, prange
@@ -279,6 +278,13 @@ def _project(x, y, h, w, xmin, ymin, dx, dy, nx, ny, packed, poly, quad, marg, n
     return result
 
 
+# Particles go round-robin into this many image buffers, summed in a fixed order at the
+# end. The number is fixed, not numba's thread count, so that a map is the same to the last
+# bit whatever the threads (a thread pool, Dask workers, another machine); it also bounds the
+# threads a projection can use.
+_N_BUFFERS = 16
+
+
 def _plain(values) -> np.ndarray:
     return np.require(values, dtype=np.float64, requirements=["C", "W"])
 
@@ -305,7 +311,6 @@ def project_particles(
     *,
     z: np.ndarray | None = None,
     zrange: tuple[float, float] | None = None,
-    nthreads: int | None = None,
 ) -> np.ndarray:
     """Sum of particle weights per pixel with pixel-integrated SPH kernels.
 
@@ -329,8 +334,6 @@ def project_particles(
         Line-of-sight slab. Each weight is multiplied by the fraction of its kernel's mass
         inside the slab (exact in mass); the kernel keeps its full projected shape, which
         differs from a sharp cut only for particles crossing the slab faces.
-    nthreads : int, optional
-        Threads (and image buffers); default: numba's thread count.
 
     Returns
     -------
@@ -366,11 +369,10 @@ def project_particles(
         keep = frac > 0
         x, y, h = x[keep], y[keep], h[keep]
         w = _plain(w[:, keep] * frac[keep])
-    nchunks = int(nthreads or numba.get_num_threads())
     image = _project(
         x, y, h, w, xmin, ymin, (xmax - xmin) / nx, (ymax - ymin) / ny, nx, ny,
         tables.packed, tables.poly, tables.quadrant, tables.marginal,
-        max(1, min(nchunks, max(x.size, 1))),
+        max(1, min(_N_BUFFERS, x.size)),
     )
     return image[0] if single else image
 
