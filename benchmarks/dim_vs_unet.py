@@ -9,7 +9,8 @@ Part 1 times one training step (forward, backward, Adam; a denoiser with 2 input
 output channels, batch 2) of the demo attention U-Net (configs/experiments/*_demo64.yaml:
 widths 16/32/32, self-attention at the lowest level) and of a DiM sized to the same number
 of parameters (4x4 patches), at 64^2, 128^2 and 256^2. Memory is the peak resident-set
-growth of a fresh process during the steps on CPU (``ru_maxrss``), and
+growth of a fresh process from just before the first step (``ru_maxrss``; activations,
+gradients and optimiser state), and
 ``torch.cuda.max_memory_allocated`` on GPU. The U-Net's attention at its lowest level holds
 an ``HW/16 x HW/16`` matrix per head, so it grows with the square of the number of pixels;
 DiM's scan grows linearly.
@@ -78,11 +79,11 @@ def _time_step(spec: dict, npix: int, device: str, batch: int, repeats: int, que
         net(x, t).square().mean().backward()
         opt.step()
 
+    rss0 = _rss_mb()  # before the first step: its activations are the peak we want
     step()  # allocate optimiser state and warm up
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    rss0 = _rss_mb()
     t0 = time.perf_counter()
     for _ in range(repeats):
         step()
