@@ -154,3 +154,76 @@ def test_ddp_two_processes_gloo(small_store, tmp_path):
     cfg = load_config(None, _overrides(small_store, out, "pix2pix", steps=6, every=2))
     train(cfg, progress=False)
     assert json.loads((out / "model" / "card.json").read_text())["step"] == 6
+
+
+# -- learning is real ---------------------------------------------------------------------
+# Tiny networks and short runs so that the methods train in a few CPU minutes (InDI's
+# steps are cheaper than pix2pix's two-network steps). DDPM is not
+# here: its epsilon loss teaches the use of the condition at high noise far more slowly, and
+# a few hundred CPU steps leave its samples worse than both baselines (see docs/training.rst).
+LEARN_STEPS = {"pix2pix": 250, "indi": 500}
+LEARN_SETTINGS = [
+    "train.network.base_channels=8", "train.network.channel_mults=[1,2,2]",
+    "train.network.attention_levels=[2]", "train.network.attention_heads=1",
+    "train.network.groups=4", "train.batch_size=8", "train.eval_maps=0",
+    "train.optim.lr=0.002", "train.optim.warmup_steps=20", "train.optim.ema_decay=0.98",
+    "train.method.indi.sample_steps=5",
+]
+
+
+@pytest.fixture(scope="module")
+def learning_setup(tmp_path_factory):
+    """A held-out split of 64x64 paired maps and the two baselines' scores on it."""
+    from alchemy_obs.translate import metrics
+    from alchemy_obs.translate.data import PairedMapDataset, fit_normalisation
+    from alchemy_obs.maps.store import MapStore
+
+    store = write_toy_store(tmp_path_factory.mktemp("learn"), n_galaxies=60, n_views=2,
+                            npix=64, seed=3)
+    ms = MapStore(store)
+    norm = fit_normalisation(ms, ["gas", "dm"])
+    train_ds = PairedMapDataset(ms, ["gas"], "dm", "train", norm)
+    test_ds = PairedMapDataset(ms, ["gas"], "dm", "test", norm)
+    truth = torch.stack([torch.as_tensor(test_ds.physical(i)["dm"]) for i in range(len(test_ds))])
+    # Baseline 1: the mean target map of the training set (physical units).
+    mean_map = torch.stack([torch.as_tensor(train_ds.physical(i)["dm"])
+                            for i in range(len(train_ds))]).double().mean(0)
+    # Baseline 2: per-pixel linear regression of the normalised target on the normalised
+    # input (least squares per pixel over the training set), inverted to physical units.
+    x = torch.stack([train_ds[i]["input"][0] for i in range(len(train_ds))]).double()
+    y = torch.stack([train_ds[i]["target"][0] for i in range(len(train_ds))]).double()
+    xm, ym = x.mean(0), y.mean(0)
+    slope = ((x - xm) * (y - ym)).sum(0) / ((x - xm) ** 2).sum(0).clamp_min(1e-12)
+    x_test = torch.stack([test_ds[i]["input"][0] for i in range(len(test_ds))]).double()
+    linear = norm.inverse("dm", ym + slope * (x_test - xm))
+    scores = {
+        "mean map": metrics.summarise(mean_map.expand_as(truth), truth),
+        "pixel regression": metrics.summarise(linear, truth),
+    }
+    return store, scores, len(train_ds), len(test_ds)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # a few CPU minutes each; far more on a crowded machine
+@pytest.mark.parametrize("method", ["pix2pix", "indi"])
+def test_learning_beats_baselines(learning_setup, tmp_path, method):
+    from alchemy_obs.translate.evaluate import evaluate_method
+    from alchemy_obs.translate.normalise import Normalisation
+
+    store, scores, n_train, n_test = learning_setup
+    steps = LEARN_STEPS[method]
+    cfg = load_config(None, [f"train.data.store={store}", f"train.method.name={method}",
+                             f"train.out_dir={tmp_path / method}", f"train.steps={steps}",
+                             f"train.checkpoint_every={steps}", *LEARN_SETTINGS])
+    model = train(cfg, progress=False)
+    loaded, card = load_model(model, device="cpu")
+    res = evaluate_method(loaded, store, ["gas"], "dm", Normalisation.from_dict(card["normalisation"]),
+                          split="test")
+    mine = res["summary"]
+    print(f"\n{method}: {steps} steps on {n_train} training maps, scored on {n_test} held-out maps")
+    print(f"{'':>18s} {'profile |dex|':>14s} {'mass |dex|':>11s} {'SSIM':>6s}")
+    for name, s in [(method, mine), *scores.items()]:
+        print(f"{name:>18s} {s['profile_abs_dex']:14.4f} {s['mass_abs_dex']:11.4f} {s['ssim']:6.3f}")
+    for name, s in scores.items():
+        assert mine["profile_abs_dex"] < s["profile_abs_dex"], f"{method} loses to {name} on profiles"
+        assert mine["mass_abs_dex"] < s["mass_abs_dex"], f"{method} loses to {name} on total mass"

@@ -23,8 +23,8 @@ from alchemy_obs.maps.store import META_COLUMNS, join_shards, write_shard
 def toy_maps(rng: np.random.Generator, npix: int, n_views: int) -> tuple[dict, dict]:
     yy, xx = np.mgrid[0:npix, 0:npix] - (npix - 1) / 2
     scale = npix / 64
-    log_mgas = rng.uniform(8.5, 10.0)
-    rd = rng.uniform(2.5, 6.0) * scale
+    log_mgas = rng.uniform(8.0, 10.5)
+    rd = rng.uniform(2.0, 7.0) * scale
     q_gas = rng.uniform(0.4, 1.0)
     q_dm = 0.5 + 0.5 * q_gas
     r_edge = 3.0 * rd  # gas discs are truncated; the halo goes on
