@@ -90,6 +90,7 @@ card.update(
         "store": f"{store} (rebuilt by models/build_demo_model.sh)",
         "config": cfg_path,
         "source": "synthetic galaxies (alchemy-obs synth), not IllustrisTNG",
+        "synth_seed": cfg.synth.seed,
         "n_galaxies": int(len(set(test_ds.store.meta["galaxy_id"]))),
         "views_per_split": {s: int(len(test_ds.store.indices(s))) for s in ("train", "val", "test")},
         "test_galaxies": sorted({int(g) for g in meta["galaxy_id"][views]}),
@@ -133,9 +134,9 @@ td = card["training_data"]
 
 HI column density (`{inp}`, cm^-2) -> dark-matter surface density (`{target}`, Msun/kpc^2).
 Trained on **synthetic** galaxies (not IllustrisTNG) seen through a simulated SKA-MID
-({td['mock']['telescope']}, {td['mock']['mode']} image-plane mode) at {cfg.mock.distance_mpc:g} Mpc,
-with a tiny network for {card['step']} steps on a CPU. It shows that `alchemy-obs infer` works
-end to end; its maps say nothing about real galaxies.
+({td['mock']['telescope']}, {td['mock']['mode']} image-plane mode) at {cfg.mock.distance_mpc:g} Mpc, with a tiny
+network trained for {card['step']} steps on a CPU. It shows that `alchemy-obs infer` works end
+to end; its maps say nothing about real galaxies.
 
 - method: {card['method']} (one network evaluation per map); weights `model.safetensors`,
   sha256 `{entry.sha256}` (also in `models/registry.yaml`)
@@ -150,7 +151,8 @@ translators' acceptance test; lower is better except SSIM and PSNR):
 
 {chr(10).join(table)}
 
-Rebuild (about 20-40 minutes on a 2-core laptop, mostly the mock observations):
+Rebuild (about 6 CPU minutes, mostly the mock observations and training; 20 minutes
+of wall time on a busy shared 2-core machine):
 
     models/build_demo_model.sh
 

@@ -87,7 +87,7 @@ def mock_cube(tmp_path_factory, entry) -> Path:
     tmp = tmp_path_factory.mktemp("demo_mock")
     gid = entry.training_data["test_galaxies"][0]
     cutout = tmp / f"cutout_{gid}.hdf5"
-    make_synthetic_cutout(cutout, gid, 6000, seed=42)
+    make_synthetic_cutout(cutout, gid, 6000, seed=entry.training_data["synth_seed"])
     cfg = load_config(None, ["mock.npix=48", "mock.n_channels=24", "mock.channel_width_kms=12",
                              "mock.products=[hi]", "observe.mode=fast", "maps.fov_kpc=48"])
     label, mocks = mock_galaxy(cutout, cfg, "faceon")
