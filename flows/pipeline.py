@@ -1,6 +1,6 @@
 """``pipeline``: maps, mocks, training and evaluation in one flow run.
 
-    python -m flows.pipeline --config configs/flows/demo.yaml --experiment configs/experiments/indi_demo.yaml
+    python -m flows.pipeline --config configs/flows/demo.yaml --experiment configs/experiments/indi_demo64.yaml
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def train_translator(config: str | None = None, overrides: list[str] | None = No
     Parameters
     ----------
     config : str
-        Experiment configuration, e.g. ``configs/experiments/indi_demo.yaml``.
+        Experiment configuration, e.g. ``configs/experiments/indi_demo64.yaml``.
     overrides : list of str
         Dotted ``key=value`` overrides.
     gpus : int

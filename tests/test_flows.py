@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -154,3 +155,30 @@ def test_killed_build_maps_resumes_to_the_same_dataset(prefect_api, tmp_path):
     _assert_same(_dataset_content(reference), resumed)
     views = list(zip(resumed["meta/galaxy_id"], resumed["meta/view"]))
     assert len(views) == len(set(views)) == 4 * 3
+
+
+@pytest.mark.slow
+def test_train_flow_launches_torchrun_and_evaluates(prefect_api, tmp_path, monkeypatch):
+    """gpus=2 goes through torchrun (gloo on this CPU machine); the model then evaluates."""
+    from translate_helpers import write_toy_store
+
+    from alchemy_obs.translate.train import latest_checkpoint
+    from flows.training import evaluate_translator, train_translator
+
+    store = write_toy_store(tmp_path / "store", n_galaxies=6, n_views=2, npix=32)
+    overrides = [
+        f"train.data.store={store}", "train.method.name=pix2pix", f"train.out_dir={tmp_path / 'run'}",
+        "train.network.base_channels=8", "train.network.channel_mults=[1,2]",
+        "train.network.attention_levels=[1]", "train.network.groups=4", "train.batch_size=4",
+        "train.steps=2", "train.checkpoint_every=2", "train.optim.warmup_steps=1",
+        "train.eval_maps=0",
+    ]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    model = Path(train_translator(None, overrides, gpus=2))
+    assert json.loads((model / "card.json").read_text())["step"] == 2
+    state = json.loads((latest_checkpoint(tmp_path / "run") / "state.json").read_text())
+    assert state["world_size"] == 2
+    evaluation = Path(evaluate_translator(str(model), None, overrides))
+    report = json.loads((evaluation / "metrics.json").read_text())
+    assert report["n_maps"] > 0 and "profile_abs_dex" in report["metrics"]

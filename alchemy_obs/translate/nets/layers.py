@@ -112,8 +112,9 @@ class SelfAttention2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
         qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w)
-        # (B, heads, HW, d): the sequence axis is the spatial position.
-        q, k, v = (qkv[:, i].transpose(-1, -2) for i in range(3))
+        # (B, heads, HW, d): the sequence axis is the spatial position. Contiguous copies,
+        # because SDPA falls back to a slow kernel for a strided last axis (~2x at 256^2).
+        q, k, v = (qkv[:, i].transpose(-1, -2).contiguous() for i in range(3))
         out = F.scaled_dot_product_attention(q, k, v)
         out = out.transpose(-1, -2).reshape(b, c, h, w)
         return x + self.proj(out)
