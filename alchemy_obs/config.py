@@ -309,6 +309,11 @@ class SDEConfig(Section):
         description="Signal-to-noise ratio of the Langevin corrector (inflates variances by ~snr^2).",
     )
     corrector_steps: int = Field(1, ge=0, description="Langevin steps per predictor step.")
+    snr_weight_cap: float | None = Field(
+        None, ge=1,
+        description="Weight the noise error by min(max(s^2/m^2, 1), cap): the clean-map error "
+        "at high noise, truncated (Salimans and Ho 2022); None: plain score matching.",
+    )
     denoise: bool = Field(
         True, description="End with one Tweedie step x0 = (x + s^2 score) / m at t_min "
         "(Song's noise removal)."

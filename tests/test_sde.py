@@ -193,3 +193,24 @@ def test_score_sde_method_loss_sample_and_likelihood():
     assert torch.allclose(out["logp_physical"], out["logp"] + jac)
     assert torch.allclose(out["nats_per_pixel_physical"], -(out["logp"] + jac) / 64)
     assert torch.isfinite(out["bits_per_dim"]).all()
+
+
+def test_snr_weighted_loss_is_the_larger_of_noise_and_clean_map_errors():
+    """With weight max(s^2/m^2, 1) each map's loss is max(noise error, clean-map error)."""
+    torch.manual_seed(0)
+    cfg = MethodConfig(name="sde", sde=SDEConfig(snr_weight_cap=1e12))
+    method = build_method(cfg, TINY, 1, 1)
+    x0, cond = torch.randn(6, 1, 8, 8), torch.randn(6, 1, 8, 8)
+    torch.manual_seed(1)
+    loss = method.loss({"input": cond, "target": x0})
+    torch.manual_seed(1)  # the same draws of t and z as inside loss()
+    t = cfg.sde.t_min + (1 - cfg.sde.t_min) * torch.rand(6)
+    z = torch.randn_like(x0)
+    m, s = method.sde.marginal(t)
+    m, s = m.view(-1, 1, 1, 1), s.view(-1, 1, 1, 1)
+    xt = m * x0 + s * z
+    with torch.no_grad():
+        eps = method.predict_noise(xt, cond, t)
+    noise_err = ((eps - z) ** 2).flatten(1).mean(1)
+    clean_err = (((xt - s * eps) / m - x0) ** 2).flatten(1).mean(1)
+    assert loss.item() == pytest.approx(torch.maximum(noise_err, clean_err).mean().item(), rel=1e-4)

@@ -31,7 +31,6 @@ import math
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from alchemy_obs.config import MethodConfig, NetworkConfig, SDEConfig
@@ -239,7 +238,13 @@ class ScoreSDE(Method):
         m, s = self.sde.marginal(t)
         z = torch.randn_like(x0)
         xt = _col(m, x0) * x0 + _col(s, x0) * z
-        return F.mse_loss(self.predict_noise(xt, cond, t).float(), z.float())
+        err = ((self.predict_noise(xt, cond, t).float() - z.float()) ** 2).flatten(1).mean(1)
+        cap = self.config.sde.snr_weight_cap
+        if cap is not None:
+            # s^2/m^2 turns the noise error into the clean-map error: at high noise a small
+            # noise error is a large error of x_0 = (x_t - s z) / m.
+            err = err * (s.float() ** 2 / m.float() ** 2).clamp(1.0, cap)
+        return err.mean()
 
     @torch.no_grad()
     def sample(

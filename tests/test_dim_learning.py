@@ -1,0 +1,139 @@
+"""Learning is real with DiM on held-out synthetic 64x64 maps, and calibration of the
+score SDE's uncertainty maps.
+
+DiM with InDI beats the two baselines of Translators I (mean training map, per-pixel
+linear regression) on the radial-profile residual and the total-mass ratio after 600 CPU
+steps. DiM with DDPM and with the score SDE do not yet at that budget (their samples start
+from noise and need the noise prediction precise to ~m(t) at high noise; see the project
+notes for their numbers), so only InDI is asserted here. The score SDE (trained with the
+truncated SNR weighting) is used for the calibration check.
+
+The paired maps are those of ``tests/translate_helpers.py`` with one change: gas pixels
+fainter than 1e-6 of the map's peak are set to zero (empty). The helper's star-forming
+clumps are Gaussians evaluated over the whole map, so their tails reach 1e-45 of the peak;
+the normalisation's floor (1st percentile of positive pixels) then sits at 1e-45 and the
+robust scale spans ~15 decades, which squeezes the disc's mass, the quantity the dark
+matter depends on, into a few per cent of the input range. No telescope map has 45
+decades of dynamic range; six is generous.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from translate_helpers import toy_maps
+
+from alchemy_obs.config import load_config
+from alchemy_obs.maps.store import META_COLUMNS, MapStore, join_shards, write_shard
+from alchemy_obs.translate import metrics
+from alchemy_obs.translate.checkpoint import load_model
+from alchemy_obs.translate.data import PairedMapDataset, fit_normalisation
+from alchemy_obs.translate.evaluate import evaluate_method
+from alchemy_obs.translate.normalise import Normalisation
+from alchemy_obs.translate.posterior import calibration
+from alchemy_obs.translate.train import train
+
+DIM_SETTINGS = [
+    "train.network.kind=dim", "train.network.dim.patch_size=8", "train.network.dim.dim=32",
+    "train.network.dim.depth=4", "train.network.dim.d_state=8",
+    "train.batch_size=8", "train.eval_maps=0", "train.optim.lr=0.002",
+    "train.optim.warmup_steps=20", "train.optim.ema_decay=0.98",
+    "train.method.ddpm.sample_steps=20", "train.method.ddpm.clip_x0=3.0",
+    "train.method.indi.sample_steps=5", "train.method.sde.sample_steps=30",
+]
+STEPS = 600
+EXTRA = {"sde": ["train.method.sde.snr_weight_cap=1000"]}
+
+
+def write_store(folder, n_galaxies=60, n_views=2, npix=64, seed=3, dynamic_range=1e-6):
+    rng = np.random.default_rng(seed)
+    shards = []
+    for g in range(n_galaxies):
+        maps, _ = toy_maps(rng, npix, n_views)
+        gas = maps["gas"]
+        peak = gas.value.max(axis=(1, 2), keepdims=True)
+        maps["gas"] = np.where(gas.value > dynamic_range * peak, gas.value, 0.0) * gas.unit
+        meta = {c: np.zeros((n_views, *tail), dtype=dt) for c, (dt, tail) in META_COLUMNS.items()}
+        meta["galaxy_id"][:] = g
+        meta["subhalo_id"][:] = -1
+        meta["snapshot"][:] = -1
+        meta["view"][:] = [f"random{i}".encode() for i in range(n_views)]
+        meta["rotation"][:] = np.eye(3)
+        meta["pixel_kpc"][:] = 0.5
+        meta["extent_kpc"][:] = [-16, 16, -16, 16]
+        shards.append(write_shard(folder / "shards" / f"galaxy_{g}.h5", maps, meta,
+                                  config_hash="toy", cosmology=json.dumps({"H0": 67.74})))
+    return join_shards(shards, folder / "dataset.h5",
+                       split_fractions={"train": 0.7, "val": 0.1, "test": 0.2})
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """Store, held-out scores of the two baselines, and a cache of trained models."""
+    store = write_store(tmp_path_factory.mktemp("dimlearn"))
+    ms = MapStore(store)
+    norm = fit_normalisation(ms, ["gas", "dm"])
+    train_ds = PairedMapDataset(ms, ["gas"], "dm", "train", norm)
+    test_ds = PairedMapDataset(ms, ["gas"], "dm", "test", norm)
+    truth = torch.stack([torch.as_tensor(test_ds.physical(i)["dm"]) for i in range(len(test_ds))])
+    # Baseline 1: the mean target map of the training set (physical units).
+    mean_map = torch.stack([torch.as_tensor(train_ds.physical(i)["dm"])
+                            for i in range(len(train_ds))]).double().mean(0)
+    # Baseline 2: per-pixel least-squares regression of the normalised target on the
+    # normalised input over the training set, inverted to physical units.
+    x = torch.stack([train_ds[i]["input"][0] for i in range(len(train_ds))]).double()
+    y = torch.stack([train_ds[i]["target"][0] for i in range(len(train_ds))]).double()
+    xm, ym = x.mean(0), y.mean(0)
+    slope = ((x - xm) * (y - ym)).sum(0) / ((x - xm) ** 2).sum(0).clamp_min(1e-12)
+    x_test = torch.stack([test_ds[i]["input"][0] for i in range(len(test_ds))]).double()
+    linear = norm.inverse("dm", ym + slope * (x_test - xm))
+    scores = {"mean map": metrics.summarise(mean_map.expand_as(truth), truth),
+              "pixel regression": metrics.summarise(linear, truth)}
+    return {"store": store, "scores": scores, "models": {}, "root": tmp_path_factory.mktemp("runs"),
+            "test": test_ds}
+
+
+def _trained(setup, method):
+    if method not in setup["models"]:
+        cfg = load_config(None, [
+            f"train.data.store={setup['store']}", f"train.method.name={method}",
+            f"train.out_dir={setup['root'] / method}", f"train.steps={STEPS}",
+            f"train.checkpoint_every={STEPS}", *DIM_SETTINGS, *EXTRA.get(method, [])])
+        setup["models"][method] = load_model(train(cfg, progress=False), device="cpu")
+    return setup["models"][method]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["indi"])
+def test_dim_learning_beats_baselines(setup, method):
+    loaded, card = _trained(setup, method)
+    assert type(loaded.nets["net"]).__name__ == "DiM"
+    res = evaluate_method(loaded, setup["store"], ["gas"], "dm",
+                          Normalisation.from_dict(card["normalisation"]), split="test")
+    mine = res["summary"]
+    print(f"\nDiM + {method}: {STEPS} steps, {len(setup['test'])} held-out maps")
+    print(f"{'':>18s} {'profile |dex|':>14s} {'mass |dex|':>11s} {'SSIM':>6s}")
+    for name, s in [(f"DiM {method}", mine), *setup["scores"].items()]:
+        print(f"{name:>18s} {s['profile_abs_dex']:14.4f} {s['mass_abs_dex']:11.4f} {s['ssim']:6.3f}")
+    for name, s in setup["scores"].items():
+        assert mine["profile_abs_dex"] < s["profile_abs_dex"], f"{method} loses to {name} on profiles"
+        assert mine["mass_abs_dex"] < s["mass_abs_dex"], f"{method} loses to {name} on total mass"
+
+
+@pytest.mark.slow
+def test_dim_sde_uncertainty_calibration(setup):
+    """Coverage of the central 68% and 95% intervals on held-out maps, within 10 points."""
+    method, card = _trained(setup, "sde")
+    ds = setup["test"]
+    n = min(8, len(ds))
+    cond = torch.stack([ds[i]["input"] for i in range(n)])
+    truth = torch.stack([ds[i]["target"] for i in range(n)])
+    gen = torch.Generator().manual_seed(0)
+    cov = calibration(method, cond, truth, n_samples=16, steps=30, generator=gen, batch_size=64)
+    print(f"\nDiM score SDE, {n} held-out maps x 16 samples: 68% interval covers "
+          f"{cov[0.68]:.3f}, 95% covers {cov[0.95]:.3f}")
+    assert abs(cov[0.68] - 0.68) <= 0.10
+    assert abs(cov[0.95] - 0.95) <= 0.10
