@@ -7,9 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from prefect import get_run_logger
+from prefect.futures import wait
+
 from alchemy_obs.config import Config, config_hash, load_config
 
-__all__ = ["flow_config", "file_stamp", "cache_key"]
+__all__ = ["flow_config", "file_stamp", "cache_key", "completed_ids"]
 
 
 def flow_config(config: str | None, overrides: list[str] | None) -> Config:
@@ -39,3 +42,23 @@ def cache_key(*parts: Any) -> str:
         h.update(text.encode())
         h.update(b"\0")
     return h.hexdigest()
+
+
+def completed_ids(sources, futures, what: str) -> list[int]:
+    """Wait for one task per galaxy; log each failure and return the ids that succeeded.
+
+    A failed galaxy does not fail the flow (a campaign goes on past a bad cutout); only a
+    run in which every galaxy failed raises.
+    """
+    wait(futures)
+    log = get_run_logger()
+    done = []
+    for s, fut in zip(sources, futures):
+        if fut.state.is_completed():
+            done.append(fut.result())
+        else:
+            log.error("%s of galaxy %d (%s) failed: %s", what, s.galaxy_id, s.label,
+                      fut.state.message)
+    if not done:
+        raise RuntimeError(f"{what}: all {len(sources)} galaxies failed; see the task logs")
+    return done

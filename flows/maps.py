@@ -12,13 +12,12 @@ import argparse
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task, unmapped
-from prefect.futures import wait
 
 from alchemy_obs.config import Config, MapsConfig, SynthConfig
 from alchemy_obs.maps.build import GalaxySource, build_shard, cutout_sources, tng_sources
 from alchemy_obs.maps.store import join_shards, shard_path
 from alchemy_obs.sim.synthetic import is_valid_cutout, make_synthetic_cutout
-from flows.common import cache_key, file_stamp, flow_config
+from flows.common import cache_key, completed_ids, file_stamp, flow_config
 from flows.runners import task_runner_from_config
 
 __all__ = ["build_maps", "galaxy_sources", "synthetic_cutout", "render_shard", "join_dataset"]
@@ -100,7 +99,6 @@ def build_maps(
 @flow(name="build-maps-tasks")
 def _build_maps(config, overrides, source, inputs, ids) -> str:
     cfg = flow_config(config, overrides)
-    log = get_run_logger()
     out_dir = str(cfg.maps.out_dir)
     sources = galaxy_sources(cfg, source, inputs, ids)
     shard = render_shard
@@ -112,18 +110,9 @@ def _build_maps(config, overrides, source, inputs, ids) -> str:
             retry_delay_seconds=[cfg.flows.retry_backoff_s * 2**k for k in range(retries)],
         )
     futures = [shard.submit(s, out_dir, cfg.maps) for s in sources]
-    wait(futures)
-    done, failed = [], []
-    for s, fut in zip(sources, futures):
-        if fut.state.is_completed():
-            done.append(fut.result())
-        else:
-            failed.append(s.label)
-            log.error("galaxy %d (%s) failed: %s", s.galaxy_id, s.label, fut.state.message)
-    if not done:
-        raise RuntimeError(f"all {len(failed)} galaxies failed; see the task logs")
+    done = completed_ids(sources, futures, "maps")
     dataset = join_dataset(done, out_dir, cfg.maps)
-    log.info("dataset %s: %d galaxies written, %d failed", dataset, len(done), len(failed))
+    get_run_logger().info("dataset %s: %d of %d galaxies", dataset, len(done), len(sources))
     return dataset
 
 

@@ -9,13 +9,12 @@ resumes. A final task joins the shards again so that ``dataset.h5`` shows the ne
 from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
-from prefect.futures import wait
 
 from alchemy_obs.config import MapsConfig, MockConfig, ObserveConfig
 from alchemy_obs.maps.build import GalaxySource
 from alchemy_obs.maps.store import shard_path
 from alchemy_obs.observe.mock import add_mock_domains
-from flows.common import cache_key, file_stamp, flow_config
+from flows.common import cache_key, completed_ids, file_stamp, flow_config
 from flows.maps import build_maps, galaxy_sources, join_dataset
 from flows.runners import task_runner_from_config
 
@@ -67,22 +66,13 @@ def make_mocks(
 @flow(name="make-mocks-tasks")
 def _make_mocks(config, overrides, source, inputs, ids) -> str:
     cfg = flow_config(config, overrides)
-    log = get_run_logger()
     out_dir = str(cfg.maps.out_dir)
     sources = [s for s in galaxy_sources(cfg, source, inputs, ids)
                if shard_path(out_dir, s.galaxy_id).exists()]
     futures = [mock_shard.submit(s, out_dir, cfg.mock, cfg.observe, cfg.maps)
                for s in sources]
-    wait(futures)
-    done = []
-    for s, fut in zip(sources, futures):
-        if fut.state.is_completed():
-            done.append(fut.result())
-        else:
-            log.error("mock of galaxy %d (%s) failed: %s", s.galaxy_id, s.label,
-                      fut.state.message)
-    if not done:
-        raise RuntimeError("no galaxy could be observed; see the task logs")
+    done = completed_ids(sources, futures, "mock")
     dataset = join_dataset(done, out_dir, cfg.maps)
-    log.info("dataset %s: mocks of %d of %d galaxies", dataset, len(done), len(sources))
+    get_run_logger().info("dataset %s: mocks of %d of %d galaxies", dataset, len(done),
+                          len(sources))
     return dataset

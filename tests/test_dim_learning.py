@@ -19,15 +19,13 @@ decades of dynamic range; six is generous.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
-from translate_helpers import toy_maps
+from translate_helpers import write_toy_store
 
 from alchemy_obs.config import load_config
-from alchemy_obs.maps.store import META_COLUMNS, MapStore, join_shards, write_shard
+from alchemy_obs.maps.store import MapStore
 from alchemy_obs.translate import metrics
 from alchemy_obs.translate.checkpoint import load_model
 from alchemy_obs.translate.data import PairedMapDataset, fit_normalisation
@@ -48,32 +46,11 @@ STEPS = 600
 EXTRA = {"sde": ["train.method.sde.snr_weight_cap=1000"]}
 
 
-def write_store(folder, n_galaxies=60, n_views=2, npix=64, seed=3, dynamic_range=1e-6):
-    rng = np.random.default_rng(seed)
-    shards = []
-    for g in range(n_galaxies):
-        maps, _ = toy_maps(rng, npix, n_views)
-        gas = maps["gas"]
-        peak = gas.value.max(axis=(1, 2), keepdims=True)
-        maps["gas"] = np.where(gas.value > dynamic_range * peak, gas.value, 0.0) * gas.unit
-        meta = {c: np.zeros((n_views, *tail), dtype=dt) for c, (dt, tail) in META_COLUMNS.items()}
-        meta["galaxy_id"][:] = g
-        meta["subhalo_id"][:] = -1
-        meta["snapshot"][:] = -1
-        meta["view"][:] = [f"random{i}".encode() for i in range(n_views)]
-        meta["rotation"][:] = np.eye(3)
-        meta["pixel_kpc"][:] = 0.5
-        meta["extent_kpc"][:] = [-16, 16, -16, 16]
-        shards.append(write_shard(folder / "shards" / f"galaxy_{g}.h5", maps, meta,
-                                  config_hash="toy", cosmology=json.dumps({"H0": 67.74})))
-    return join_shards(shards, folder / "dataset.h5",
-                       split_fractions={"train": 0.7, "val": 0.1, "test": 0.2})
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """Store, held-out scores of the two baselines, and a cache of trained models."""
-    store = write_store(tmp_path_factory.mktemp("dimlearn"))
+    store = write_toy_store(tmp_path_factory.mktemp("dimlearn"), n_galaxies=60, seed=3,
+                            gas_dynamic_range=1e-6)
     ms = MapStore(store)
     norm = fit_normalisation(ms, ["gas", "dm"])
     train_ds = PairedMapDataset(ms, ["gas"], "dm", "train", norm)

@@ -52,13 +52,20 @@ def toy_maps(rng: np.random.Generator, npix: int, n_views: int) -> tuple[dict, d
 
 
 def write_toy_store(folder: Path, n_galaxies: int = 40, n_views: int = 2, npix: int = 64,
-                    seed: int = 0, splits=None) -> Path:
-    """Write ``n_galaxies`` shards and join them into ``folder/dataset.h5``."""
+                    seed: int = 0, splits=None, gas_dynamic_range: float | None = None) -> Path:
+    """Write ``n_galaxies`` shards and join them into ``folder/dataset.h5``.
+
+    ``gas_dynamic_range`` empties gas pixels fainter than that fraction of each map's peak.
+    """
     folder = Path(folder)
     rng = np.random.default_rng(seed)
     shards = []
     for g in range(n_galaxies):
         maps, _ = toy_maps(rng, npix, n_views)
+        if gas_dynamic_range is not None:
+            gas = maps["gas"]
+            peak = gas.value.max(axis=(1, 2), keepdims=True)
+            maps["gas"] = np.where(gas.value > gas_dynamic_range * peak, gas.value, 0.0) * gas.unit
         meta = {}
         for col, (dtype, tail) in META_COLUMNS.items():
             meta[col] = np.zeros((n_views, *tail), dtype=dtype)
