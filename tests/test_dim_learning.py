@@ -19,16 +19,12 @@ decades of dynamic range; six is generous.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from translate_helpers import write_toy_store
+from translate_helpers import baseline_scores, write_toy_store
 
 from alchemy_obs.config import load_config
-from alchemy_obs.maps.store import MapStore
-from alchemy_obs.translate import metrics
 from alchemy_obs.translate.checkpoint import load_model
-from alchemy_obs.translate.data import PairedMapDataset, fit_normalisation
 from alchemy_obs.translate.evaluate import evaluate_method
 from alchemy_obs.translate.normalise import Normalisation
 from alchemy_obs.translate.posterior import calibration
@@ -51,24 +47,7 @@ def setup(tmp_path_factory):
     """Store, held-out scores of the two baselines, and a cache of trained models."""
     store = write_toy_store(tmp_path_factory.mktemp("dimlearn"), n_galaxies=60, seed=3,
                             gas_dynamic_range=1e-6)
-    ms = MapStore(store)
-    norm = fit_normalisation(ms, ["gas", "dm"])
-    train_ds = PairedMapDataset(ms, ["gas"], "dm", "train", norm)
-    test_ds = PairedMapDataset(ms, ["gas"], "dm", "test", norm)
-    truth = torch.stack([torch.as_tensor(test_ds.physical(i)["dm"]) for i in range(len(test_ds))])
-    # Baseline 1: the mean target map of the training set (physical units).
-    mean_map = torch.stack([torch.as_tensor(train_ds.physical(i)["dm"])
-                            for i in range(len(train_ds))]).double().mean(0)
-    # Baseline 2: per-pixel least-squares regression of the normalised target on the
-    # normalised input over the training set, inverted to physical units.
-    x = torch.stack([train_ds[i]["input"][0] for i in range(len(train_ds))]).double()
-    y = torch.stack([train_ds[i]["target"][0] for i in range(len(train_ds))]).double()
-    xm, ym = x.mean(0), y.mean(0)
-    slope = ((x - xm) * (y - ym)).sum(0) / ((x - xm) ** 2).sum(0).clamp_min(1e-12)
-    x_test = torch.stack([test_ds[i]["input"][0] for i in range(len(test_ds))]).double()
-    linear = norm.inverse("dm", ym + slope * (x_test - xm))
-    scores = {"mean map": metrics.summarise(mean_map.expand_as(truth), truth),
-              "pixel regression": metrics.summarise(linear, truth)}
+    scores, _, test_ds = baseline_scores(store)
     return {"store": store, "scores": scores, "models": {}, "root": tmp_path_factory.mktemp("runs"),
             "test": test_ds}
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from translate_helpers import write_toy_store
+from translate_helpers import baseline_scores, write_toy_store
 
 from alchemy_obs.cli import main
 from alchemy_obs.config import OptimConfig, load_config
@@ -174,32 +174,9 @@ LEARN_SETTINGS = [
 @pytest.fixture(scope="module")
 def learning_setup(tmp_path_factory):
     """A held-out split of 64x64 paired maps and the two baselines' scores on it."""
-    from alchemy_obs.translate import metrics
-    from alchemy_obs.translate.data import PairedMapDataset, fit_normalisation
-    from alchemy_obs.maps.store import MapStore
-
     store = write_toy_store(tmp_path_factory.mktemp("learn"), n_galaxies=60, n_views=2,
                             npix=64, seed=3)
-    ms = MapStore(store)
-    norm = fit_normalisation(ms, ["gas", "dm"])
-    train_ds = PairedMapDataset(ms, ["gas"], "dm", "train", norm)
-    test_ds = PairedMapDataset(ms, ["gas"], "dm", "test", norm)
-    truth = torch.stack([torch.as_tensor(test_ds.physical(i)["dm"]) for i in range(len(test_ds))])
-    # Baseline 1: the mean target map of the training set (physical units).
-    mean_map = torch.stack([torch.as_tensor(train_ds.physical(i)["dm"])
-                            for i in range(len(train_ds))]).double().mean(0)
-    # Baseline 2: per-pixel linear regression of the normalised target on the normalised
-    # input (least squares per pixel over the training set), inverted to physical units.
-    x = torch.stack([train_ds[i]["input"][0] for i in range(len(train_ds))]).double()
-    y = torch.stack([train_ds[i]["target"][0] for i in range(len(train_ds))]).double()
-    xm, ym = x.mean(0), y.mean(0)
-    slope = ((x - xm) * (y - ym)).sum(0) / ((x - xm) ** 2).sum(0).clamp_min(1e-12)
-    x_test = torch.stack([test_ds[i]["input"][0] for i in range(len(test_ds))]).double()
-    linear = norm.inverse("dm", ym + slope * (x_test - xm))
-    scores = {
-        "mean map": metrics.summarise(mean_map.expand_as(truth), truth),
-        "pixel regression": metrics.summarise(linear, truth),
-    }
+    scores, train_ds, test_ds = baseline_scores(store)
     return store, scores, len(train_ds), len(test_ds)
 
 

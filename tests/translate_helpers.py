@@ -80,3 +80,43 @@ def write_toy_store(folder: Path, n_galaxies: int = 40, n_views: int = 2, npix: 
                                   config_hash="toy", cosmology=json.dumps({"H0": 67.74})))
     return join_shards(shards, folder / "dataset.h5",
                        split_fractions=splits or {"train": 0.7, "val": 0.1, "test": 0.2})
+
+
+def baseline_scores(store: Path):
+    """The held-out scores of the two baselines every translator must beat.
+
+    Baseline 1 is the mean target map of the training set (physical units); baseline 2 is
+    a per-pixel least-squares regression of the normalised target on the normalised input
+    over the training set, inverted to physical units.
+
+    Returns
+    -------
+    scores : dict
+        ``{"mean map": summary, "pixel regression": summary}`` on the test split.
+    train_ds, test_ds : PairedMapDataset
+        ``gas -> dm`` datasets of the train and test splits.
+    """
+    import torch
+
+    from alchemy_obs.maps.store import MapStore
+    from alchemy_obs.translate import metrics
+    from alchemy_obs.translate.data import PairedMapDataset, fit_normalisation
+
+    ms = MapStore(store)
+    norm = fit_normalisation(ms, ["gas", "dm"])
+    train_ds = PairedMapDataset(ms, ["gas"], "dm", "train", norm)
+    test_ds = PairedMapDataset(ms, ["gas"], "dm", "test", norm)
+    truth = torch.stack([torch.as_tensor(test_ds.physical(i)["dm"]) for i in range(len(test_ds))])
+    mean_map = torch.stack([torch.as_tensor(train_ds.physical(i)["dm"])
+                            for i in range(len(train_ds))]).double().mean(0)
+    x = torch.stack([train_ds[i]["input"][0] for i in range(len(train_ds))]).double()
+    y = torch.stack([train_ds[i]["target"][0] for i in range(len(train_ds))]).double()
+    xm, ym = x.mean(0), y.mean(0)
+    slope = ((x - xm) * (y - ym)).sum(0) / ((x - xm) ** 2).sum(0).clamp_min(1e-12)
+    x_test = torch.stack([test_ds[i]["input"][0] for i in range(len(test_ds))]).double()
+    linear = norm.inverse("dm", ym + slope * (x_test - xm))
+    scores = {
+        "mean map": metrics.summarise(mean_map.expand_as(truth), truth),
+        "pixel regression": metrics.summarise(linear, truth),
+    }
+    return scores, train_ds, test_ds
