@@ -32,6 +32,8 @@ from scipy import ndimage
 
 from alchemy_obs.infer.errors import InferError
 from alchemy_obs.infer.read import Observation
+from alchemy_obs.maps.domains import DOMAINS
+from alchemy_obs.observe.mock import MOCK_DOMAINS
 from alchemy_obs.physics import radio
 
 __all__ = [
@@ -50,13 +52,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Units of the observation-like model input domains (see the dataset contract).
-DOMAIN_UNITS: dict[str, u.UnitBase] = {
-    "hi_mom0": u.Jy / u.beam * u.km / u.s,
-    "hi_nhi": u.cm**-2,
-    "hi": u.Msun / u.kpc**2,
-    "continuum": u.Jy / u.beam,
-}
+#: Units of the observation-like model input domains: the mock domains, and the HI
+#: surface density of the maps.
+DOMAIN_UNITS: dict[str, u.UnitBase] = {**MOCK_DOMAINS, "hi": DOMAINS["hi"].unit}
 
 #: Below this systemic velocity a Hubble-flow distance is refused (peculiar velocities
 #: of a few hundred km/s dominate).
