@@ -59,6 +59,21 @@ with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
     main(sys.argv[1:])
 """
 
+_RUN_KILLED_AT_THIRD_SHARD = """
+import os, signal, sys
+import flows.maps
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+real, started = flows.maps.build_shard, []
+def build_shard(*args, **kwargs):
+    started.append(1)
+    if len(started) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*args, **kwargs)
+flows.maps.build_shard = build_shard
+with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    flows.maps.main(sys.argv[1:])
+"""
+
 
 def _overrides(tmp: Path, *extra: str) -> list[str]:
     return SMALL + [f"synth.out_dir={tmp / 'synthetic'}", f"maps.out_dir={tmp / 'maps'}", *extra]
@@ -127,30 +142,24 @@ def test_killed_build_maps_resumes_to_the_same_dataset(prefect_api, tmp_path):
 
     reference = Path(build_maps(overrides=_overrides(tmp_path / "ref", "synth.n_galaxies=4")))
 
+    # One shard takes ~0.1 s, too short to hit reliably from outside, so the child kills
+    # itself with SIGKILL as it starts the third galaxy: no cleanup code can run.
     out = tmp_path / "killed"
     args = [a for o in _overrides(out, "synth.n_galaxies=4", "flows.max_workers=1")
             for a in ("--set", o)]
-    cmd = [sys.executable, "-c", _RUN_WITHOUT_HEARTBEAT, *args]
     env = dict(os.environ, PREFECT_API_URL=prefect_api, OMP_NUM_THREADS="1")
-    log = open(tmp_path / "killed.log", "w")
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    killed = subprocess.run([sys.executable, "-c", _RUN_KILLED_AT_THIRD_SHARD, *args], cwd=REPO,
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     shards = out / "maps" / "shards"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
-        if shards.is_dir() and len(list(shards.glob("galaxy_*.h5"))) >= 1:
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    log.close()
     assert not (out / "maps" / "dataset.h5").exists()
-    n_before = len(list(shards.glob("galaxy_*.h5")))
-    assert 1 <= n_before < 4
+    stamps = {p.name: p.stat().st_mtime_ns for p in shards.glob("galaxy_*.h5")}
+    assert len(stamps) == 2
 
+    cmd = [sys.executable, "-c", _RUN_WITHOUT_HEARTBEAT, *args]
     rerun = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert all((shards / name).stat().st_mtime_ns == t for name, t in stamps.items())
     resumed = _dataset_content(out / "maps" / "dataset.h5")
     _assert_same(_dataset_content(reference), resumed)
     views = list(zip(resumed["meta/galaxy_id"], resumed["meta/view"]))
