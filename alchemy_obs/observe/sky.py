@@ -696,27 +696,32 @@ def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, cum, column
             continue
         # Channel fractions from the Gaussian CDF at the channel edges; where the window
         # was cut by n_sigma (not by the band edge) the tail is kept in the end channel.
-        prev = 0.0 if klo_c == klo else 0.5 * (1.0 + math.erf((klo_c - p) / (rt2 * s)))
-        for k in range(klo_c, khi_c + 1):
-            if k == khi_c and khi_c == khi:
+        # Each shared channel edge is evaluated once.
+        nk = khi_c - klo_c + 1
+        inv = 1.0 / (rt2 * s)
+        prev = 0.0 if klo_c == klo else 0.5 * (1.0 + math.erf((klo_c - p) * inv))
+        for k in range(nk):
+            if k == nk - 1 and khi_c == khi:
                 cdf = 1.0
             else:
-                cdf = 0.5 * (1.0 + math.erf((k + 1 - p) / (rt2 * s)))
+                cdf = 0.5 * (1.0 + math.erf((klo_c + k + 1 - p) * inv))
             spec[k] = (cdf - prev) * flux[i]
             prev = cdf
         x0 = box[0]
         y0 = box[1]
-        nk = khi_c - klo_c + 1
         m = 0
         for jy in range(ny):
+            row = ((y0 + jy) * npix + x0) * nchan + klo_c
             for jx in range(nx):
                 w = wbuf[m]
                 m += 1
                 if w == 0.0:
                     continue
-                base = ((y0 + jy) * npix + x0 + jx) * nchan + klo_c
+                # A slice indexed by the loop counter (non-negative, no wraparound check)
+                # lets LLVM vectorise this loop over contiguous channels.
+                run = flat[row + jx * nchan:row + jx * nchan + nk]
                 for k in range(nk):
-                    flat[base + k] += w * spec[klo_c + k]
+                    run[k] += w * spec[k]
 
 
 def _pixel_coordinates(positions: u.Quantity, h: u.Quantity, grid: SkyGrid, placement: SkyPlacement):
