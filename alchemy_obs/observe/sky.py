@@ -520,10 +520,12 @@ class SkyModel:
 #: Support radius (pixels) from which the pixel-centre rule of maps.project is used.
 _H_BIG = 4.0
 #: Below this support radius (pixels) the pixels within _NEAR of the centre are integrated
-#: with 4x4 Gauss-Legendre points.
+#: with 3x3 Gauss-Legendre points, as in maps.project.
 _H_FAR = 12.0
 _NEAR = 1
-_GX, _GW = np.polynomial.legendre.leggauss(4)
+_GX, _GW = np.polynomial.legendre.leggauss(3)
+#: Reassociation lets LLVM vectorise the pixel loops; no finite-math assumptions are made.
+_FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
 @numba.njit(cache=True, inline="always")
@@ -540,7 +542,7 @@ def _cum_at(cum, a, b):
             + ta * ((1 - tb) * cum[ia + 1, ib] + tb * cum[ia + 1, ib + 1]))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=_FAST)
 def _pixel_weights(x, y, h, npix, cum, column, laplacian, corners, col_i, col_t, wbuf, box):
     """Kernel mass in each pixel of the box a particle covers.
 
@@ -585,31 +587,33 @@ def _pixel_weights(x, y, h, npix, cum, column, laplacian, corners, col_i, col_t,
             da = (xlo + jx + 0.5 - x) * inv
             col_t[jx] = da * da
         total = 0.0
-        k = 0
+        one = np.uint64(1)
         for jy in range(ny):
             db = (ylo + jy + 0.5 - y) * inv
             db2 = db * db
+            row = wbuf[jy * nx:(jy + 1) * nx]
+            # Unsigned table indices and a row slice indexed by the loop counter: no
+            # negative-index wraparound, so this loop vectorises (gathers).
             for jx in range(nx):
                 f = min(col_t[jx] + db2, 1.0) * nproj
-                kk = int(f)
+                kk = np.uint64(f)
                 t = f - kk
                 v = ((1.0 - t) * (column[kk] + lapc * laplacian[kk])
-                     + t * (column[kk + 1] + lapc * laplacian[kk + 1]))
+                     + t * (column[kk + one] + lapc * laplacian[kk + one]))
                 v = max(v, 0.0)
-                wbuf[k] = v
+                row[jx] = v
                 total += v
-                k += 1
         # The column kernel has a u^2 ln u cusp at its centre where the Taylor rule fails:
-        # the central pixels get 4x4 Gauss-Legendre points (same rule as maps.project).
+        # the central pixels get 3x3 Gauss-Legendre points (same rule as maps.project).
         if h < _H_FAR:
             ic = int(math.floor(x))
             jc = int(math.floor(y))
             for jj in range(max(jc - _NEAR, ylo), min(jc + _NEAR, yhi) + 1):
                 for ii in range(max(ic - _NEAR, xlo), min(ic + _NEAR, xhi) + 1):
                     v = 0.0
-                    for gy in range(4):
+                    for gy in range(_GX.size):
                         bb = (jj + 0.5 + 0.5 * _GX[gy] - y) * inv
-                        for gx in range(4):
+                        for gx in range(_GX.size):
                             aa = (ii + 0.5 + 0.5 * _GX[gx] - x) * inv
                             f = min(aa * aa + bb * bb, 1.0) * nproj
                             kk = int(f)
@@ -658,6 +662,30 @@ def _pixel_weights(x, y, h, npix, cum, column, laplacian, corners, col_i, col_t,
             c = jy * s + jx
             wbuf[k] = corners[c + s + 1] - corners[c + 1] - corners[c + s] + corners[c]
             k += 1
+
+
+@numba.njit(cache=True)
+def _raster_order(x, y, npix):
+    """Particle indices by the pixel holding them, row after row (a stable counting sort).
+
+    Particles off the grid (or at non-finite positions) go to a border one pixel wide.
+    """
+    n = x.shape[0]
+    side = npix + 2
+    key = np.empty(n, np.int64)
+    start = np.zeros(side * side + 1, np.int64)
+    for i in range(n):
+        ix = 0 if not x[i] >= 0.0 else (npix + 1 if x[i] >= npix else int(x[i]) + 1)
+        iy = 0 if not y[i] >= 0.0 else (npix + 1 if y[i] >= npix else int(y[i]) + 1)
+        key[i] = iy * side + ix
+        start[key[i] + 1] += 1
+    for b in range(side * side):
+        start[b + 1] += start[b]
+    order = np.empty(n, np.int64)
+    for i in range(n):
+        order[start[key[i]]] = i
+        start[key[i]] += 1
+    return order
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -788,10 +816,9 @@ def hi_cube(
 
     x, y, h = _pixel_coordinates(source.positions, source.smoothing_length, grid, placement)
     # Visiting particles in raster order of their pixel keeps the cube rows they update in
-    # cache (about twice as fast as the input order for a large cube).
-    order = np.argsort(np.floor(np.clip(y, -1, grid.npix)) * (grid.npix + 2) + np.clip(x, -1, grid.npix),
-                       kind="stable")
-    x, y, h, flux, pchan, schan = (np.ascontiguousarray(a[order]) for a in (x, y, h, flux, pchan, schan))
+    # cache (1.5 times faster than a random order for a large cube).
+    order = _raster_order(x, y, grid.npix)
+    x, y, h, flux, pchan, schan = (a[order] for a in (x, y, h, flux, pchan, schan))
     tables = kernel_tables(kernel)
     work = np.zeros((grid.npix, grid.npix, spectral.n_channels))
     _deposit_cube(x, y, h, flux, pchan, schan, spectral.n_channels, float(line.n_sigma),
