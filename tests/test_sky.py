@@ -10,6 +10,7 @@ from astropy import units as u
 from astropy.cosmology import Planck15
 from scipy.special import erf
 
+from alchemy_obs.maps.kernels import projected_kernel
 from alchemy_obs.maps.project import project_particles
 from alchemy_obs.observe.sky import (
     ContinuumModel,
@@ -163,6 +164,68 @@ def test_spatial_deposit_matches_maps_projection():
     ref = ref / ref.sum() * mom0.sum()
     # Same pixel integration as the maps (corner table, pixel-centre rule for large kernels).
     assert np.abs(mom0 - ref).max() < 1e-4 * mom0.max()
+
+
+def _pixel_integrals(px, py, h, npix):
+    """Column kernel integrated over each pixel (pixel units): 8x8 cells of 4x4 Gauss points.
+
+    F comes from a fine table in s of the direct line-of-sight quadrature, independent of
+    the tables and rules of maps.kernels.
+    """
+    s_tab = np.linspace(0.0, 1.0, 20001)
+    f_tab = projected_kernel(s_tab)
+    g, w = np.polynomial.legendre.leggauss(4)
+    t = ((np.arange(8)[:, None] + 0.5 + 0.5 * g[None, :]) / 8).ravel()
+    pts = (np.arange(npix)[:, None] + t[None, :]).ravel()
+    wts = np.tile(np.tile(w / 16, 8), npix)
+    s = np.hypot((pts[None, :] - px) / h, (pts[:, None] - py) / h)
+    f = np.interp(s, s_tab, f_tab, right=0.0) / h**2 * wts[None, :] * wts[:, None]
+    return f.reshape(npix, t.size, npix, t.size).sum(axis=(1, 3))
+
+
+@pytest.mark.parametrize(("h_pix", "frac", "tol"), [
+    (2.5, (0.6, 0.1), 1e-4),   # corner differences of the cumulative table
+    (6.0, (0.3, 0.8), 5e-4),   # pixel-centre rule, Gauss points in the central pixels
+    (13.0, (0.2, 0.4), 1e-4),  # pixel-centre rule only
+])
+def test_pixel_weights_match_direct_pixel_integrals(h_pix, frac, tol):
+    npix = 32
+    pixel = 0.25
+    src = HISource([[frac[0] * pixel, frac[1] * pixel, 0.0]] * u.kpc, [[0.0, 0.0, 0.0]] * u.km / u.s,
+                   [1e6] * u.Msun, [h_pix * pixel] * u.kpc, [1e4] * u.K)
+    cube = hi_cube(src, SkyPlacement(redshift=0.01), SkyGrid(npix, pixel * u.kpc),
+                   SpectralAxis(16, 5 * u.km / u.s))
+    img = cube.data.sum(axis=0).value
+    ref = _pixel_integrals(npix / 2 + frac[0], npix / 2 + frac[1], h_pix, npix)
+    assert ref.sum() == pytest.approx(1.0, abs=1e-5)
+    assert np.abs(img / img.sum() - ref).max() < tol * ref.max()
+
+
+def test_cube_does_not_depend_on_particle_order():
+    # Particles are deposited in raster order of their pixel; the input order, including
+    # particles off the grid, must not matter beyond round-off.
+    src = _disc(n=1500, seed=4)
+    far = HISource(
+        positions=np.vstack([src.positions.value, [[40.0, 0, 0], [0, -40.0, 0], [9.0, 9.0, 0]]]) * u.kpc,
+        velocities=np.vstack([src.velocities.value, np.zeros((3, 3))]) * u.km / u.s,
+        hi_mass=np.concatenate([src.hi_mass.value, [1e5, 1e5, 1e5]]) * u.Msun,
+        smoothing_length=np.concatenate([src.smoothing_length.value, [1.0, 1.0, 3.0]]) * u.kpc,
+        temperature=np.concatenate([src.temperature.value, [8000.0] * 3]) * u.K,
+    )
+    perm = np.random.default_rng(0).permutation(len(far.hi_mass))
+    shuffled = HISource(far.positions[perm], far.velocities[perm], far.hi_mass[perm],
+                        far.smoothing_length[perm], far.temperature[perm])
+    place = SkyPlacement(distance=12 * u.Mpc)
+    grid = SkyGrid(48, 0.4 * u.kpc)
+    spec = SpectralAxis(64, 5 * u.km / u.s)
+    a = hi_cube(far, place, grid, spec).data.value
+    b = hi_cube(shuffled, place, grid, spec).data.value
+    assert np.abs(a - b).max() <= 1e-12 * a.max()
+    # The particles at 40 kpc lie off the 19.2 kpc field: nothing of them is deposited.
+    c = hi_cube(src, place, grid, spec).data.value
+    inner = hi_cube(HISource(far.positions[-1:], far.velocities[-1:], far.hi_mass[-1:],
+                             far.smoothing_length[-1:], far.temperature[-1:]), place, grid, spec)
+    assert np.abs(a - c - inner.data.value).max() <= 1e-12 * a.max()
 
 
 def test_truncation_keeps_flux_and_band_edge_cuts_it():
