@@ -45,50 +45,48 @@ _NEAR = 1
 _H_FAR = 12.0
 _GX, _GW = np.polynomial.legendre.leggauss(3)
 _U0 = np.uint64(0)
-_B1, _B2 = POLY_BREAKS[1], POLY_BREAKS[2]
-_SEG_SCALE0 = 2.0 / POLY_BREAKS[1]
-_SEG_SCALE1 = 2.0 / (POLY_BREAKS[2] - POLY_BREAKS[1])
-_SEG_SCALE2 = 2.0 / (POLY_BREAKS[3] - POLY_BREAKS[2])
+#: float32 lanes of the widest vectors the polynomial loops use (AVX-512).
+_LANES = 16
+_BREAKS = np.array(POLY_BREAKS)
 #: Reassociation lets LLVM vectorise the pixel loops; no finite-math assumptions are made.
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
 @njit(inline="always", fastmath=_FAST)
-def _marg(marg, v):
-    """C(1, v) for -1 < v < 1 from its tabulated half, using C(1, -v) = 1 - C(1, v)."""
-    n = marg.size - 1
-    f = abs(v) * n
+def _axis(v, marg, n):
+    """One axis of a corner of the cumulative table C, folded onto the tabulated quadrant.
+
+    Returns (outside below, v < 0, sign of v, C(1, |v|), table index and fraction of |v|),
+    with |v| clipped to 1. With these, C(a, b) is branch-free (see :func:`_corner`).
+    """
+    f = min(abs(v), 1.0) * n
     k = min(int(f), n - 1)
     t = f - k
-    m = marg[k] + t * (marg[k + 1] - marg[k])
-    return m if v >= 0.0 else 1.0 - m
+    neg = 1.0 if v < 0.0 else 0.0
+    # (1 - t) A + t B, not A + t (B - A): exact at t = 0 and t = 1.
+    return v <= -1.0, neg, 1.0 - 2.0 * neg, (1.0 - t) * marg[k] + t * marg[k + 1], k, t
+
+
+@njit(inline="always", fastmath=_FAST)
+def _corner(quad, zero_a, neg_a, sign_a, m_a, ka, ta, zero_b, neg_b, sign_b, m_b, kb, tb):
+    """C(a, b), the kernel mass with x/H < a and y/H < b, from the two axes' fold data.
+
+    Symmetry reduces (a, b) to the quadrant Q(|a|, |b|): with M(b) = C(1, b),
+    C(a, b) = [a < 0] M(b) + sign(a) ([b < 0] C(1, |a|) + sign(b) Q(|a|, |b|)).
+    """
+    q = ((1.0 - tb) * ((1.0 - ta) * quad[kb, ka] + ta * quad[kb, ka + 1])
+         + tb * ((1.0 - ta) * quad[kb + 1, ka] + ta * quad[kb + 1, ka + 1]))
+    full_b = neg_b + sign_b * m_b
+    c = neg_a * full_b + sign_a * (neg_b * m_a + sign_b * q)
+    return 0.0 if zero_a or zero_b else c
 
 
 @njit(inline="always", fastmath=_FAST)
 def _cval(quad, marg, n, a, b):
-    """Kernel mass with x/H < a and y/H < b (exact where a or b is outside (-1, 1)).
-
-    Symmetry reduces (a, b) to the tabulated quadrant: C(-a, b) = C(1, b) - C(a, b).
-    """
-    if a <= -1.0 or b <= -1.0:
-        return 0.0
-    if a >= 1.0:
-        return 1.0 if b >= 1.0 else _marg(marg, b)
-    if b >= 1.0:
-        return _marg(marg, a)
-    fa = abs(a) * n
-    fb = abs(b) * n
-    ia = min(int(fa), n - 1)
-    ib = min(int(fb), n - 1)
-    ta = fa - ia
-    tb = fb - ib
-    q = ((1.0 - tb) * ((1.0 - ta) * quad[ib, ia] + ta * quad[ib, ia + 1])
-         + tb * ((1.0 - ta) * quad[ib + 1, ia] + ta * quad[ib + 1, ia + 1]))
-    if a >= 0.0:
-        return q if b >= 0.0 else _marg(marg, a) - q
-    if b >= 0.0:
-        return _marg(marg, b) - q
-    return _marg(marg, b) - _marg(marg, -a) + q
+    """Kernel mass with x/H < a and y/H < b (exact where a or b is outside (-1, 1))."""
+    za, na, sa, ma, ka, ta = _axis(a, marg, n)
+    zb, nb, sb, mb, kb, tb = _axis(b, marg, n)
+    return _corner(quad, za, na, sa, ma, ka, ta, zb, nb, sb, mb, kb, tb)
 
 
 @njit(inline="always", fastmath=_FAST)
@@ -101,77 +99,179 @@ def _column_at(packed, q2, nproj):
 
 @njit(inline="always", fastmath=_FAST)
 def _h9(x, c0, c1, c2, c3, c4, c5, c6, c7, c8):
-    return c0 + x * (c1 + x * (c2 + x * (c3 + x * (c4 + x * (
-        c5 + x * (c6 + x * (c7 + x * c8)))))))
+    # Estrin's scheme: half the dependency depth of Horner's, so the pixel loop is not
+    # bound by the latency of one long chain.
+    x2 = x * x
+    x4 = x2 * x2
+    low = (c0 + c1 * x) + (c2 + c3 * x) * x2
+    high = (c4 + c5 * x) + (c6 + c7 * x) * x2
+    return low + (high + c8 * x4) * x4
 
 
 @njit(inline="always", fastmath=_FAST)
-def _column_row(c, da2, db2, lo, hi, out):
-    """Column kernel polynomials ``c`` at s^2 = da2[e] + db2, e in [lo, hi), into ``out``.
+def _fill(c, scale, offset, da2, db2, lo, hi, out):
+    """One polynomial segment ``c`` (float32) at s^2 = da2[e] + db2, e in [lo, hi), into out.
 
-    The three segments are all evaluated and one selected, without branches or table
-    look-ups; coefficients sit in locals (no aliasing with ``out``) and indices are unsigned
-    (no negative-index wraparound), so the loop vectorises. Returns the sum.
+    Coefficients sit in locals (no aliasing with ``out``) and indices are unsigned (no
+    negative-index wraparound), so the loop vectorises, eight pixels per instruction.
     """
-    (c00, c01, c02, c03, c04,
-     c05, c06, c07, c08) = c[0]
-    (c10, c11, c12, c13, c14,
-     c15, c16, c17, c18) = c[1]
-    (c20, c21, c22, c23, c24,
-     c25, c26, c27, c28) = c[2]
-    total = 0.0
+    (c0, c1, c2, c3, c4, c5, c6, c7, c8) = (c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+                                            c[8])
+    zero = np.float32(0.0)
     for e in range(np.uint64(lo), np.uint64(hi)):
-        q2 = da2[e] + db2
-        x0 = q2 * _SEG_SCALE0 - 1.0
-        x1 = (q2 - _B1) * _SEG_SCALE1 - 1.0
-        x2 = (q2 - _B2) * _SEG_SCALE2 - 1.0
-        v0 = _h9(x0, c00, c01, c02, c03, c04, c05, c06, c07, c08)
-        v1 = _h9(x1, c10, c11, c12, c13, c14, c15, c16, c17, c18)
-        v2 = _h9(x2, c20, c21, c22, c23, c24, c25, c26, c27, c28)
-        v = v2 if q2 >= _B2 else (v1 if q2 >= _B1 else v0)
-        v = max(v, 0.0) if q2 < 1.0 else 0.0
-        out[e] = v
-        total += v
-    return total
+        v = _h9((da2[e] + db2) * scale - offset, c0, c1, c2, c3, c4, c5, c6, c7, c8)
+        out[e] = max(v, zero)
+
+
+@njit(inline="always")
+def _whole(lo, hi):
+    """End of [lo, hi) rounded up to whole vectors of _LANES float32."""
+    return lo + (hi - lo + _LANES - 1) // _LANES * _LANES
+
+
+@njit(inline="always")
+def _span(da2, db2, t, ec, n, pxr, hx):
+    """Indices [lo, hi) of a row with da2[e] + db2 < t.
+
+    ``da2`` decreases then increases with its minimum at ``ec``, so the set is one range;
+    it is guessed from the circle's chord and settled by the same float32 test the
+    polynomial segments use.
+    """
+    if da2[ec] + db2 >= t:
+        return ec, ec
+    half = hx * math.sqrt(max(float(t) - float(db2), 0.0))
+    lo = min(max(int(math.ceil(pxr - half - 0.5)), 0), ec)
+    while lo > 0 and da2[lo - 1] + db2 < t:
+        lo -= 1
+    while da2[lo] + db2 >= t:
+        lo += 1
+    hi = max(min(int(math.floor(pxr + half - 0.5)) + 1, n), ec + 1)
+    while hi < n and da2[hi] + db2 < t:
+        hi += 1
+    while da2[hi - 1] + db2 >= t:
+        hi -= 1
+    return lo, hi
 
 
 @njit(inline="always", fastmath=_FAST)
-def _deposit_row(img, w, p, nw, row, start, vals, count, scale):
+def _deposit_row(img, part, i, nw, row, start, vals, count, scale):
     for k in range(nw):
-        wk = w[k, p] * scale
+        wk = part[i, 4 + k] * scale
         target = img[k, row, start:start + count]
         for e in range(_U0, np.uint64(count)):
             target[e] += wk * vals[e]
 
 
-@njit(parallel=True, cache=True, fastmath=_FAST)
-def _project(x, y, h, w, xmin, ymin, dx, dy, nx, ny, packed, poly, quad, marg, nchunks):
+@njit(cache=True)
+def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands):
+    """Particles touching the map, in pixel units, ordered by row, split into row bands.
+
+    Returns ``part`` (rows ``px, py, hx, hy, weights...``), the first particle of each band
+    (``nbands + 1`` entries) and each band's image rows ``[row_lo, row_hi)``. Bands hold
+    about equal work ((hx + 1)(hy + 1) per particle), so threads stay balanced.
+    """
     n = x.size
     nw = w.shape[0]
+    row = np.empty(n, np.int64)
+    count = np.zeros(ny + 1, np.int64)
+    work = np.zeros(ny)
+    top = np.full(ny, ny, np.int64)
+    bottom = np.zeros(ny, np.int64)
+    for p in range(n):
+        px = (x[p] - xmin) * inv_dx
+        py = (y[p] - ymin) * inv_dy
+        hx = h[p] * inv_dx
+        hy = h[p] * inv_dy
+        # Kernels entirely off the map are dropped before any integer conversion.
+        if px + hx < 0.0 or px - hx >= nx or py + hy < 0.0 or py - hy >= ny:
+            row[p] = -1
+            continue
+        r = min(max(int(math.floor(py)), 0), ny - 1)
+        row[p] = r
+        count[r + 1] += 1
+        work[r] += (min(hx, nx) + 1.0) * (min(hy, ny) + 1.0)
+        top[r] = min(top[r], max(int(math.floor(py - hy)), 0))
+        bottom[r] = max(bottom[r], min(int(math.floor(min(py + hy, ny + 0.5))), ny - 1) + 1)
+    for r in range(ny):
+        count[r + 1] += count[r]
+    part = np.empty((count[ny], 4 + nw))
+    fill = count[:ny].copy()
+    for p in range(n):
+        r = row[p]
+        if r < 0:
+            continue
+        i = fill[r]
+        fill[r] += 1
+        part[i, 0] = (x[p] - xmin) * inv_dx
+        part[i, 1] = (y[p] - ymin) * inv_dy
+        part[i, 2] = h[p] * inv_dx
+        part[i, 3] = h[p] * inv_dy
+        for k in range(nw):
+            part[i, 4 + k] = w[k, p]
+    first = np.zeros(nbands + 1, np.int64)
+    row_lo = np.zeros(nbands, np.int64)
+    row_hi = np.zeros(nbands, np.int64)
+    total = work.sum()
+    r = 0
+    done = 0.0
+    for b in range(nbands):
+        first[b] = count[r]
+        lo, hi = ny, 0
+        while r < ny and (done < total * (b + 1) / nbands or b == nbands - 1):
+            done += work[r]
+            if count[r + 1] > count[r]:
+                lo = min(lo, top[r])
+                hi = max(hi, bottom[r])
+            r += 1
+        row_lo[b] = lo
+        row_hi[b] = max(hi, lo)
+    first[nbands] = count[ny]
+    return part, first, row_lo, row_hi
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
+    nbands = first.size - 1
     nq = quad.shape[0] - 1
     nproj = packed.shape[0] - 1
-    inv_dx = 1.0 / dx
-    inv_dy = 1.0 / dy
-    out = np.zeros((nchunks, nw, ny, nx))
-    for c in prange(nchunks):
-        img = out[c]
-        ex = np.empty(nx + 2)
-        prev = np.empty(nx + 2)
+    nseg = poly.shape[1]
+    # Segment k of the polynomials takes x = s^2 * scale_k - offset_k, in float32.
+    seg_scale = np.empty(nseg, np.float32)
+    seg_offset = np.empty(nseg, np.float32)
+    seg_top = np.empty(nseg, np.float32)
+    for k in range(nseg):
+        seg_scale[k] = 2.0 / (_BREAKS[k + 1] - _BREAKS[k])
+        seg_offset[k] = 2.0 * _BREAKS[k] / (_BREAKS[k + 1] - _BREAKS[k]) + 1.0
+        seg_top[k] = _BREAKS[k + 1]
+    offset = np.zeros(nbands + 1, np.int64)
+    for b in range(nbands):
+        offset[b + 1] = offset[b] + nw * (row_hi[b] - row_lo[b]) * nx
+    buffers = np.empty(offset[nbands])
+    for b in prange(nbands):
+        band_rows = row_hi[b] - row_lo[b]
+        img = buffers[offset[b]:offset[b + 1]].reshape((nw, band_rows, nx))
+        img[:] = 0.0
+        r0 = row_lo[b]
         cur = np.empty(nx + 2)
+        prev = np.empty(nx + 2)
         diff = np.empty(nx + 2)
-        da2 = np.empty(nx + 2)
-        box = np.empty(ny * nx)
-        coef = np.empty((poly.shape[1], poly.shape[2]))
+        col_zero = np.empty(nx + 2, np.bool_)
+        col_neg = np.empty(nx + 2)
+        col_sign = np.empty(nx + 2)
+        col_m = np.empty(nx + 2)
+        col_k = np.empty(nx + 2, np.int64)
+        col_t = np.empty(nx + 2)
+        da2 = np.empty(nx + 2 + _LANES, np.float32)
+        box = np.empty((ny + 2) * (nx + 2 * _LANES), np.float32)
+        inner = np.empty(nx + 2 * _LANES, np.float32)
+        coef = np.empty((nseg, poly.shape[2]), np.float32)
         rlo = np.empty(ny + 2, np.int64)
         rhi = np.empty(ny + 2, np.int64)
-        for p in range(c, n, nchunks):
-            px = (x[p] - xmin) * inv_dx
-            py = (y[p] - ymin) * inv_dy
-            hx = h[p] * inv_dx
-            hy = h[p] * inv_dy
-            # Reject kernels entirely off the map before any integer conversion.
-            if px + hx < 0.0 or px - hx >= nx or py + hy < 0.0 or py - hy >= ny:
-                continue
+        for p in range(first[b], first[b + 1]):
+            px = part[p, 0]
+            py = part[p, 1]
+            hx = part[p, 2]
+            hy = part[p, 3]
             i0 = int(math.floor(max(px - hx, -1.0)))
             i1 = int(math.floor(min(px + hx, nx + 0.5)))
             j0 = int(math.floor(max(py - hy, -1.0)))
@@ -179,7 +279,7 @@ def _project(x, y, h, w, xmin, ymin, dx, dy, nx, ny, packed, poly, quad, marg, n
             if i0 == i1 and j0 == j1:
                 if 0 <= i0 < nx and 0 <= j0 < ny:
                     for k in range(nw):
-                        img[k, j0, i0] += w[k, p]
+                        img[k, j0 - r0, i0] += part[p, 4 + k]
                 continue
             ia0 = max(i0, 0)
             ia1 = min(i1, nx - 1)
@@ -190,45 +290,62 @@ def _project(x, y, h, w, xmin, ymin, dx, dy, nx, ny, packed, poly, quad, marg, n
             if hx < _H_CORNER or hy < _H_CORNER:
                 ihx = 1.0 / hx
                 ihy = 1.0 / hy
-                # Pixel integrals from the cumulative table at shared corners.
+                # Pixel integrals from the cumulative table at shared corners; the column
+                # corners' fold data are computed once per particle.
                 for e in range(mx + 1):
-                    ex[e] = (ia0 + e - px) * ihx
-                b = (jb0 - py) * ihy
+                    (col_zero[e], col_neg[e], col_sign[e], col_m[e], col_k[e],
+                     col_t[e]) = _axis((ia0 + e - px) * ihx, marg, nq)
+                zb, nb, sb, mb, kb, tb = _axis((jb0 - py) * ihy, marg, nq)
                 for e in range(mx + 1):
-                    prev[e] = _cval(quad, marg, nq, ex[e], b)
+                    prev[e] = _corner(quad, col_zero[e], col_neg[e], col_sign[e], col_m[e],
+                                      col_k[e], col_t[e], zb, nb, sb, mb, kb, tb)
                 for l in range(my):
-                    b = (jb0 + l + 1 - py) * ihy
+                    zb, nb, sb, mb, kb, tb = _axis((jb0 + l + 1 - py) * ihy, marg, nq)
                     for e in range(mx + 1):
-                        cur[e] = _cval(quad, marg, nq, ex[e], b)
+                        cur[e] = _corner(quad, col_zero[e], col_neg[e], col_sign[e],
+                                         col_m[e], col_k[e], col_t[e], zb, nb, sb, mb, kb, tb)
                     for e in range(mx):
                         # Clamp round-off negatives (~1e-16) where the kernel is absent.
                         diff[e] = max(cur[e + 1] - cur[e] - prev[e + 1] + prev[e], 0.0)
-                    _deposit_row(img, w, p, nw, jb0 + l, ia0, diff, mx, 1.0)
+                    _deposit_row(img, part, p, nw, jb0 + l - r0, ia0, diff, mx, 1.0)
                     for e in range(mx + 1):
                         prev[e] = cur[e]
                 continue
-            # Large kernel: pixel mean = F + lap F / 24 (pixel units) at the pixel centre.
+            # Large kernel: pixel mean = F + lap F / 24 (pixel units) at the pixel centre,
+            # in float32 (the rescaling below restores the mass to float64 accuracy).
             lapc = (1.0 / (hx * hx) + 1.0 / (hy * hy)) / 48.0
-            for k in range(poly.shape[1]):
+            for k in range(nseg):
                 for j in range(poly.shape[2]):
                     coef[k, j] = poly[0, k, j] + lapc * poly[1, k, j]
-            for e in range(mx):
-                da = (ia0 + e + 0.5 - px) / hx
+            pxr = px - ia0
+            ihx = 1.0 / hx
+            for e in range(mx + _LANES):
+                da = (e + 0.5 - pxr) * ihx
                 da2[e] = da * da
-            total = 0.0
+            ec = min(max(int(math.floor(pxr)), 0), mx - 1)
+            # Rows of the box are padded so that every polynomial loop runs whole vectors
+            # (no scalar remainder); values past a range's end are never read.
+            stride = mx + 2 * _LANES
             for l in range(my):
                 db = (jb0 + l + 0.5 - py) / hy
-                db2 = db * db
-                # Only pixel centres inside the support circle carry kernel: the row's
-                # range [lo, hi) is evaluated and later deposited.
-                lo, hi = 0, 0
-                if db2 < 1.0:
-                    half = hx * math.sqrt(1.0 - db2)
-                    lo = max(int(math.floor(px - half - 0.5)) - ia0, 0)
-                    hi = max(min(int(math.ceil(px + half - 0.5)) - ia0 + 1, mx), lo)
+                db2 = np.float32(db * db)
+                row = box[l * stride:(l + 1) * stride]
+                # Only pixel centres inside the support carry kernel; each polynomial
+                # segment covers a range of the row, inner ones replacing outer ones.
+                lo, hi = _span(da2, db2, seg_top[nseg - 1], ec, mx, pxr, hx)
                 rlo[l] = lo
                 rhi[l] = hi
-                total += _column_row(coef, da2, db2, lo, hi, box[l * mx:(l + 1) * mx])
+                if lo >= hi:
+                    continue
+                _fill(coef[nseg - 1], seg_scale[nseg - 1], seg_offset[nseg - 1], da2, db2,
+                      lo, _whole(lo, hi), row)
+                for k in range(nseg - 2, -1, -1):
+                    lo, hi = _span(da2, db2, seg_top[k], ec, mx, pxr, hx)
+                    if lo >= hi:
+                        break
+                    _fill(coef[k], seg_scale[k], seg_offset[k], da2, db2, lo, _whole(lo, hi),
+                          inner)
+                    row[lo:hi] = inner[lo:hi]
             # The column kernel has a u^2 ln u term at its centre where the Taylor rule
             # fails: the central pixels get 3x3 Gauss-Legendre points instead.
             ic = int(math.floor(px))
@@ -248,15 +365,20 @@ def _project(x, y, h, w, xmin, ymin, dx, dy, nx, ny, packed, poly, quad, marg, n
                     if rlo[l] >= rhi[l]:
                         rlo[l] = e
                         rhi[l] = e + 1
-                        box[l * mx + e] = 0.0
                     while e < rlo[l]:
                         rlo[l] -= 1
-                        box[l * mx + rlo[l]] = 0.0
+                        box[l * stride + rlo[l]] = 0.0
                     while e >= rhi[l]:
-                        box[l * mx + rhi[l]] = 0.0
+                        box[l * stride + rhi[l]] = 0.0
                         rhi[l] += 1
-                    total += v - box[l * mx + e]
-                    box[l * mx + e] = v
+                    box[l * stride + e] = v
+            # The sum of the float32 values as deposited, in float64, so that the rescaled
+            # deposit carries exactly the kernel mass inside the map.
+            total = 0.0
+            for l in range(my):
+                row = box[l * stride:(l + 1) * stride]
+                for e in range(np.uint64(rlo[l]), np.uint64(rhi[l])):
+                    total += row[e]
             if total <= 0.0:
                 continue
             inside = 1.0
@@ -270,18 +392,25 @@ def _project(x, y, h, w, xmin, ymin, dx, dy, nx, ny, packed, poly, quad, marg, n
             scale = inside / total
             for l in range(my):
                 lo = rlo[l]
-                _deposit_row(img, w, p, nw, jb0 + l, ia0 + lo,
-                             box[l * mx + lo:l * mx + rhi[l]], rhi[l] - lo, scale)
+                _deposit_row(img, part, p, nw, jb0 + l - r0, ia0 + lo,
+                             box[l * stride + lo:l * stride + rhi[l]], rhi[l] - lo, scale)
+    # Each image row sums the bands covering it in band order, whatever the threads.
     result = np.zeros((nw, ny, nx))
-    for c in range(nchunks):
-        result += out[c]
+    for j in prange(ny):
+        for b in range(nbands):
+            if row_lo[b] <= j < row_hi[b]:
+                band_rows = row_hi[b] - row_lo[b]
+                img = buffers[offset[b]:offset[b + 1]].reshape((nw, band_rows, nx))
+                for k in range(nw):
+                    result[k, j] += img[k, j - row_lo[b]]
     return result
 
 
-# Particles go round-robin into this many image buffers, summed in a fixed order at the
-# end. The number is fixed, not numba's thread count, so that a map is the same to the last
-# bit whatever the threads (a thread pool, Dask workers, another machine); it also bounds the
-# threads a projection can use.
+# The map is cut into this many bands of rows, each with its own image buffer (rows of the
+# band plus the reach of its kernels), summed in band order at the end. The number is fixed,
+# not numba's thread count, so that a map is the same to the last bit whatever the threads
+# (a thread pool, Dask workers, another machine); it also bounds the threads a projection
+# can use.
 _N_BUFFERS = 16
 
 
@@ -369,11 +498,10 @@ def project_particles(
         keep = frac > 0
         x, y, h = x[keep], y[keep], h[keep]
         w = _plain(w[:, keep] * frac[keep])
-    image = _project(
-        x, y, h, w, xmin, ymin, (xmax - xmin) / nx, (ymax - ymin) / ny, nx, ny,
-        tables.packed, tables.poly, tables.quadrant, tables.marginal,
-        max(1, min(_N_BUFFERS, x.size)),
-    )
+    part, first, row_lo, row_hi = _sort_into_bands(
+        x, y, h, w, xmin, ymin, nx / (xmax - xmin), ny / (ymax - ymin), nx, ny, _N_BUFFERS)
+    image = _project(part, first, row_lo, row_hi, w.shape[0], nx, ny,
+                     tables.packed, tables.poly, tables.quadrant, tables.marginal)
     return image[0] if single else image
 
 
