@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "ConfigError",
@@ -267,16 +275,30 @@ class DDPMConfig(Section):
     sampler: Literal["ddpm", "ddim"] = Field("ddim", description="Default sampler.")
     sample_steps: int = Field(50, ge=1, description="Default DDIM steps (ddpm uses T).")
     eta: float = Field(0.0, ge=0.0, description="DDIM stochasticity (0 = deterministic).")
+    prediction: Literal["v", "eps"] = Field(
+        "v",
+        description="What the network predicts: the velocity v = sqrt(abar) eps - "
+        "sqrt(1 - abar) x0 (Salimans and Ho 2022), from which the samplers derive eps, or "
+        "eps itself (Ho et al. 2020). See docs/training.rst for why v is the default.",
+    )
     snr_weight_cap: float | None = Field(
         None, ge=1,
-        description="Weight the noise error by min(max(1/SNR, 1), cap): the clean-map error "
-        "at high noise, truncated (Salimans and Ho 2022); None: the plain epsilon loss.",
+        description="prediction eps only: weight the noise error by min(max(1/SNR, 1), cap), "
+        "the clean-map error at high noise, truncated (Salimans and Ho 2022); None: the "
+        "plain epsilon loss.",
     )
     clip_x0: float | None = Field(
         5.0, gt=0,
         description="While sampling, clamp the estimate of the clean map to [-c, c] "
         "(normalised units); None: no clamping.",
     )
+
+    @model_validator(mode="after")
+    def _weighting_needs_eps(self) -> DDPMConfig:
+        if self.snr_weight_cap is not None and self.prediction != "eps":
+            raise ValueError("ddpm.snr_weight_cap weights the epsilon loss: it needs "
+                             "ddpm.prediction = 'eps'")
+        return self
 
 
 class InDIConfig(Section):
@@ -309,10 +331,20 @@ class SDEConfig(Section):
         description="Signal-to-noise ratio of the Langevin corrector (inflates variances by ~snr^2).",
     )
     corrector_steps: int = Field(1, ge=0, description="Langevin steps per predictor step.")
+    prediction: Literal["edm", "noise"] = Field(
+        "edm",
+        description="What the network predicts: the clean map with the preconditioning of "
+        "Karras et al. (2022) and a loss of unit scale at every noise level, from which the "
+        "score is derived, or the noise z (score = -z / s). See docs/score_sde.rst.",
+    )
+    sigma_data: float = Field(
+        1.0, gt=0, description="edm: standard deviation of the normalised target maps."
+    )
     snr_weight_cap: float | None = Field(
         None, ge=1,
-        description="Weight the noise error by min(max(s^2/m^2, 1), cap): the clean-map error "
-        "at high noise, truncated (Salimans and Ho 2022); None: plain score matching.",
+        description="prediction noise only: weight the noise error by min(max(s^2/m^2, 1), "
+        "cap), the clean-map error at high noise, truncated (Salimans and Ho 2022); None: "
+        "plain score matching.",
     )
     denoise: bool = Field(
         True, description="End with one Tweedie step x0 = (x + s^2 score) / m at t_min "
@@ -323,6 +355,13 @@ class SDEConfig(Section):
     )
     rtol: float = Field(1e-5, gt=0, description="Relative tolerance of the likelihood ODE (RK45).")
     atol: float = Field(1e-5, gt=0, description="Absolute tolerance of the likelihood ODE (RK45).")
+
+    @model_validator(mode="after")
+    def _weighting_needs_noise(self) -> SDEConfig:
+        if self.snr_weight_cap is not None and self.prediction != "noise":
+            raise ValueError("sde.snr_weight_cap weights the noise loss: it needs "
+                             "sde.prediction = 'noise'")
+        return self
 
 
 class MethodConfig(Section):

@@ -108,7 +108,7 @@ def quality_vs_evaluations(workdir: Path, steps: int, quick: bool) -> list[dict]
             "train.network.groups=4", "train.batch_size=8", f"train.steps={steps}",
             f"train.checkpoint_every={steps}", "train.eval_maps=0", "train.optim.lr=0.002",
             "train.optim.warmup_steps=20", "train.optim.ema_decay=0.98",
-            "train.method.ddpm.clip_x0=3.0", "train.method.ddpm.snr_weight_cap=10000",
+            "train.method.ddpm.clip_x0=3.0",
         ])
         t0 = time.perf_counter()
         train(cfg, progress=False)

@@ -39,7 +39,7 @@ DIM_SETTINGS = [
     "train.method.indi.sample_steps=5", "train.method.sde.sample_steps=30",
 ]
 STEPS = 600
-EXTRA = {"sde": ["train.method.sde.snr_weight_cap=1000"]}
+EXTRA = {"sde": ["train.method.sde.prediction=noise", "train.method.sde.snr_weight_cap=1000"]}
 
 
 @pytest.fixture(scope="module")

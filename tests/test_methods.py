@@ -99,7 +99,7 @@ def test_forward_marginal_statistics(kind):
 
 
 def _ddpm_with_oracle(kind="cosine", n=64):
-    m = _method("ddpm", ddpm={"schedule": kind})
+    m = _method("ddpm", ddpm={"schedule": kind, "prediction": "eps"})
     x0 = _x0(n)
     oracle = EpsOracle(x0, m.alphas_cumprod, m.T)
     m.nets["net"] = oracle

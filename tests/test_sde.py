@@ -198,7 +198,7 @@ def test_score_sde_method_loss_sample_and_likelihood():
 def test_snr_weighted_loss_is_the_larger_of_noise_and_clean_map_errors():
     """With weight max(s^2/m^2, 1) each map's loss is max(noise error, clean-map error)."""
     torch.manual_seed(0)
-    cfg = MethodConfig(name="sde", sde=SDEConfig(snr_weight_cap=1e12))
+    cfg = MethodConfig(name="sde", sde=SDEConfig(prediction="noise", snr_weight_cap=1e12))
     method = build_method(cfg, TINY, 1, 1)
     x0, cond = torch.randn(6, 1, 8, 8), torch.randn(6, 1, 8, 8)
     torch.manual_seed(1)
@@ -214,3 +214,83 @@ def test_snr_weighted_loss_is_the_larger_of_noise_and_clean_map_errors():
     noise_err = ((eps - z) ** 2).flatten(1).mean(1)
     clean_err = (((xt - s * eps) / m - x0) ** 2).flatten(1).mean(1)
     assert loss.item() == pytest.approx(torch.maximum(noise_err, clean_err).mean().item(), rel=1e-4)
+
+
+class _Recorder(torch.nn.Module):
+    """A fixed random 'network' that records what it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, inp, t):
+        self.seen.append(inp)
+        return torch.sin(3.0 * inp[:, :1]) + inp[:, 1:2] * t.view(-1, 1, 1, 1)
+
+
+def _edm_setup(kind: str, sigma_data: float):
+    cfg = MethodConfig(name="sde", sde=SDEConfig(sde=kind, sigma_data=sigma_data))
+    method = build_method(cfg, TINY, 1, 1)
+    method.nets["net"] = _Recorder()
+    gen = torch.Generator().manual_seed(7)
+    x0 = torch.randn(5, 1, 8, 8, generator=gen, dtype=torch.float64)
+    cond = torch.randn(5, 1, 8, 8, generator=gen, dtype=torch.float64)
+    t = torch.tensor([1e-3, 0.1, 0.5, 0.9, 1.0], dtype=torch.float64)
+    m, s = method.sde.marginal(t)
+    xt = m.view(-1, 1, 1, 1) * x0 + s.view(-1, 1, 1, 1) * torch.randn(x0.shape, generator=gen,
+                                                                       dtype=torch.float64)
+    return method, x0, cond, t, xt
+
+
+@pytest.mark.parametrize(("kind", "sigma_data"), [("vp", 0.7), ("ve", 0.7), ("ve", 1.0)])
+def test_edm_preconditioning_matches_karras_formulas(kind, sigma_data):
+    """x0 = c_skip x + c_out F(c_in x) on the rescaled x = x_t / m with sigma = s / m (Karras
+    et al. 2022, table 1); the score is Tweedie's (m x0 - x_t) / s^2."""
+    method, _, cond, t, xt = _edm_setup(kind, sigma_data)
+    x0_hat, z_hat = method.predict(xt, cond, t)
+    m, s = (v.view(-1, 1, 1, 1) for v in method.sde.marginal(t))
+    sigma, sd = s / m, sigma_data
+    x = xt / m
+    c_in = 1 / torch.sqrt(sigma**2 + sd**2)
+    c_skip = sd**2 / (sigma**2 + sd**2)
+    c_out = sigma * sd / torch.sqrt(sigma**2 + sd**2)
+    torch.testing.assert_close(method.nets["net"].seen[0][:, :1], c_in * x)
+    f = method.nets["net"](torch.cat([c_in * x, cond], 1), t)
+    torch.testing.assert_close(x0_hat, c_skip * x + c_out * f)
+    torch.testing.assert_close(method.score_fn(cond)(xt, t), (m * x0_hat - xt) / s**2)
+    torch.testing.assert_close(z_hat, (xt - m * x0_hat) / s)
+
+
+def test_edm_on_vp_with_unit_sigma_data_is_v_prediction():
+    """For m^2 + s^2 = 1 and sigma_data = 1 the network sees x_t itself and x0 = m x_t + s F."""
+    method, _, cond, t, xt = _edm_setup("vp", 1.0)
+    x0_hat, _ = method.predict(xt, cond, t)
+    torch.testing.assert_close(method.nets["net"].seen[0][:, :1], xt)
+    m, s = (v.view(-1, 1, 1, 1) for v in method.sde.marginal(t))
+    torch.testing.assert_close(x0_hat, m * xt + s * method.nets["net"](torch.cat([xt, cond], 1), t))
+
+
+def test_edm_loss_is_the_error_of_the_network_output():
+    """Weight 1 / c_out^2: the loss is |F - (x0 - c_skip x) / c_out|^2, of unit scale."""
+    torch.manual_seed(0)
+    cfg = MethodConfig(name="sde", sde=SDEConfig(sigma_data=0.7))
+    method = build_method(cfg, TINY, 1, 1)
+    x0, cond = torch.randn(6, 1, 8, 8), torch.randn(6, 1, 8, 8)
+    torch.manual_seed(1)
+    loss = method.loss({"input": cond, "target": x0})
+    torch.manual_seed(1)
+    t = cfg.sde.t_min + (1 - cfg.sde.t_min) * torch.rand(6)
+    z = torch.randn_like(x0)
+    m, s = (v.view(-1, 1, 1, 1) for v in method.sde.marginal(t))
+    sigma, sd = s / m, 0.7
+    x = (m * x0 + s * z) / m
+    with torch.no_grad():
+        f = method.nets["net"](torch.cat([x / torch.sqrt(sigma**2 + sd**2), cond], 1), t)
+    target = (x0 - sd**2 / (sigma**2 + sd**2) * x) / (sigma * sd / torch.sqrt(sigma**2 + sd**2))
+    assert loss.item() == pytest.approx(((f - target) ** 2).mean().item(), rel=1e-4)
+
+
+def test_snr_weighting_needs_noise_prediction():
+    with pytest.raises(ValueError, match="prediction = 'noise'"):
+        SDEConfig(snr_weight_cap=10.0)

@@ -12,9 +12,25 @@ VE (variance exploding, the continuous SMLD)
     ``sigma(t) = sigma_min (sigma_max / sigma_min)^t``; marginal ``x_t = x_0 + sigma(t) z``
     (the data are taken as already perturbed by ``sigma_min``, as in Song's code).
 
-Training is denoising score matching with the weighting ``lambda(t) = s(t)^2``: the network
-sees ``concat(x_t, condition)`` and ``t`` and predicts the noise ``z`` (plain MSE); the score
-is ``grad log p_t(x_t | condition) = -z_hat / s(t)``.
+Training is denoising score matching; what the network predicts is ``sde.prediction``:
+
+``"edm"`` (default; Karras et al. 2022)
+    With ``sigma = s / m`` and the data scale ``sigma_data``, the network sees
+    ``concat(c_in x_t / m, condition)`` and ``t``, and its output ``F`` gives the clean map
+    ``x0_hat = c_skip x_t / m + c_out F`` with ``c_in = 1 / sqrt(sigma^2 + sigma_data^2)``,
+    ``c_skip = sigma_data^2 / (sigma^2 + sigma_data^2)``, ``c_out = sigma sigma_data /
+    sqrt(sigma^2 + sigma_data^2)``. The loss ``|x0_hat - x_0|^2 / c_out^2`` is the error of
+    ``F`` against a target of unit scale, at every noise level. The score is Tweedie's
+    ``(m x0_hat - x_t) / s^2``. On VP with ``sigma_data = 1`` this is the v-prediction of
+    :mod:`~alchemy_obs.translate.methods.ddpm`.
+``"noise"`` (Song et al. 2021)
+    The network sees ``concat(x_t, condition)`` and predicts the noise ``z`` (weighting
+    ``lambda(t) = s(t)^2``); the score is ``-z_hat / s(t)``.
+
+Why ``edm``: at high noise the clean map is ``(x_t - s z) / m`` with ``m`` down to 0.007
+(VP, ``t = 1``), so a noise prediction must be exact to ~``m`` for the large scales of a
+sample, which are set there, to come out right; a preconditioned clean-map prediction is
+well conditioned at every ``t`` (see ``docs/training.rst`` for the measured difference).
 
 Samplers integrate the reverse-time SDE ``dx = [f - g^2 score] dt + g dw_bar`` from the
 prior at ``t = 1`` down to ``t_min``: Euler-Maruyama (predictor), optionally followed by
@@ -217,8 +233,29 @@ class ScoreSDE(Method):
         net = build_network(network, in_channels + out_channels, out_channels, time=True)
         return cls({"net": net}, in_channels, out_channels, config)
 
+    def predict(self, x: Tensor, condition: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Estimates ``(x_0, z)`` of the clean map and the noise in ``x_t = m x_0 + s z``.
+
+        ``prediction = "edm"``: with ``sigma = s / m`` and ``sigma_data``, the network sees
+        ``c_in x_t / m`` and its output ``F`` gives ``x_0 = c_skip x_t / m + c_out F``
+        (Karras et al. 2022), written without dividing by ``m`` (~0.007 at ``t = 1``);
+        ``z = (x_t - m x_0) / s``. ``"noise"``: the network output is ``z``.
+        """
+        m, s = self.sde.marginal(t)
+        m, s = _col(m, x), _col(s, x)
+        net = self.net("net")
+        if self.config.sde.prediction == "noise":
+            z = net(torch.cat([x, condition.to(x.dtype)], dim=1), t)
+            return (x - s * z) / m, z
+        sd = self.config.sde.sigma_data
+        norm = torch.sqrt(s**2 + (m * sd) ** 2)
+        out = net(torch.cat([x / norm, condition.to(x.dtype)], dim=1), t)
+        x0 = sd**2 * m / norm**2 * x + s * sd / norm * out.to(x.dtype)
+        return x0, (x - m * x0) / s
+
     def predict_noise(self, x: Tensor, condition: Tensor, t: Tensor) -> Tensor:
-        return self.net("net")(torch.cat([x, condition.to(x.dtype)], dim=1), t)
+        """The estimate of the noise ``z`` in ``x_t`` (see :meth:`predict`)."""
+        return self.predict(x, condition, t)[1]
 
     def score_fn(self, condition: Tensor) -> ScoreFn:
         """``score(x, t) = -z_hat(x, condition, t) / s(t)`` for this condition."""
@@ -238,7 +275,15 @@ class ScoreSDE(Method):
         m, s = self.sde.marginal(t)
         z = torch.randn_like(x0)
         xt = _col(m, x0) * x0 + _col(s, x0) * z
-        err = ((self.predict_noise(xt, cond, t).float() - z.float()) ** 2).flatten(1).mean(1)
+        x0_hat, z_hat = self.predict(xt, cond, t)
+        if self.config.sde.prediction == "edm":
+            # Weight 1 / c_out^2 = (s^2 + m^2 sigma_data^2) / (s sigma_data)^2: the error of
+            # the network output itself, of unit scale at every noise level.
+            sd = self.config.sde.sigma_data
+            c_out = s * sd / torch.sqrt(s**2 + (m * sd) ** 2)
+            err = ((x0_hat.float() - x0.float()) / _col(c_out, x0).float()) ** 2
+            return err.flatten(1).mean(1).mean()
+        err = ((z_hat.float() - z.float()) ** 2).flatten(1).mean(1)
         cap = self.config.sde.snr_weight_cap
         if cap is not None:
             # s^2/m^2 turns the noise error into the clean-map error: at high noise a small
