@@ -109,18 +109,20 @@ def _h9(x, c0, c1, c2, c3, c4, c5, c6, c7, c8):
 
 
 @njit(inline="always", fastmath=_FAST)
-def _fill(c, scale, offset, da2, db2, lo, hi, out):
-    """One polynomial segment ``c`` (float32) at s^2 = da2[e] + db2, e in [lo, hi), into out.
+def _fill(c, scale, offset, da2, db2, lo, hi, out, at):
+    """Polynomial segment ``c`` (float32) at s^2 = da2[e] + db2 into out[at + e], lo <= e < hi.
 
-    Coefficients sit in locals (no aliasing with ``out``) and indices are unsigned (no
-    negative-index wraparound), so the loop vectorises, eight pixels per instruction.
+    Coefficients sit in locals (no aliasing with ``out``), indices are unsigned (no
+    negative-index wraparound) and no array views are made (each costs reference counting),
+    so the loop vectorises, eight pixels per instruction.
     """
     (c0, c1, c2, c3, c4, c5, c6, c7, c8) = (c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
                                             c[8])
     zero = np.float32(0.0)
+    base = np.uint64(at)
     for e in range(np.uint64(lo), np.uint64(hi)):
         v = _h9((da2[e] + db2) * scale - offset, c0, c1, c2, c3, c4, c5, c6, c7, c8)
-        out[e] = max(v, zero)
+        out[base + e] = max(v, zero)
 
 
 @njit(inline="always")
@@ -154,12 +156,14 @@ def _span(da2, db2, t, ec, n, pxr, hx):
 
 
 @njit(inline="always", fastmath=_FAST)
-def _deposit_row(img, part, i, nw, row, start, vals, count, scale):
+def _deposit_row(img, part, i, nw, row, start, vals, at, count, scale):
+    """img[k, row, start + e] += weight_k * scale * vals[at + e] for e < count."""
+    s = np.uint64(start)
+    a = np.uint64(at)
     for k in range(nw):
         wk = part[i, 4 + k] * scale
-        target = img[k, row, start:start + count]
         for e in range(_U0, np.uint64(count)):
-            target[e] += wk * vals[e]
+            img[k, row, s + e] += wk * vals[a + e]
 
 
 @njit(cache=True)
@@ -281,6 +285,27 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
                     for k in range(nw):
                         img[k, j0 - r0, i0] += part[p, 4 + k]
                 continue
+            if i1 - i0 <= 1 and j1 - j0 <= 1:
+                # At most 2 x 2 pixels: one cut line per axis, so the pixel masses are
+                # C(a, b) and the marginals M(a), M(b) at the cuts (M = 1 without a cut).
+                za, na, sa, ma, ka, ta = _axis((i0 + 1 - px) / hx, marg, nq)
+                zb, nb, sb, mb, kb, tb = _axis((j0 + 1 - py) / hy, marg, nq)
+                cut_a = na + sa * ma if i1 > i0 else 1.0
+                cut_b = nb + sb * mb if j1 > j0 else 1.0
+                if i1 > i0 and j1 > j0:
+                    both = _corner(quad, za, na, sa, ma, ka, ta, zb, nb, sb, mb, kb, tb)
+                else:
+                    both = cut_a * cut_b
+                # Clamp round-off negatives (~1e-16) where the kernel is absent.
+                masses = (max(both, 0.0), max(cut_b - both, 0.0), max(cut_a - both, 0.0),
+                          max(1.0 - cut_a - cut_b + both, 0.0))
+                for q in range(4):
+                    ii = i0 + (q & 1)
+                    jj = j0 + (q >> 1)
+                    if 0 <= ii < nx and 0 <= jj < ny and ii <= i1 and jj <= j1:
+                        for k in range(nw):
+                            img[k, jj - r0, ii] += part[p, 4 + k] * masses[q]
+                continue
             ia0 = max(i0, 0)
             ia1 = min(i1, nx - 1)
             jb0 = max(j0, 0)
@@ -307,7 +332,7 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
                     for e in range(mx):
                         # Clamp round-off negatives (~1e-16) where the kernel is absent.
                         diff[e] = max(cur[e + 1] - cur[e] - prev[e + 1] + prev[e], 0.0)
-                    _deposit_row(img, part, p, nw, jb0 + l - r0, ia0, diff, mx, 1.0)
+                    _deposit_row(img, part, p, nw, jb0 + l - r0, ia0, diff, 0, mx, 1.0)
                     for e in range(mx + 1):
                         prev[e] = cur[e]
                 continue
@@ -329,7 +354,7 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
             for l in range(my):
                 db = (jb0 + l + 0.5 - py) / hy
                 db2 = np.float32(db * db)
-                row = box[l * stride:(l + 1) * stride]
+                at = l * stride
                 # Only pixel centres inside the support carry kernel; each polynomial
                 # segment covers a range of the row, inner ones replacing outer ones.
                 lo, hi = _span(da2, db2, seg_top[nseg - 1], ec, mx, pxr, hx)
@@ -338,14 +363,15 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
                 if lo >= hi:
                     continue
                 _fill(coef[nseg - 1], seg_scale[nseg - 1], seg_offset[nseg - 1], da2, db2,
-                      lo, _whole(lo, hi), row)
+                      lo, _whole(lo, hi), box, at)
                 for k in range(nseg - 2, -1, -1):
                     lo, hi = _span(da2, db2, seg_top[k], ec, mx, pxr, hx)
                     if lo >= hi:
                         break
                     _fill(coef[k], seg_scale[k], seg_offset[k], da2, db2, lo, _whole(lo, hi),
-                          inner)
-                    row[lo:hi] = inner[lo:hi]
+                          inner, 0)
+                    for e in range(np.uint64(lo), np.uint64(hi)):
+                        box[np.uint64(at) + e] = inner[e]
             # The column kernel has a u^2 ln u term at its centre where the Taylor rule
             # fails: the central pixels get 3x3 Gauss-Legendre points instead.
             ic = int(math.floor(px))
@@ -376,9 +402,9 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
             # deposit carries exactly the kernel mass inside the map.
             total = 0.0
             for l in range(my):
-                row = box[l * stride:(l + 1) * stride]
+                at = np.uint64(l * stride)
                 for e in range(np.uint64(rlo[l]), np.uint64(rhi[l])):
-                    total += row[e]
+                    total += box[at + e]
             if total <= 0.0:
                 continue
             inside = 1.0
@@ -392,8 +418,8 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
             scale = inside / total
             for l in range(my):
                 lo = rlo[l]
-                _deposit_row(img, part, p, nw, jb0 + l - r0, ia0 + lo,
-                             box[l * stride + lo:l * stride + rhi[l]], rhi[l] - lo, scale)
+                _deposit_row(img, part, p, nw, jb0 + l - r0, ia0 + lo, box, l * stride + lo,
+                             rhi[l] - lo, scale)
     # Each image row sums the bands covering it in band order, whatever the threads.
     result = np.zeros((nw, ny, nx))
     for j in prange(ny):
