@@ -115,6 +115,27 @@ def test_point_particle_spectrum_is_channel_integrated_gaussian():
     assert img[4, 4] == pytest.approx(img.sum())
 
 
+def test_channel_fractions_cdf_table_matches_erf():
+    # The channel fractions come from an interpolated normal CDF table; it must agree with
+    # the erf to 1e-12 everywhere (also far outside the table range) and be exact at 0.
+    import numba
+
+    from alchemy_obs.observe.sky import _cdf_at, _gaussian_cdf_table
+
+    @numba.njit
+    def cdf(table, t):
+        out = np.empty_like(t)
+        for i in range(t.size):
+            out[i] = _cdf_at(table, t[i])
+        return out
+
+    table = _gaussian_cdf_table()
+    t = np.concatenate([np.random.default_rng(1).uniform(-9, 9, 20000), [-30.0, 0.0, 30.0]])
+    expected = 0.5 * (1 + erf(t / math.sqrt(2)))
+    assert np.abs(cdf(table, t) - expected).max() < 1e-12
+    assert cdf(table, np.array([0.0]))[0] == 0.5
+
+
 def test_line_of_sight_velocity_and_hubble_flow_signs():
     place = SkyPlacement(redshift=0.01)
     spec = SpectralAxis(200, 2 * u.km / u.s, ctype="VRAD")

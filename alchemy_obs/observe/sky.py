@@ -29,17 +29,23 @@ A particle of HI mass :math:`m` has the line flux :math:`\\int S d\\nu = m / (C 
 kernel integrated over each pixel exactly as :func:`alchemy_obs.maps.project.project_particles`
 does it, from the tables of :mod:`alchemy_obs.maps.kernels` (corner differences of the
 cumulative kernel for small kernels; the pixel-centre rule with its Laplacian correction,
-rescaled to the exact mass inside the field, for large ones), and over channels with a Gaussian integrated exactly over
-each channel, :math:`\\tfrac12[{\\rm erf}(\\cdot) - {\\rm erf}(\\cdot)]`. Only channels within
+rescaled to the exact mass inside the field, for large ones), and over channels with a Gaussian integrated over
+each channel, :math:`\\Phi(\\cdot) - \\Phi(\\cdot)` of the normal CDF at the channel edges (cubic
+Hermite interpolation of a table, accurate to 3.4e-13). Only channels within
 ``n_sigma`` of the line centre are touched; the Gaussian's tails beyond that are added to the
 last touched channels so that a line inside the band keeps all its flux.
+
+The cube is filled in one pass over the particles in raster order of their pixel: each
+particle's pixel weights and channel fractions are computed once, and their outer product
+is added to a channel-last buffer, so the innermost loop runs over contiguous channels and
+vectorises. ``data`` is a (channel, y, x) view of that buffer.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numba
 import numpy as np
@@ -48,6 +54,7 @@ from astropy import units as u
 from astropy.cosmology import FlatLambdaCDM, Planck15, z_at_value
 from astropy.wcs import WCS
 from scipy.ndimage import gaussian_filter
+from scipy.special import ndtr
 
 from alchemy_obs.maps.kernels import kernel_tables
 from alchemy_obs.maps.project import project_particles
@@ -664,6 +671,39 @@ def _pixel_weights(x, y, h, npix, cum, column, laplacian, corners, col_i, col_t,
             k += 1
 
 
+#: Nodes per sigma and half-range (sigmas) of the Gaussian CDF table; beyond the range the
+#: CDF is 0 or 1 to 6e-16.
+_CDF_SCALE = 256
+_CDF_RANGE = 8.0
+
+
+@lru_cache(maxsize=1)
+def _gaussian_cdf_table() -> np.ndarray:
+    """Rows (Phi, phi / _CDF_SCALE) of the standard normal at t = -_CDF_RANGE + k / _CDF_SCALE."""
+    t = np.arange(-_CDF_RANGE * _CDF_SCALE, _CDF_RANGE * _CDF_SCALE + 1) / _CDF_SCALE
+    table = np.stack([ndtr(t), np.exp(-0.5 * t * t) / math.sqrt(2.0 * math.pi) / _CDF_SCALE], 1)
+    table.setflags(write=False)
+    return table
+
+
+@numba.njit(cache=True, inline="always")
+def _cdf_at(table, t):
+    """Standard normal CDF at ``t`` by cubic Hermite interpolation of ``table``.
+
+    The error is below (1/256)^4 / 384 max|Phi''''| = 3.4e-13 (erf costs three times as
+    much); Phi(0) = 1/2 exactly (a node).
+    """
+    n = table.shape[0] - 1
+    u = min(max((t + _CDF_RANGE) * _CDF_SCALE, 0.0), float(n))
+    k = min(np.uint64(u), np.uint64(n - 1))
+    s = u - k
+    s2 = s * s
+    s3 = s2 * s
+    k1 = k + np.uint64(1)
+    return ((2.0 * s3 - 3.0 * s2 + 1.0) * table[k, 0] + (s3 - 2.0 * s2 + s) * table[k, 1]
+            + (3.0 * s2 - 2.0 * s3) * table[k1, 0] + (s3 - s2) * table[k1, 1])
+
+
 @numba.njit(cache=True)
 def _raster_order(x, y, npix):
     """Particle indices by the pixel holding them, row after row (a stable counting sort).
@@ -690,7 +730,7 @@ def _raster_order(x, y, npix):
 
 @numba.njit(cache=True, fastmath=True)
 def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, cum, column, laplacian,
-                  cube):
+                  cdf_table, cube):
     """Add each particle's flux to ``cube`` (ny, nx, nchan) over pixels and channels.
 
     ``pchan`` is the line centre in channel coordinates (channel k spans [k, k + 1)),
@@ -705,7 +745,6 @@ def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, cum, column
     col_t = np.empty(side + 1)
     spec = np.empty(nchan)
     box = np.zeros(4, dtype=np.int64)
-    rt2 = math.sqrt(2.0)
     flat = cube.reshape(-1)
     for i in range(x.shape[0]):
         p = pchan[i]
@@ -722,19 +761,19 @@ def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, cum, column
         ny = box[3]
         if nx == 0:
             continue
-        # Channel fractions from the Gaussian CDF at the channel edges; where the window
-        # was cut by n_sigma (not by the band edge) the tail is kept in the end channel.
-        # Each shared channel edge is evaluated once.
+        # Channel fractions are differences of the Gaussian CDF at the channel edges, each
+        # edge evaluated once; where the window was cut by n_sigma (not by the band edge)
+        # the tail is kept in the end channel.
         nk = khi_c - klo_c + 1
-        inv = 1.0 / (rt2 * s)
-        prev = 0.0 if klo_c == klo else 0.5 * (1.0 + math.erf((klo_c - p) * inv))
+        inv = 1.0 / s
         for k in range(nk):
-            if k == nk - 1 and khi_c == khi:
-                cdf = 1.0
-            else:
-                cdf = 0.5 * (1.0 + math.erf((klo_c + k + 1 - p) * inv))
-            spec[k] = (cdf - prev) * flux[i]
-            prev = cdf
+            spec[k] = _cdf_at(cdf_table, (klo_c + k + 1 - p) * inv)
+        if khi_c == khi:
+            spec[nk - 1] = 1.0
+        for k in range(nk - 1, 0, -1):
+            spec[k] = (spec[k] - spec[k - 1]) * flux[i]
+        first = 0.0 if klo_c == klo else _cdf_at(cdf_table, (klo_c - p) * inv)
+        spec[0] = (spec[0] - first) * flux[i]
         x0 = box[0]
         y0 = box[1]
         m = 0
@@ -823,7 +862,8 @@ def hi_cube(
     work = np.zeros((grid.npix, grid.npix, spectral.n_channels))
     _deposit_cube(x, y, h, flux, pchan, schan, spectral.n_channels, float(line.n_sigma),
                   grid.npix, np.ascontiguousarray(tables.cumulative),
-                  np.ascontiguousarray(tables.column), np.ascontiguousarray(tables.laplacian), work)
+                  np.ascontiguousarray(tables.column), np.ascontiguousarray(tables.laplacian),
+                  _gaussian_cdf_table(), work)
     # A (n_channels, ny, nx) view of the channel-last work array: no 100 MB copy.
     data = u.Quantity(np.moveaxis(work, -1, 0), u.Jy, copy=False)
 
