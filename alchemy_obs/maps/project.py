@@ -45,8 +45,6 @@ _NEAR = 1
 _H_FAR = 12.0
 _GX, _GW = np.polynomial.legendre.leggauss(3)
 _U0 = np.uint64(0)
-#: float32 lanes of the widest vectors the polynomial loops use (AVX-512).
-_LANES = 16
 _BREAKS = np.array(POLY_BREAKS)
 #: Reassociation lets LLVM vectorise the pixel loops; no finite-math assumptions are made.
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
@@ -109,8 +107,8 @@ def _h9(x, c0, c1, c2, c3, c4, c5, c6, c7, c8):
 
 
 @njit(inline="always", fastmath=_FAST)
-def _fill(c, scale, offset, da2, db2, lo, hi, out, at):
-    """Polynomial segment ``c`` (float32) at s^2 = da2[e] + db2 into out[at + e], lo <= e < hi.
+def _fill_outer(c, scale, offset, q2, n, out):
+    """out[i] = outer polynomial segment ``c`` (float32) at s^2 = q2[i] < 1, else 0.
 
     Coefficients sit in locals (no aliasing with ``out``), indices are unsigned (no
     negative-index wraparound) and no array views are made (each costs reference counting),
@@ -119,40 +117,22 @@ def _fill(c, scale, offset, da2, db2, lo, hi, out, at):
     (c0, c1, c2, c3, c4, c5, c6, c7, c8) = (c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
                                             c[8])
     zero = np.float32(0.0)
-    base = np.uint64(at)
-    for e in range(np.uint64(lo), np.uint64(hi)):
-        v = _h9((da2[e] + db2) * scale - offset, c0, c1, c2, c3, c4, c5, c6, c7, c8)
-        out[base + e] = max(v, zero)
+    one = np.float32(1.0)
+    for i in range(_U0, np.uint64(n)):
+        s2 = q2[i]
+        v = max(_h9(s2 * scale - offset, c0, c1, c2, c3, c4, c5, c6, c7, c8), zero)
+        out[i] = v if s2 < one else zero
 
 
-@njit(inline="always")
-def _whole(lo, hi):
-    """End of [lo, hi) rounded up to whole vectors of _LANES float32."""
-    return lo + (hi - lo + _LANES - 1) // _LANES * _LANES
-
-
-@njit(inline="always")
-def _span(da2, db2, t, ec, n, pxr, hx):
-    """Indices [lo, hi) of a row with da2[e] + db2 < t.
-
-    ``da2`` decreases then increases with its minimum at ``ec``, so the set is one range;
-    it is guessed from the circle's chord and settled by the same float32 test the
-    polynomial segments use.
-    """
-    if da2[ec] + db2 >= t:
-        return ec, ec
-    half = hx * math.sqrt(max(float(t) - float(db2), 0.0))
-    lo = min(max(int(math.ceil(pxr - half - 0.5)), 0), ec)
-    while lo > 0 and da2[lo - 1] + db2 < t:
-        lo -= 1
-    while da2[lo] + db2 >= t:
-        lo += 1
-    hi = max(min(int(math.floor(pxr + half - 0.5)) + 1, n), ec + 1)
-    while hi < n and da2[hi] + db2 < t:
-        hi += 1
-    while da2[hi - 1] + db2 >= t:
-        hi -= 1
-    return lo, hi
+@njit(inline="always", fastmath=_FAST)
+def _fill_inner(c, scale, offset, top, q2, lo, hi, out):
+    """out[i] = polynomial segment ``c`` at s^2 = q2[i] where q2[i] < top, lo <= i < hi."""
+    (c0, c1, c2, c3, c4, c5, c6, c7, c8) = (c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+                                            c[8])
+    for i in range(np.uint64(lo), np.uint64(hi)):
+        s2 = q2[i]
+        v = _h9(s2 * scale - offset, c0, c1, c2, c3, c4, c5, c6, c7, c8)
+        out[i] = v if s2 < top else out[i]
 
 
 @njit(inline="always", fastmath=_FAST)
@@ -265,12 +245,11 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
         col_m = np.empty(nx + 2)
         col_k = np.empty(nx + 2, np.int64)
         col_t = np.empty(nx + 2)
-        da2 = np.empty(nx + 2 + _LANES, np.float32)
-        box = np.empty((ny + 2) * (nx + 2 * _LANES), np.float32)
-        inner = np.empty(nx + 2 * _LANES, np.float32)
+        da2 = np.empty(nx + 2, np.float32)
+        dbs = np.empty(ny + 2, np.float32)
+        q2 = np.empty((ny + 2) * (nx + 2), np.float32)
+        box = np.empty((ny + 2) * (nx + 2), np.float32)
         coef = np.empty((nseg, poly.shape[2]), np.float32)
-        rlo = np.empty(ny + 2, np.int64)
-        rhi = np.empty(ny + 2, np.int64)
         for p in range(first[b], first[b + 1]):
             px = part[p, 0]
             py = part[p, 1]
@@ -342,36 +321,35 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
             for k in range(nseg):
                 for j in range(poly.shape[2]):
                     coef[k, j] = poly[0, k, j] + lapc * poly[1, k, j]
+            # The box of pixels is evaluated as one flat array (long vector loops, no work
+            # per row): q2 = s^2 at the pixel centres, then the outer polynomial segment
+            # everywhere and each inner one over the rows it reaches.
             pxr = px - ia0
             ihx = 1.0 / hx
-            for e in range(mx + _LANES):
+            for e in range(mx):
                 da = (e + 0.5 - pxr) * ihx
                 da2[e] = da * da
-            ec = min(max(int(math.floor(pxr)), 0), mx - 1)
-            # Rows of the box are padded so that every polynomial loop runs whole vectors
-            # (no scalar remainder); values past a range's end are never read.
-            stride = mx + 2 * _LANES
             for l in range(my):
                 db = (jb0 + l + 0.5 - py) / hy
                 db2 = np.float32(db * db)
-                at = l * stride
-                # Only pixel centres inside the support carry kernel; each polynomial
-                # segment covers a range of the row, inner ones replacing outer ones.
-                lo, hi = _span(da2, db2, seg_top[nseg - 1], ec, mx, pxr, hx)
-                rlo[l] = lo
-                rhi[l] = hi
-                if lo >= hi:
-                    continue
-                _fill(coef[nseg - 1], seg_scale[nseg - 1], seg_offset[nseg - 1], da2, db2,
-                      lo, _whole(lo, hi), box, at)
-                for k in range(nseg - 2, -1, -1):
-                    lo, hi = _span(da2, db2, seg_top[k], ec, mx, pxr, hx)
-                    if lo >= hi:
-                        break
-                    _fill(coef[k], seg_scale[k], seg_offset[k], da2, db2, lo, _whole(lo, hi),
-                          inner, 0)
-                    for e in range(np.uint64(lo), np.uint64(hi)):
-                        box[np.uint64(at) + e] = inner[e]
+                dbs[l] = db2
+                at = np.uint64(l * mx)
+                for e in range(_U0, np.uint64(mx)):
+                    q2[at + e] = da2[e] + db2
+            npx = mx * my
+            _fill_outer(coef[nseg - 1], seg_scale[nseg - 1], seg_offset[nseg - 1], q2, npx,
+                        box)
+            for k in range(nseg - 2, -1, -1):
+                l0 = 0
+                while l0 < my and dbs[l0] >= seg_top[k]:
+                    l0 += 1
+                l1 = my
+                while l1 > l0 and dbs[l1 - 1] >= seg_top[k]:
+                    l1 -= 1
+                if l0 >= l1:
+                    break
+                _fill_inner(coef[k], seg_scale[k], seg_offset[k], seg_top[k], q2, l0 * mx,
+                            l1 * mx, box)
             # The column kernel has a u^2 ln u term at its centre where the Taylor rule
             # fails: the central pixels get 3x3 Gauss-Legendre points instead.
             ic = int(math.floor(px))
@@ -386,25 +364,12 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
                             aa = (ii + 0.5 + 0.5 * _GX[gx] - px) / hx
                             v += 0.25 * _GW[gx] * _GW[gy] * _column_at(
                                 packed, aa * aa + bb * bb, nproj)
-                    l = jj - jb0
-                    e = ii - ia0
-                    if rlo[l] >= rhi[l]:
-                        rlo[l] = e
-                        rhi[l] = e + 1
-                    while e < rlo[l]:
-                        rlo[l] -= 1
-                        box[l * stride + rlo[l]] = 0.0
-                    while e >= rhi[l]:
-                        box[l * stride + rhi[l]] = 0.0
-                        rhi[l] += 1
-                    box[l * stride + e] = v
+                    box[(jj - jb0) * mx + ii - ia0] = v
             # The sum of the float32 values as deposited, in float64, so that the rescaled
             # deposit carries exactly the kernel mass inside the map.
             total = 0.0
-            for l in range(my):
-                at = np.uint64(l * stride)
-                for e in range(np.uint64(rlo[l]), np.uint64(rhi[l])):
-                    total += box[at + e]
+            for i in range(_U0, np.uint64(npx)):
+                total += box[i]
             if total <= 0.0:
                 continue
             inside = 1.0
@@ -417,9 +382,7 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
                           - _cval(quad, marg, nq, a1, b0) + _cval(quad, marg, nq, a0, b0))
             scale = inside / total
             for l in range(my):
-                lo = rlo[l]
-                _deposit_row(img, part, p, nw, jb0 + l - r0, ia0 + lo, box, l * stride + lo,
-                             rhi[l] - lo, scale)
+                _deposit_row(img, part, p, nw, jb0 + l - r0, ia0, box, l * mx, mx, scale)
     # Each image row sums the bands covering it in band order, whatever the threads.
     result = np.zeros((nw, ny, nx))
     for j in prange(ny):
