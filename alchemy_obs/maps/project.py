@@ -245,6 +245,7 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
         col_m = np.empty(nx + 2)
         col_k = np.empty(nx + 2, np.int64)
         col_t = np.empty(nx + 2)
+        col_full = np.empty(nx + 2)
         da2 = np.empty(nx + 2, np.float32)
         dbs = np.empty(ny + 2, np.float32)
         q2 = np.empty((ny + 2) * (nx + 2), np.float32)
@@ -294,20 +295,36 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
             if hx < _H_CORNER or hy < _H_CORNER:
                 ihx = 1.0 / hx
                 ihy = 1.0 / hy
-                # Pixel integrals from the cumulative table at shared corners; the column
-                # corners' fold data are computed once per particle.
+                # Pixel integrals from the cumulative table at shared corners. Corners
+                # beyond the support are 0 (left, below) or a marginal (right, above);
+                # only the others read the 2D table. Column data are computed once.
                 for e in range(mx + 1):
                     (col_zero[e], col_neg[e], col_sign[e], col_m[e], col_k[e],
                      col_t[e]) = _axis((ia0 + e - px) * ihx, marg, nq)
-                zb, nb, sb, mb, kb, tb = _axis((jb0 - py) * ihy, marg, nq)
+                    col_full[e] = col_neg[e] + col_sign[e] * col_m[e]
+                e0 = 1 if col_zero[0] else 0
+                e1 = mx if (ia0 + mx - px) * ihx >= 1.0 else mx + 1
                 for e in range(mx + 1):
-                    prev[e] = _corner(quad, col_zero[e], col_neg[e], col_sign[e], col_m[e],
-                                      col_k[e], col_t[e], zb, nb, sb, mb, kb, tb)
-                for l in range(my):
-                    zb, nb, sb, mb, kb, tb = _axis((jb0 + l + 1 - py) * ihy, marg, nq)
-                    for e in range(mx + 1):
-                        cur[e] = _corner(quad, col_zero[e], col_neg[e], col_sign[e],
-                                         col_m[e], col_k[e], col_t[e], zb, nb, sb, mb, kb, tb)
+                    prev[e] = 0.0
+                for l in range(-1, my):
+                    b = (jb0 + l + 1 - py) * ihy
+                    if b <= -1.0:
+                        continue
+                    if b >= 1.0:
+                        for e in range(mx + 1):
+                            cur[e] = col_full[e]
+                    else:
+                        zb, nb, sb, mb, kb, tb = _axis(b, marg, nq)
+                        cur[0] = 0.0
+                        cur[mx] = nb + sb * mb
+                        for e in range(e0, e1):
+                            cur[e] = _corner(quad, col_zero[e], col_neg[e], col_sign[e],
+                                             col_m[e], col_k[e], col_t[e], zb, nb, sb, mb, kb,
+                                             tb)
+                    if l < 0:
+                        for e in range(mx + 1):
+                            prev[e] = cur[e]
+                        continue
                     for e in range(mx):
                         # Clamp round-off negatives (~1e-16) where the kernel is absent.
                         diff[e] = max(cur[e + 1] - cur[e] - prev[e + 1] + prev[e], 0.0)
