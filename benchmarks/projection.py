@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="interleaved timed repetitions per tool (fastest kept)")
     parser.add_argument("--threads", type=int, default=1,
                         help=f"threads for every tool (at most {numba.config.NUMBA_NUM_THREADS})")
+    parser.add_argument("--tools", nargs="+", choices=list(TOOLS), default=list(TOOLS),
+                        help="tools to run (default: all)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     set_threads(args.threads)
@@ -164,9 +166,9 @@ def main(argv: list[str] | None = None) -> int:
 
     sizes = [10_000, 100_000] if args.quick else [100_000, 1_000_000]
     grids = [256, 512]
-    tools = [t for t in TOOLS if available(t)]
+    tools = [t for t in TOOLS if t in args.tools and available(t)]
     rows, warmups = [], {}
-    for tool in TOOLS:
+    for tool in args.tools:
         if tool not in tools:
             print(f"{tool}: not installed, skipped")
             continue
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                     totals[tool] = TOOLS[tool][1](inputs[tool], npix)
                     cpu[tool] = min(cpu[tool], time.process_time() - c0)
                     wall[tool] = min(wall[tool], time.perf_counter() - t0)
-            for tool in TOOLS:
+            for tool in args.tools:
                 if tool not in tools:
                     rows.append({"tool": tool, "n": int(p["x"].size), "npix": npix,
                                  "status": "skipped"})

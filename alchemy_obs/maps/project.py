@@ -148,20 +148,32 @@ def _deposit_row(img, part, i, nw, row, start, vals, at, count, scale):
 
 @njit(cache=True)
 def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands):
-    """Particles touching the map, in pixel units, ordered by row, split into row bands.
+    """Particles touching the map, in pixel units, grouped into bands of image rows.
 
-    Returns ``part`` (rows ``px, py, hx, hy, weights...``), the first particle of each band
-    (``nbands + 1`` entries) and each band's image rows ``[row_lo, row_hi)``. Bands hold
-    about equal work ((hx + 1)(hy + 1) per particle), so threads stay balanced.
+    Returns a status (0, or the code of the first bad input: 1, 2, 3 non-finite x, y, h;
+    4 negative h), ``part`` (rows ``px, py, hx, hy, weights...``, ordered by image row), the first particle of each band (``nbands + 1`` entries) and each
+    band's image rows ``[row_lo, row_hi)``, which include the reach of its kernels. Bands
+    hold about equal work ((hx + 1)(hy + 1) per particle), so threads stay balanced.
     """
     n = x.size
     nw = w.shape[0]
-    row = np.empty(n, np.int64)
-    count = np.zeros(ny + 1, np.int64)
+    row = np.empty(n, np.int32)
+    count = np.zeros(ny, np.int64)
     work = np.zeros(ny)
     top = np.full(ny, ny, np.int64)
     bottom = np.zeros(ny, np.int64)
+    first = np.zeros(nbands + 1, np.int64)
+    row_lo = np.zeros(nbands, np.int64)
+    row_hi = np.zeros(nbands, np.int64)
     for p in range(n):
+        if not math.isfinite(x[p]):
+            return 1, np.empty((0, 4 + nw)), first, row_lo, row_hi
+        if not math.isfinite(y[p]):
+            return 2, np.empty((0, 4 + nw)), first, row_lo, row_hi
+        if not math.isfinite(h[p]):
+            return 3, np.empty((0, 4 + nw)), first, row_lo, row_hi
+        if h[p] < 0.0:
+            return 4, np.empty((0, 4 + nw)), first, row_lo, row_hi
         px = (x[p] - xmin) * inv_dx
         py = (y[p] - ymin) * inv_dy
         hx = h[p] * inv_dx
@@ -172,14 +184,33 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands):
             continue
         r = min(max(int(math.floor(py)), 0), ny - 1)
         row[p] = r
-        count[r + 1] += 1
+        count[r] += 1
         work[r] += (min(hx, nx) + 1.0) * (min(hy, ny) + 1.0)
         top[r] = min(top[r], max(int(math.floor(py - hy)), 0))
         bottom[r] = max(bottom[r], min(int(math.floor(min(py + hy, ny + 0.5))), ny - 1) + 1)
+    total = work.sum()
+    r = 0
+    done = 0.0
+    for b in range(nbands):
+        lo, hi = ny, 0
+        while r < ny and (done < total * (b + 1) / nbands or b == nbands - 1):
+            done += work[r]
+            first[b + 1] += count[r]
+            if count[r] > 0:
+                lo = min(lo, top[r])
+                hi = max(hi, bottom[r])
+            r += 1
+        row_lo[b] = lo
+        row_hi[b] = max(hi, lo)
+    for b in range(nbands):
+        first[b + 1] += first[b]
+    # Ordered by row (a counting sort): consecutive particles update the same image rows.
+    fill = np.empty(ny, np.int64)
+    at = 0
     for r in range(ny):
-        count[r + 1] += count[r]
-    part = np.empty((count[ny], 4 + nw))
-    fill = count[:ny].copy()
+        fill[r] = at
+        at += count[r]
+    part = np.empty((first[nbands], 4 + nw))
     for p in range(n):
         r = row[p]
         if r < 0:
@@ -192,25 +223,7 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands):
         part[i, 3] = h[p] * inv_dy
         for k in range(nw):
             part[i, 4 + k] = w[k, p]
-    first = np.zeros(nbands + 1, np.int64)
-    row_lo = np.zeros(nbands, np.int64)
-    row_hi = np.zeros(nbands, np.int64)
-    total = work.sum()
-    r = 0
-    done = 0.0
-    for b in range(nbands):
-        first[b] = count[r]
-        lo, hi = ny, 0
-        while r < ny and (done < total * (b + 1) / nbands or b == nbands - 1):
-            done += work[r]
-            if count[r + 1] > count[r]:
-                lo = min(lo, top[r])
-                hi = max(hi, bottom[r])
-            r += 1
-        row_lo[b] = lo
-        row_hi[b] = max(hi, lo)
-    first[nbands] = count[ny]
-    return part, first, row_lo, row_hi
+    return 0, part, first, row_lo, row_hi
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
@@ -483,29 +496,28 @@ def project_particles(
     x = _plain(x).ravel()
     y = _plain(y).ravel()
     n = x.size
-    h = _plain(np.broadcast_to(np.asarray(h, dtype=np.float64), (n,)))
+    h = np.full(n, float(h)) if np.ndim(h) == 0 else _plain(h).ravel()
     w = np.asarray(weights, dtype=np.float64)
     single = w.ndim == 1
     w = _plain(np.atleast_2d(w))
-    if y.size != n or w.shape[1] != n:
-        raise ValueError(
-            f"x, y and weights must have the same length, got {n}, {y.size}, {w.shape[1]}"
-        )
-    for name, arr in (("x", x), ("y", y), ("h", h)):
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name} contains non-finite values")
-    if np.any(h < 0):
-        raise ValueError("smoothing lengths h must be >= 0")
+    if y.size != n or h.size != n or w.shape[1] != n:
+        raise ValueError(f"x, y, h and weights must have the same length, got {n}, {y.size}, "
+                         f"{h.size}, {w.shape[1]}")
     tables = kernel_tables(kernel)
     if zrange is not None:
         if z is None:
             raise ValueError("zrange needs the line-of-sight positions z")
         frac = tables.slab_fraction(np.asarray(z, dtype=np.float64), h, *zrange)
-        keep = frac > 0
+        # NaN fractions (from bad h) are kept so that the check below reports them.
+        keep = ~(frac <= 0)
         x, y, h = x[keep], y[keep], h[keep]
         w = _plain(w[:, keep] * frac[keep])
-    part, first, row_lo, row_hi = _sort_into_bands(
+    status, part, first, row_lo, row_hi = _sort_into_bands(
         x, y, h, w, xmin, ymin, nx / (xmax - xmin), ny / (ymax - ymin), nx, ny, _N_BUFFERS)
+    if status == 4:
+        raise ValueError("smoothing lengths h must be >= 0")
+    if status:
+        raise ValueError(f"{'xyh'[status - 1]} contains non-finite values")
     image = _project(part, first, row_lo, row_hi, w.shape[0], nx, ny,
                      tables.packed, tables.poly, tables.quadrant, tables.marginal)
     return image[0] if single else image
