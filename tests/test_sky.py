@@ -366,3 +366,9 @@ def test_bad_inputs_raise_clear_errors():
                  [1, 1] * u.kpc, [1e4, 1e4] * u.K)
     with pytest.raises(ValueError, match="n_sigma"):
         LineModel(n_sigma=0)
+    with pytest.raises(ValueError, match="positions has non-finite"):
+        HISource([[np.nan, 0, 0]] * u.kpc, [[0, 0, 0]] * u.km / u.s, [1] * u.Msun, [1] * u.kpc,
+                 [1e4] * u.K)
+    with pytest.raises(ValueError, match="smoothing_length must be >= 0"):
+        HISource([[0, 0, 0]] * u.kpc, [[0, 0, 0]] * u.km / u.s, [1] * u.Msun, [-1] * u.kpc,
+                 [1e4] * u.K)

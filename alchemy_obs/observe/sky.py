@@ -375,6 +375,13 @@ class HISource:
         for name in ("smoothing_length", "temperature"):
             if getattr(self, name).shape != (n,):
                 raise ValueError(f"HISource.{name} must have shape ({n},)")
+        # Non-finite positions would reach the deposit as garbage pixel indices.
+        for name in ("positions", "velocities", "hi_mass", "smoothing_length", "temperature"):
+            if not np.all(np.isfinite(getattr(self, name).value)):
+                raise ValueError(f"HISource.{name} has non-finite values")
+        for name in ("hi_mass", "smoothing_length", "temperature"):
+            if np.any(getattr(self, name).value < 0):
+                raise ValueError(f"HISource.{name} must be >= 0")
 
     @classmethod
     def from_galaxy(
