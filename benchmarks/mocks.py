@@ -104,6 +104,11 @@ def run_alchemy(src, place, grid, spec, line, repeat):
 
 
 def run_martini(src, place, grid, spec, repeat):
+    """Best CPU and wall time of MARTINI from the particles to its cube, and the cube.
+
+    The cube is returned as (n_channels, ny, nx) in Jy per pixel in the channel order of
+    ``spec``, to compare with :func:`hi_cube` pixel by pixel.
+    """
     from martini import DataCube, Martini
     from martini.sources import SPHSource
     from martini.spectral_models import GaussianSpectrum
