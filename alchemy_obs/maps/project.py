@@ -259,6 +259,8 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
         col_k = np.empty(nx + 2, np.int64)
         col_t = np.empty(nx + 2)
         col_full = np.empty(nx + 2)
+        gauss_a2 = np.empty((2 * _NEAR + 1) * _GX.size)
+        gauss_b2 = np.empty((2 * _NEAR + 1) * _GX.size)
         da2 = np.empty(nx + 2, np.float32)
         dbs = np.empty(ny + 2, np.float32)
         q2 = np.empty((ny + 2) * (nx + 2), np.float32)
@@ -385,16 +387,31 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
             ic = int(math.floor(px))
             jc = int(math.floor(py))
             near = _NEAR if min(hx, hy) < _H_FAR else 0
-            for jj in range(max(jc - near, jb0), min(jc + near, jb1) + 1):
-                for ii in range(max(ic - near, ia0), min(ic + near, ia1) + 1):
+            ng = _GX.size
+            i_lo = max(ic - near, ia0)
+            i_hi = min(ic + near, ia1) + 1
+            j_lo = max(jc - near, jb0)
+            j_hi = min(jc + near, jb1) + 1
+            ihy = 1.0 / hy
+            for ii in range(i_lo, i_hi):
+                for g in range(ng):
+                    aa = (ii + 0.5 + 0.5 * _GX[g] - px) * ihx
+                    gauss_a2[(ii - i_lo) * ng + g] = aa * aa
+            for jj in range(j_lo, j_hi):
+                for g in range(ng):
+                    bb = (jj + 0.5 + 0.5 * _GX[g] - py) * ihy
+                    gauss_b2[(jj - j_lo) * ng + g] = bb * bb
+            for jj in range(j_lo, j_hi):
+                for ii in range(i_lo, i_hi):
                     v = 0.0
-                    for gy in range(_GX.size):
-                        bb = (jj + 0.5 + 0.5 * _GX[gy] - py) / hy
-                        for gx in range(_GX.size):
-                            aa = (ii + 0.5 + 0.5 * _GX[gx] - px) / hx
-                            v += 0.25 * _GW[gx] * _GW[gy] * _column_at(
-                                packed, aa * aa + bb * bb, nproj)
-                    box[(jj - jb0) * mx + ii - ia0] = v
+                    for gy in range(ng):
+                        b2 = gauss_b2[(jj - j_lo) * ng + gy]
+                        row_sum = 0.0
+                        for gx in range(ng):
+                            row_sum += _GW[gx] * _column_at(
+                                packed, gauss_a2[(ii - i_lo) * ng + gx] + b2, nproj)
+                        v += _GW[gy] * row_sum
+                    box[(jj - jb0) * mx + ii - ia0] = 0.25 * v
             # The sum of the float32 values as deposited, in float64, so that the rescaled
             # deposit carries exactly the kernel mass inside the map.
             total = 0.0
