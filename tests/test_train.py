@@ -160,7 +160,7 @@ def test_ddp_two_processes_gloo(small_store, tmp_path):
 # -- learning is real ---------------------------------------------------------------------
 # Tiny networks and short runs so that the methods train in a few CPU minutes (InDI's
 # steps are cheaper than pix2pix's two-network steps). DDPM predicts the velocity (its
-# default): with epsilon prediction the same run misses the profiles by ~1 dex, see
+# default): with epsilon prediction the same run misses the profiles by 1.3 dex, see
 # docs/training.rst. Its score is that of one posterior sample per map, not of a mean.
 LEARN_STEPS = {"pix2pix": 250, "indi": 500, "ddpm": 500}
 LEARN_SETTINGS = [

@@ -17,10 +17,10 @@ error by ``sqrt(abar)`` (0.078 at the first step of a 20-step DDIM, 3e-5 at ``i 
 The large scales of a sample, hence its total mass and radial profile, are fixed in those
 first steps. With ``v`` the network predicts ``-x_0`` there directly, and the loss
 ``|v_hat - v|^2 = |eps_hat - eps|^2 + |x0_hat - x_0|^2`` counts both errors at every step.
-After 500 CPU steps of the same small U-Net (``tests/test_train.py``), the clean-map
-estimate from a true ``x_950`` is off by 1.52 normalised units (RMS) with ``eps`` and
-0.31 with ``v``; DDIM samples miss the dark-matter profile by 1.24 dex with ``eps``. The
-measured comparison is in ``docs/training.rst``.
+After 500 CPU steps of the small U-Net of ``tests/test_train.py``, the clean-map estimate
+from a true ``x_950`` is off by 1.54 normalised units (RMS) with ``eps`` and 0.20 with
+``v``, and DDIM samples miss the held-out dark-matter profiles by 1.30 dex with ``eps``
+and 0.095 dex with ``v`` (``docs/training.rst``).
 
 Forward process: ``x_i = sqrt(abar_i) x_0 + sqrt(1 - abar_i) eps`` with
 ``abar_i = prod_{j<=i} (1 - beta_j)``. Schedules: linear (Ho et al. 2020, betas from 1e-4
