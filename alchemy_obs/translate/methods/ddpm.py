@@ -69,7 +69,8 @@ def ddim_timesteps(timesteps: int, steps: int) -> np.ndarray:
     al. (2021) generalised to any number of steps (``range(0, T, stride)`` when it divides
     ``T``). Starting one stride below ``T`` rather than at ``T - 1`` avoids the last steps
     of the cosine schedule, where ``abar`` falls to ~1e-9 and the clean-map estimate of
-    any imperfect network is meaningless, while the first jump would carry it forward.
+    an imperfect epsilon network is meaningless, while the first jump would carry it
+    forward.
     """
     if not 1 <= steps <= timesteps:
         raise ValueError(f"DDIM steps must be in 1..{timesteps}, got {steps}")
