@@ -8,18 +8,22 @@ pixel)`` and a map is a sum of weights per pixel. Three regimes, all exact in to
 * support smaller than ``_H_CORNER`` pixels: pixel integrals are differences of the
   tabulated cumulative kernel :math:`C(a, b)` at the pixel corners; the corner values are
   shared by neighbouring pixels, so the sum over any block of pixels telescopes exactly to
-  the kernel mass inside the block;
+  the kernel mass inside the block (a kernel within 2 x 2 pixels needs one corner and two
+  marginals);
 * larger supports: the pixel mean is :math:`F + \\nabla^2 F/24` (in pixel units) at the pixel
-  centre, fourth-order accurate, evaluated from piecewise polynomials (no table look-ups, so
-  the pixel loop vectorises); the central pixel(s), where :math:`F` has a :math:`u^2 \\ln u`
-  term, get 3x3 Gauss points instead; then all are rescaled so the pixels sum to the kernel
-  mass inside the map (from :math:`C`, exactly one for a kernel entirely inside).
+  centre, fourth-order accurate, evaluated in float32 from piecewise polynomials over the
+  kernel's box of pixels as one flat array (no table look-ups, so the loops vectorise); the
+  central pixel(s), where :math:`F` has a :math:`u^2 \\ln u` term, get 3x3 Gauss points
+  instead; then all are rescaled, in float64, so the pixels sum to the kernel mass inside
+  the map (from :math:`C`, exactly one for a kernel entirely inside).
 
 Particles straddling the map edge therefore deposit exactly their inside part, and the total
 of a map equals the summed weights of particles whose kernels lie inside it to round-off.
 
-Particles are split among threads in interleaved chunks, each thread owning an image buffer
-(no races); buffers are summed at the end. Accumulation is float64.
+Particles are sorted by image row (a counting sort) and the map is cut into bands of rows
+holding about equal work; each band has its own float64 buffer covering its rows and the
+reach of its kernels (no races, and small enough to stay in cache), processed by one thread.
+The buffers are summed in band order at the end.
 
 Image orientation: ``image[j, i]`` covers ``x`` in pixel ``i`` and ``y`` in pixel ``j``
 (display with ``origin="lower"``).
