@@ -62,11 +62,13 @@ def _axis(v, marg, n):
     with |v| clipped to 1. With these, C(a, b) is branch-free (see :func:`_corner`).
     """
     f = min(abs(v), 1.0) * n
-    k = min(int(f), n - 1)
+    # Unsigned indices: no negative-index wraparound code in the table reads.
+    k = np.uint64(min(int(f), n - 1))
     t = f - k
     neg = 1.0 if v < 0.0 else 0.0
     # (1 - t) A + t B, not A + t (B - A): exact at t = 0 and t = 1.
-    return v <= -1.0, neg, 1.0 - 2.0 * neg, (1.0 - t) * marg[k] + t * marg[k + 1], k, t
+    m = (1.0 - t) * marg[k] + t * marg[k + np.uint64(1)]
+    return v <= -1.0, neg, 1.0 - 2.0 * neg, m, k, t
 
 
 @njit(inline="always", fastmath=_FAST)
@@ -76,8 +78,10 @@ def _corner(quad, zero_a, neg_a, sign_a, m_a, ka, ta, zero_b, neg_b, sign_b, m_b
     Symmetry reduces (a, b) to the quadrant Q(|a|, |b|): with M(b) = C(1, b),
     C(a, b) = [a < 0] M(b) + sign(a) ([b < 0] C(1, |a|) + sign(b) Q(|a|, |b|)).
     """
-    q = ((1.0 - tb) * ((1.0 - ta) * quad[kb, ka] + ta * quad[kb, ka + 1])
-         + tb * ((1.0 - ta) * quad[kb + 1, ka] + ta * quad[kb + 1, ka + 1]))
+    ka1 = ka + np.uint64(1)
+    kb1 = kb + np.uint64(1)
+    q = ((1.0 - tb) * ((1.0 - ta) * quad[kb, ka] + ta * quad[kb, ka1])
+         + tb * ((1.0 - ta) * quad[kb1, ka] + ta * quad[kb1, ka1]))
     full_b = neg_b + sign_b * m_b
     c = neg_a * full_b + sign_a * (neg_b * m_a + sign_b * q)
     return 0.0 if zero_a or zero_b else c
@@ -260,7 +264,7 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
         col_neg = np.empty(nx + 2)
         col_sign = np.empty(nx + 2)
         col_m = np.empty(nx + 2)
-        col_k = np.empty(nx + 2, np.int64)
+        col_k = np.empty(nx + 2, np.uint64)
         col_t = np.empty(nx + 2)
         col_full = np.empty(nx + 2)
         gauss_a2 = np.empty((2 * _NEAR + 1) * _GX.size)
