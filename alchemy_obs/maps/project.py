@@ -154,6 +154,15 @@ def _deposit_row(img, part, i, nw, row, start, vals, at, count, scale):
             img[k, row, s + e] += wk * vals[a + e]
 
 
+@njit(inline="always")
+def _row_of(px, py, hx, hy, nx, ny):
+    """Image row of a particle (clipped to the map), or -1 if its kernel is off the map."""
+    # Kernels entirely off the map are dropped before any integer conversion.
+    if px + hx < 0.0 or px - hx >= nx or py + hy < 0.0 or py - hy >= ny:
+        return -1
+    return min(max(int(math.floor(py)), 0), ny - 1)
+
+
 @njit(cache=True)
 def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands):
     """Particles touching the map, in pixel units, grouped into bands of image rows.
@@ -165,7 +174,6 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands):
     """
     n = x.size
     nw = w.shape[0]
-    row = np.empty(n, np.int32)
     count = np.zeros(ny, np.int64)
     work = np.zeros(ny)
     top = np.full(ny, ny, np.int64)
@@ -186,12 +194,9 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands):
         py = (y[p] - ymin) * inv_dy
         hx = h[p] * inv_dx
         hy = h[p] * inv_dy
-        # Kernels entirely off the map are dropped before any integer conversion.
-        if px + hx < 0.0 or px - hx >= nx or py + hy < 0.0 or py - hy >= ny:
-            row[p] = -1
+        r = _row_of(px, py, hx, hy, nx, ny)
+        if r < 0:
             continue
-        r = min(max(int(math.floor(py)), 0), ny - 1)
-        row[p] = r
         count[r] += 1
         work[r] += (min(hx, nx) + 1.0) * (min(hy, ny) + 1.0)
         top[r] = min(top[r], max(int(math.floor(py - hy)), 0))
@@ -219,16 +224,21 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands):
         fill[r] = at
         at += count[r]
     part = np.empty((first[nbands], 4 + nw))
+    # The rows are computed again rather than stored: less memory traffic.
     for p in range(n):
-        r = row[p]
+        px = (x[p] - xmin) * inv_dx
+        py = (y[p] - ymin) * inv_dy
+        hx = h[p] * inv_dx
+        hy = h[p] * inv_dy
+        r = _row_of(px, py, hx, hy, nx, ny)
         if r < 0:
             continue
         i = fill[r]
         fill[r] += 1
-        part[i, 0] = (x[p] - xmin) * inv_dx
-        part[i, 1] = (y[p] - ymin) * inv_dy
-        part[i, 2] = h[p] * inv_dx
-        part[i, 3] = h[p] * inv_dy
+        part[i, 0] = px
+        part[i, 1] = py
+        part[i, 2] = hx
+        part[i, 3] = hy
         for k in range(nw):
             part[i, 4 + k] = w[k, p]
     return 0, part, first, row_lo, row_hi
