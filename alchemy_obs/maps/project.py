@@ -263,6 +263,13 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
     for b in range(nbands):
         offset[b + 1] = offset[b] + nw * (row_hi[b] - row_lo[b]) * nx
     buffers = np.empty(offset[nbands])
+    # Scratch boxes as large as the largest kernel's pixel box, not the map.
+    hx_max = 0.0
+    hy_max = 0.0
+    for p in range(part.shape[0]):
+        hx_max = max(hx_max, part[p, 2])
+        hy_max = max(hy_max, part[p, 3])
+    box_size = (min(int(2.0 * hx_max) + 3, nx + 2) + 1) * (min(int(2.0 * hy_max) + 3, ny + 2) + 1)
     for b in prange(nbands):
         band_rows = row_hi[b] - row_lo[b]
         img = buffers[offset[b]:offset[b + 1]].reshape((nw, band_rows, nx))
@@ -282,8 +289,8 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
         gauss_b2 = np.empty((2 * _NEAR + 1) * _GX.size)
         da2 = np.empty(nx + 2, np.float32)
         dbs = np.empty(ny + 2, np.float32)
-        q2 = np.empty((ny + 2) * (nx + 2), np.float32)
-        box = np.empty((ny + 2) * (nx + 2), np.float32)
+        q2 = np.empty(box_size, np.float32)
+        box = np.empty(box_size, np.float32)
         coef = np.empty((nseg, poly.shape[2]), np.float32)
         for p in range(first[b], first[b + 1]):
             px = part[p, 0]
