@@ -468,12 +468,14 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
     return result
 
 
-# The map is cut into this many bands of rows, each with its own image buffer (rows of the
-# band plus the reach of its kernels), summed in band order at the end. The number is fixed,
-# not numba's thread count, so that a map is the same to the last bit whatever the threads
-# (a thread pool, Dask workers, another machine); it also bounds the threads a projection
-# can use.
+# The map is cut into bands of rows, each with its own image buffer (rows of the band plus
+# the reach of its kernels), summed in band order at the end: one band per
+# _PARTICLES_PER_BAND input particles, at most _N_BUFFERS. The number depends on the input
+# only, not on numba's thread count, so that a map is the same to the last bit whatever the
+# threads (a thread pool, Dask workers, another machine); it also bounds the threads a
+# projection can use. Fewer bands for small inputs keep the buffers' overlap cheap.
 _N_BUFFERS = 16
+_PARTICLES_PER_BAND = 25_000
 
 
 #: Per-thread workspace for the sorted particles, kept between calls up to this many float64
@@ -574,7 +576,8 @@ def project_particles(
         x, y, h = x[keep], y[keep], h[keep]
         w = _plain(w[:, keep] * frac[keep])
     status, part, first, row_lo, row_hi = _sort_into_bands(
-        x, y, h, w, xmin, ymin, nx / (xmax - xmin), ny / (ymax - ymin), nx, ny, _N_BUFFERS,
+        x, y, h, w, xmin, ymin, nx / (xmax - xmin), ny / (ymax - ymin), nx, ny,
+        max(1, min(_N_BUFFERS, x.size // _PARTICLES_PER_BAND)),
         _workspace(x.size * (4 + w.shape[0])))
     if status == 4:
         raise ValueError("smoothing lengths h must be >= 0")
