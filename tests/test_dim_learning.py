@@ -11,9 +11,9 @@ steps from 2% (0.34 / 0.31 dex, losing to the regression). The diffusion methods
 on one posterior sample per map.
 
 The calibration check uses a score SDE that predicts the noise with the truncated SNR
-weighting: its samples are as wide as its errors (64% / 86% coverage). The default
-EDM-preconditioned SDE is more accurate but under-dispersed on these maps (its 68% and 95%
-intervals cover ~40% and ~71% of true pixels); docs/training.rst reports both.
+weighting: its 68% and 95% intervals cover 64% and 86% of the true pixels. The default
+EDM-preconditioned SDE is more accurate but over-confident on these maps with 30 sampler
+steps (40% and 71%; 52% and 84% with 300 steps); docs/uncertainty.rst reports both.
 
 The paired maps are those of ``tests/translate_helpers.py`` with one change: gas pixels
 fainter than 1e-6 of the map's peak are set to zero (empty). The helper's star-forming
