@@ -8,8 +8,8 @@ pixel)`` and a map is a sum of weights per pixel. Three regimes, all exact in to
 * support smaller than ``_H_CORNER`` pixels: pixel integrals are differences of the
   tabulated cumulative kernel :math:`C(a, b)` at the pixel corners; the corner values are
   shared by neighbouring pixels, so the sum over any block of pixels telescopes exactly to
-  the kernel mass inside the block (a kernel within 2 x 2 pixels needs one corner and two
-  marginals);
+  the kernel mass inside the block (a kernel within 3 x 3 pixels needs at most four corners
+  and four marginals);
 * larger supports: the pixel mean is :math:`F + \\nabla^2 F/24` (in pixel units) at the pixel
   centre, fourth-order accurate, evaluated in float32 from piecewise polynomials over the
   kernel's box of pixels as one flat array (no table look-ups, so the loops vectorise); the
@@ -285,6 +285,7 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
         col_k = np.empty(nx + 2, np.uint64)
         col_t = np.empty(nx + 2)
         col_full = np.empty(nx + 2)
+        grid = np.empty((4, 4))
         gauss_a2 = np.empty((2 * _NEAR + 1) * _GX.size)
         gauss_b2 = np.empty((2 * _NEAR + 1) * _GX.size)
         da2 = np.empty(nx + 2, np.float32)
@@ -306,26 +307,42 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
                     for k in range(nw):
                         img[k, j0 - r0, i0] += part[p, 4 + k]
                 continue
-            if i1 - i0 <= 1 and j1 - j0 <= 1:
-                # At most 2 x 2 pixels: one cut line per axis, so the pixel masses are
-                # C(a, b) and the marginals M(a), M(b) at the cuts (M = 1 without a cut).
-                za, na, sa, ma, ka, ta = _axis((i0 + 1 - px) / hx, marg, nq)
-                zb, nb, sb, mb, kb, tb = _axis((j0 + 1 - py) / hy, marg, nq)
-                cut_a = na + sa * ma if i1 > i0 else 1.0
-                cut_b = nb + sb * mb if j1 > j0 else 1.0
-                if i1 > i0 and j1 > j0:
-                    both = _corner(quad, za, na, sa, ma, ka, ta, zb, nb, sb, mb, kb, tb)
-                else:
-                    both = cut_a * cut_b
-                # Clamp round-off negatives (~1e-16) where the kernel is absent.
-                masses = (max(both, 0.0), max(cut_b - both, 0.0), max(cut_a - both, 0.0),
-                          max(1.0 - cut_a - cut_b + both, 0.0))
-                for q in range(4):
-                    ii = i0 + (q & 1)
-                    jj = j0 + (q >> 1)
-                    if 0 <= ii < nx and 0 <= jj < ny and ii <= i1 and jj <= j1:
+            ncx = i1 - i0
+            ncy = j1 - j0
+            if ncx <= 2 and ncy <= 2:
+                # At most 3 x 3 pixels: up to two cut lines per axis. grid[i, j] is C at
+                # the i-th x cut and j-th y cut, with 0 below the support and a marginal
+                # (1 at the top right) above it; pixels are differences of four of them.
+                for i in range(1, ncx + 1):
+                    (col_zero[i], col_neg[i], col_sign[i], col_m[i], col_k[i],
+                     col_t[i]) = _axis((i0 + i - px) / hx, marg, nq)
+                    grid[i, ncy + 1] = col_neg[i] + col_sign[i] * col_m[i]
+                    grid[i, 0] = 0.0
+                for j in range(1, ncy + 1):
+                    zb, nb, sb, mb, kb, tb = _axis((j0 + j - py) / hy, marg, nq)
+                    grid[ncx + 1, j] = nb + sb * mb
+                    grid[0, j] = 0.0
+                    for i in range(1, ncx + 1):
+                        grid[i, j] = _corner(quad, col_zero[i], col_neg[i], col_sign[i],
+                                             col_m[i], col_k[i], col_t[i], zb, nb, sb, mb, kb,
+                                             tb)
+                grid[0, 0] = 0.0
+                grid[0, ncy + 1] = 0.0
+                grid[ncx + 1, 0] = 0.0
+                grid[ncx + 1, ncy + 1] = 1.0
+                for j in range(ncy + 1):
+                    jj = j0 + j
+                    if jj < 0 or jj >= ny:
+                        continue
+                    for i in range(ncx + 1):
+                        ii = i0 + i
+                        if ii < 0 or ii >= nx:
+                            continue
+                        # Clamp round-off negatives (~1e-16) where the kernel is absent.
+                        mass = max(grid[i + 1, j + 1] - grid[i, j + 1] - grid[i + 1, j]
+                                   + grid[i, j], 0.0)
                         for k in range(nw):
-                            img[k, jj - r0, ii] += part[p, 4 + k] * masses[q]
+                            img[k, jj - r0, ii] += part[p, 4 + k] * mass
                 continue
             ia0 = max(i0, 0)
             ia1 = min(i1, nx - 1)
