@@ -83,6 +83,7 @@ def _trained(setup, name):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # includes training: a CPU minute each, far more on a crowded machine
 @pytest.mark.parametrize("method", ["indi", "ddpm", "sde"])
 def test_dim_learning_beats_baselines(setup, method):
     loaded, card, wall = _trained(setup, method)
@@ -100,6 +101,7 @@ def test_dim_learning_beats_baselines(setup, method):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_dim_sde_uncertainty_calibration(setup):
     """Coverage of the central 68% and 95% intervals on held-out maps, within 10 points."""
     method, card, _ = _trained(setup, "sde-noise")

@@ -95,6 +95,18 @@ def test_model_card_and_loading(small_store, tmp_path):
         load_model(tmp_path / "nothing")
 
 
+def test_cards_from_before_the_prediction_key_keep_their_parameterisation():
+    """Cards written before ``prediction`` existed were trained on eps / noise, not v / EDM."""
+    from alchemy_obs.translate.checkpoint import saved_train_config
+
+    old = load_config(None, []).train.model_dump(mode="json")
+    del old["method"]["ddpm"]["prediction"], old["method"]["sde"]["prediction"]
+    cfg = saved_train_config(old)
+    assert cfg.method.ddpm.prediction == "eps" and cfg.method.sde.prediction == "noise"
+    new = load_config(None, []).train
+    assert saved_train_config(new.model_dump(mode="json")) == new
+
+
 def test_resume_refuses_a_different_network(small_store, tmp_path):
     cfg = load_config(None, _overrides(small_store, tmp_path / "run", "ddpm", steps=4, every=2))
     train(cfg, stop_at=2, progress=False)

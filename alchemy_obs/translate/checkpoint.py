@@ -70,6 +70,7 @@ __all__ = [
     "network_state",
     "save_training_state",
     "load_training_state",
+    "saved_train_config",
     "sha256_file",
 ]
 
@@ -173,6 +174,23 @@ def resolve_model(path_or_name: str | os.PathLike) -> Path:
     )
 
 
+# Keys whose default changed: cards written before the key existed were trained with the
+# old behaviour, which the new default would silently replace.
+_LEGACY_DEFAULTS = {("method", "ddpm", "prediction"): "eps", ("method", "sde", "prediction"): "noise"}
+
+
+def saved_train_config(config: dict[str, Any]) -> TrainConfig:
+    """The ``train`` section stored in a card or checkpoint, as it was when it was trained."""
+    config = json.loads(json.dumps(config))
+    for (*parents, key), old in _LEGACY_DEFAULTS.items():
+        section = config
+        for name in parents:
+            section = section.get(name) if isinstance(section, dict) else None
+        if isinstance(section, dict):
+            section.setdefault(key, old)
+    return TrainConfig.model_validate(config)
+
+
 def load_model(
     path_or_name: str | os.PathLike, device: str | torch.device | None = None
 ) -> tuple[Method, dict[str, Any]]:
@@ -214,7 +232,7 @@ def load_model(
         raise ValueError(
             f"{weights_path}: sha256 {digest} does not match the card's {card.get('weights_sha256')}"
         )
-    cfg = TrainConfig.model_validate(card["config"])
+    cfg = saved_train_config(card["config"])
     method = build_method(cfg.method, cfg.network, card["in_channels"], card["out_channels"])
     state = load_file(str(weights_path))
     for name, net in method.networks().items():

@@ -46,6 +46,7 @@ from alchemy_obs.config import Config, OptimConfig, TrainConfig, config_hash
 from alchemy_obs.translate.checkpoint import (
     load_training_state,
     save_model,
+    saved_train_config,
     save_training_state,
 )
 from alchemy_obs.maps.store import MapStore
@@ -254,7 +255,7 @@ class _Run:
 
     def restore(self, folder: Path) -> None:
         tensors, meta = load_training_state(folder)
-        saved = TrainConfig.model_validate(meta["config"])
+        saved = saved_train_config(meta["config"])
         for section in ("data", "network", "method"):
             if getattr(saved, section) != getattr(self.tcfg, section):
                 raise ValueError(
