@@ -8,8 +8,7 @@ pixel)`` and a map is a sum of weights per pixel. Three regimes, all exact in to
 * support smaller than ``_H_CORNER`` pixels: pixel integrals are differences of the
   tabulated cumulative kernel :math:`C(a, b)` at the pixel corners; the corner values are
   shared by neighbouring pixels, so the sum over any block of pixels telescopes exactly to
-  the kernel mass inside the block (a kernel within 3 x 3 pixels needs at most four corners
-  and four marginals);
+  the kernel mass inside the block;
 * larger supports: the pixel mean is :math:`F + \\nabla^2 F/24` (in pixel units) at the pixel
   centre, fourth-order accurate, evaluated in float32 from piecewise polynomials over the
   kernel's box of pixels as one flat array (no table look-ups, so the loops vectorise); the
@@ -44,6 +43,9 @@ __all__ = ["project_particles", "surface_density", "weighted_average"]
 
 #: Support radius (pixels) from which the Laplacian-corrected pixel-centre rule is used.
 _H_CORNER = 4.0
+#: Kernels spanning at most this many pixel edges per axis take all their corners at once
+#: (no row loop); beyond, row by row is faster.
+_SMALL = 5
 #: Pixels within this many of the particle's pixel use 3x3 Gauss points (large kernels);
 #: from _H_FAR pixels on, only the particle's own pixel does.
 _NEAR = 1
@@ -285,7 +287,7 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
         col_k = np.empty(nx + 2, np.uint64)
         col_t = np.empty(nx + 2)
         col_full = np.empty(nx + 2)
-        grid = np.empty((4, 4))
+        grid = np.empty((_SMALL + 2, _SMALL + 2))
         gauss_a2 = np.empty((2 * _NEAR + 1) * _GX.size)
         gauss_b2 = np.empty((2 * _NEAR + 1) * _GX.size)
         da2 = np.empty(nx + 2, np.float32)
@@ -309,10 +311,10 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
                 continue
             ncx = i1 - i0
             ncy = j1 - j0
-            if ncx <= 2 and ncy <= 2:
-                # At most 3 x 3 pixels: up to two cut lines per axis. grid[i, j] is C at
-                # the i-th x cut and j-th y cut, with 0 below the support and a marginal
-                # (1 at the top right) above it; pixels are differences of four of them.
+            if ncx <= _SMALL and ncy <= _SMALL:
+                # A few pixels: grid[i, j] is C at the i-th pixel edge in x and j-th in y,
+                # 0 below the support and a marginal (1 at the top right) above it; the
+                # pixels are differences of four of them.
                 for i in range(1, ncx + 1):
                     (col_zero[i], col_neg[i], col_sign[i], col_m[i], col_k[i],
                      col_t[i]) = _axis((i0 + i - px) / hx, marg, nq)
