@@ -171,9 +171,10 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands, spa
     """Particles touching the map, in pixel units, grouped into bands of image rows.
 
     Returns a status (0, or the code of the first bad input: 1, 2, 3 non-finite x, y, h;
-    4 negative h), ``part`` (rows ``px, py, hx, hy, weights...``, ordered by image row), the first particle of each band (``nbands + 1`` entries) and each
-    band's image rows ``[row_lo, row_hi)``, which include the reach of its kernels. Bands
-    hold about equal work ((hx + 1)(hy + 1) per particle), so threads stay balanced.
+    4 negative h), ``part`` (rows ``px, py, hx, hy, weights...`` ordered by image row, in
+    ``space``), the first particle of each band (``nbands + 1`` entries) and each band's
+    image rows ``[row_lo, row_hi)``, which include the reach of its kernels. Bands hold
+    about equal work ((hx + 1)(hy + 1) per particle), so threads stay balanced.
     """
     n = x.size
     nw = w.shape[0]
@@ -271,7 +272,8 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
     for p in range(part.shape[0]):
         hx_max = max(hx_max, part[p, 2])
         hy_max = max(hy_max, part[p, 3])
-    box_size = (min(int(2.0 * hx_max) + 3, nx + 2) + 1) * (min(int(2.0 * hy_max) + 3, ny + 2) + 1)
+    box_size = ((min(int(2.0 * hx_max) + 3, nx + 2) + 1)
+                * (min(int(2.0 * hy_max) + 3, ny + 2) + 1))
     for b in prange(nbands):
         band_rows = row_hi[b] - row_lo[b]
         img = buffers[offset[b]:offset[b + 1]].reshape((nw, band_rows, nx))
