@@ -96,7 +96,8 @@ def quality_vs_evaluations(workdir: Path, steps: int, quick: bool) -> list[dict]
     from alchemy_obs.translate.checkpoint import load_model
     from alchemy_obs.translate.normalise import Normalisation
 
-    store = write_toy_store(workdir / "store", n_galaxies=60, n_views=2, npix=64, seed=3)
+    store = write_toy_store(workdir / "store", n_galaxies=60, n_views=2, npix=64, seed=3,
+                            gas_dynamic_range=1e-6)
     rows = []
     plan = {"indi": [("indi", 1), ("indi", 5), ("indi", 10)],
             "ddpm": [("ddim", 10), ("ddim", 50), ("ddpm", 1000)]}
