@@ -103,7 +103,7 @@ def test_dim_learning_beats_baselines(setup, method):
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_dim_sde_uncertainty_calibration(setup):
-    """Coverage of the central 68% and 95% intervals on held-out maps, within 10 points."""
+    """Rank coverage of the central 68% and 95% intervals on held-out maps, within 10 points."""
     method, card, _ = _trained(setup, "sde-noise")
     assert method.config.sde.prediction == "noise"
     ds = setup["test"]
@@ -112,7 +112,7 @@ def test_dim_sde_uncertainty_calibration(setup):
     truth = torch.stack([ds[i]["target"] for i in range(n)])
     gen = torch.Generator().manual_seed(0)
     cov = calibration(method, cond, truth, n_samples=16, steps=30, generator=gen, batch_size=64)
-    print(f"\nDiM score SDE, {n} held-out maps x 16 samples: 68% interval covers "
-          f"{cov[0.68]:.3f}, 95% covers {cov[0.95]:.3f}")
+    print(f"\nDiM score SDE, {n} held-out maps x 16 samples: rank coverage of the 68% interval "
+          f"{cov[0.68]:.3f}, of the 95% interval {cov[0.95]:.3f}")
     assert abs(cov[0.68] - 0.68) <= 0.10
     assert abs(cov[0.95] - 0.95) <= 0.10

@@ -16,6 +16,7 @@ from alchemy_obs.translate.posterior import (
     calibration,
     draw_samples,
     interval_coverage,
+    rank_coverage,
     sample_posterior,
 )
 
@@ -97,6 +98,30 @@ def test_posterior_maps_and_calibration_of_a_known_posterior():
     narrow = GaussianPosterior(sigma / 3)
     cov_n = calibration(narrow, cond, truth, n_samples=100, steps=60, generator=gen, batch_size=400)
     assert cov_n[0.68] < 0.45 and cov_n[0.95] < 0.7
+
+
+def test_rank_coverage_is_unbiased_for_few_samples():
+    """With 16 samples from the true posterior, quantile intervals under-cover; ranks do not."""
+    gen = torch.Generator().manual_seed(1)
+    n = 16
+    samples = torch.randn(n, 1, 1, 200, 500, generator=gen, dtype=torch.float64)
+    truth = torch.randn(1, 1, 200, 500, generator=gen, dtype=torch.float64)
+    ranked = rank_coverage(samples, truth)
+    quantile = interval_coverage(samples, truth)
+    # 1e5 pixels: binomial sd below 0.0015.
+    assert ranked[0.68] == pytest.approx(0.68, abs=0.006)
+    assert ranked[0.95] == pytest.approx(0.95, abs=0.004)
+    assert quantile[0.95] < 0.87 and quantile[0.68] < 0.62
+    # Each rank cell 0..n holds one truth: the coverage is exactly the level.
+    grid = torch.arange(float(n)).view(n, 1, 1, 1, 1).expand(n, 1, 1, 1, n + 1)
+    cells = (torch.arange(float(n + 1)) - 0.5).view(1, 1, 1, n + 1)
+    assert rank_coverage(grid, cells, (0.5,))[0.5] == pytest.approx(0.5, abs=1e-12)
+    # A zero-width posterior that misses the truth covers nothing; one that hits it, q.
+    same = torch.zeros(n, 1, 1, 1, 2, dtype=torch.float64)
+    assert rank_coverage(same, torch.tensor([[[[1.0, 2.0]]]]))[0.68] == 0.0
+    assert rank_coverage(same, torch.zeros(1, 1, 1, 2))[0.68] == pytest.approx(0.68)
+    with pytest.raises(ValueError, match="interval level"):
+        rank_coverage(samples, truth, (0.0,))
 
 
 def test_draw_samples_shape_and_validation():
