@@ -11,9 +11,10 @@ steps from 2% (0.34 / 0.31 dex, losing to the regression). The diffusion methods
 on one posterior sample per map.
 
 The calibration check uses a score SDE that predicts the noise with the truncated SNR
-weighting: its 68% and 95% intervals cover 64% and 86% of the true pixels. The default
-EDM-preconditioned SDE is more accurate but over-confident on these maps with 30 sampler
-steps (40% and 71%; 52% and 84% with 300 steps); docs/uncertainty.rst reports both.
+weighting: the rank coverage of its 68% and 95% intervals is 70% and 95% with 30 sampler
+steps. The default EDM-preconditioned SDE is more accurate but over-confident with 30
+steps (48% and 90%) and within 10 points only from about 100 (60% and 95%), which would
+double the check's time; docs/uncertainty.rst reports both.
 
 The paired maps are those of ``tests/translate_helpers.py`` with one change: gas pixels
 fainter than 1e-6 of the map's peak are set to zero (empty). The helper's star-forming
