@@ -47,6 +47,7 @@ from alchemy_obs.maps.store import join_shards, read_shard, shard_path, write_sh
 from alchemy_obs.translate import metrics
 from alchemy_obs.translate.checkpoint import load_model, save_model
 from alchemy_obs.translate.data import PairedMapDataset
+from alchemy_obs.translate.evaluate import baseline_predictions
 from alchemy_obs.translate.normalise import Normalisation
 
 cfg_path, build, name = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
@@ -61,14 +62,7 @@ store = cfg.train.data.store
 train_ds = PairedMapDataset(store, [inp], target, "train", norm)
 test_ds = PairedMapDataset(store, [inp], target, "test", norm)
 truth = torch.stack([torch.as_tensor(test_ds.physical(i)[target]) for i in range(len(test_ds))])
-mean_map = torch.stack([torch.as_tensor(train_ds.physical(i)[target])
-                        for i in range(len(train_ds))]).double().mean(0)
-x = torch.stack([train_ds[i]["input"][0] for i in range(len(train_ds))]).double()
-y = torch.stack([train_ds[i]["target"][0] for i in range(len(train_ds))]).double()
-xm, ym = x.mean(0), y.mean(0)
-slope = ((x - xm) * (y - ym)).sum(0) / ((x - xm) ** 2).sum(0).clamp_min(1e-12)
-x_test = torch.stack([test_ds[i]["input"][0] for i in range(len(test_ds))]).double()
-linear = norm.inverse(target, ym + slope * (x_test - xm))
+baselines = baseline_predictions(train_ds, test_ds)
 report = json.loads((build / "eval_test" / "metrics.json").read_text())
 assert report["n_maps"] == len(test_ds), "evaluate scored another number of test views"
 
@@ -103,8 +97,8 @@ card.update(
     metrics={
         "split": "test", "n_maps": report["n_maps"],
         "model": report["metrics"],
-        "baselines": {"mean_map": metrics.summarise(mean_map.expand_as(truth), truth),
-                      "pixel_regression": metrics.summarise(linear, truth)},
+        "baselines": {"mean_map": metrics.summarise(baselines["mean map"], truth),
+                      "pixel_regression": metrics.summarise(baselines["pixel regression"], truth)},
     },
 )
 save_model(folder, method, card)

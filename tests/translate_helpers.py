@@ -101,22 +101,13 @@ def baseline_scores(store: Path):
     from alchemy_obs.maps.store import MapStore
     from alchemy_obs.translate import metrics
     from alchemy_obs.translate.data import PairedMapDataset, fit_normalisation
+    from alchemy_obs.translate.evaluate import baseline_predictions
 
     ms = MapStore(store)
     norm = fit_normalisation(ms, ["gas", "dm"])
     train_ds = PairedMapDataset(ms, ["gas"], "dm", "train", norm)
     test_ds = PairedMapDataset(ms, ["gas"], "dm", "test", norm)
     truth = torch.stack([torch.as_tensor(test_ds.physical(i)["dm"]) for i in range(len(test_ds))])
-    mean_map = torch.stack([torch.as_tensor(train_ds.physical(i)["dm"])
-                            for i in range(len(train_ds))]).double().mean(0)
-    x = torch.stack([train_ds[i]["input"][0] for i in range(len(train_ds))]).double()
-    y = torch.stack([train_ds[i]["target"][0] for i in range(len(train_ds))]).double()
-    xm, ym = x.mean(0), y.mean(0)
-    slope = ((x - xm) * (y - ym)).sum(0) / ((x - xm) ** 2).sum(0).clamp_min(1e-12)
-    x_test = torch.stack([test_ds[i]["input"][0] for i in range(len(test_ds))]).double()
-    linear = norm.inverse("dm", ym + slope * (x_test - xm))
-    scores = {
-        "mean map": metrics.summarise(mean_map.expand_as(truth), truth),
-        "pixel regression": metrics.summarise(linear, truth),
-    }
+    scores = {name: metrics.summarise(pred, truth)
+              for name, pred in baseline_predictions(train_ds, test_ds).items()}
     return scores, train_ds, test_ds

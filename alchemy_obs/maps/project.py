@@ -158,6 +158,12 @@ def _deposit_row(img, part, i, nw, row, start, vals, at, count, scale):
 
 
 @njit(inline="always")
+def _in_pixels(x, y, h, p, xmin, ymin, inv_dx, inv_dy):
+    """Particle ``p``'s position and support radii in pixel units."""
+    return (x[p] - xmin) * inv_dx, (y[p] - ymin) * inv_dy, h[p] * inv_dx, h[p] * inv_dy
+
+
+@njit(inline="always")
 def _row_of(px, py, hx, hy, nx, ny):
     """Image row of a particle (clipped to the map), or -1 if its kernel is off the map."""
     # Kernels entirely off the map are dropped before any integer conversion.
@@ -194,10 +200,7 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands, spa
             return 3, np.empty((0, 4 + nw)), first, row_lo, row_hi
         if h[p] < 0.0:
             return 4, np.empty((0, 4 + nw)), first, row_lo, row_hi
-        px = (x[p] - xmin) * inv_dx
-        py = (y[p] - ymin) * inv_dy
-        hx = h[p] * inv_dx
-        hy = h[p] * inv_dy
+        px, py, hx, hy = _in_pixels(x, y, h, p, xmin, ymin, inv_dx, inv_dy)
         r = _row_of(px, py, hx, hy, nx, ny)
         if r < 0:
             continue
@@ -230,10 +233,7 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands, spa
     part = space[:first[nbands] * (4 + nw)].reshape((first[nbands], 4 + nw))
     # The rows are computed again rather than stored: less memory traffic.
     for p in range(n):
-        px = (x[p] - xmin) * inv_dx
-        py = (y[p] - ymin) * inv_dy
-        hx = h[p] * inv_dx
-        hy = h[p] * inv_dy
+        px, py, hx, hy = _in_pixels(x, y, h, p, xmin, ymin, inv_dx, inv_dy)
         r = _row_of(px, py, hx, hy, nx, ny)
         if r < 0:
             continue

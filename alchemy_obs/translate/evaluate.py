@@ -25,7 +25,7 @@ from alchemy_obs.translate.data import PairedMapDataset
 from alchemy_obs.translate.methods import Method
 from alchemy_obs.translate.normalise import Normalisation
 
-__all__ = ["evaluate_method", "evaluate_model", "add_arguments", "run"]
+__all__ = ["evaluate_method", "baseline_predictions", "evaluate_model", "add_arguments", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,30 @@ def evaluate_method(
     pred, truth = torch.cat(preds), torch.cat(truths)
     return {"summary": metrics.summarise(pred, truth), "pred": pred, "target": truth,
             "input": torch.cat(conds)}
+
+
+def baseline_predictions(
+    train: PairedMapDataset, test: PairedMapDataset
+) -> dict[str, torch.Tensor]:
+    """The two baselines a translator must beat, predicted for the views of ``test``.
+
+    ``"mean map"`` is the mean target map of ``train`` in physical units; ``"pixel
+    regression"`` is a per-pixel least-squares line from the normalised input to the
+    normalised target over ``train``, inverted to physical units. Both are float64
+    ``(N_test, H, W)`` tensors, to score with :func:`alchemy_obs.translate.metrics.summarise`.
+    """
+    if len(train.inputs) != 1:
+        raise ValueError(f"the per-pixel regression takes one input domain, got {train.inputs}")
+    target = train.target
+    mean_map = torch.stack([torch.as_tensor(train.physical(i)[target])
+                            for i in range(len(train))]).double().mean(0)
+    x = torch.stack([train[i]["input"][0] for i in range(len(train))]).double()
+    y = torch.stack([train[i]["target"][0] for i in range(len(train))]).double()
+    xm, ym = x.mean(0), y.mean(0)
+    slope = ((x - xm) * (y - ym)).sum(0) / ((x - xm) ** 2).sum(0).clamp_min(1e-12)
+    x_test = torch.stack([test[i]["input"][0] for i in range(len(test))]).double()
+    linear = train.normalisation.inverse(target, ym + slope * (x_test - xm))
+    return {"mean map": mean_map.expand(len(test), *mean_map.shape), "pixel regression": linear}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -131,6 +131,13 @@ def sample_posterior(
     return summarise_samples(samples, percentiles, scaling, keep_samples)
 
 
+def _central(level: float) -> tuple[float, float]:
+    """Bounds in probability of the central interval holding ``level``."""
+    if not 0 < level < 1:
+        raise ValueError(f"interval level must be in (0, 1), got {level}")
+    return (1 - level) / 2, (1 + level) / 2
+
+
 def interval_coverage(
     samples: Tensor, truth: Tensor, levels: Sequence[float] = (0.68, 0.95)
 ) -> dict[float, float]:
@@ -154,9 +161,7 @@ def interval_coverage(
     s = samples.double()
     t = truth.to(s.dtype)
     for level in levels:
-        if not 0 < level < 1:
-            raise ValueError(f"interval level must be in (0, 1), got {level}")
-        q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=s.dtype, device=s.device)
+        q = torch.tensor(_central(level), dtype=s.dtype, device=s.device)
         lo, hi = torch.quantile(s, q, dim=0)
         out[float(level)] = float(((t >= lo) & (t <= hi)).double().mean())
     return out
@@ -194,9 +199,7 @@ def rank_coverage(
     hi = ((s <= t).sum(0).double() + 1.0) / cells
     out = {}
     for level in levels:
-        if not 0 < level < 1:
-            raise ValueError(f"interval level must be in (0, 1), got {level}")
-        a, b = (1 - level) / 2, (1 + level) / 2
+        a, b = _central(level)
         inside = (torch.clamp(hi, max=b) - torch.clamp(lo, min=a)).clamp(min=0.0) / (hi - lo)
         out[float(level)] = float(inside.mean())
     return out
