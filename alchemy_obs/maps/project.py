@@ -172,7 +172,7 @@ def _row_of(px, py, hx, hy, nx, ny):
     return min(max(int(math.floor(py)), 0), ny - 1)
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)
 def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands, space):
     """Particles touching the map, in pixel units, grouped into bands of image rows.
 
@@ -181,70 +181,100 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands, spa
     ``space``), the first particle of each band (``nbands + 1`` entries) and each band's
     image rows ``[row_lo, row_hi)``, which include the reach of its kernels. Bands hold
     about equal work ((hx + 1)(hy + 1) per particle), so threads stay balanced.
+
+    A parallel counting sort over ``nbands`` contiguous chunks of the input: each chunk
+    counts its rows, then scatters its particles after those of the chunks before it, so
+    every row holds its particles in input order, as a serial sort would put them. The
+    chunks are set by the input alone, like the bands, so the per-chunk work sums (and
+    with them the band limits) do not depend on the number of threads.
     """
     n = x.size
     nw = w.shape[0]
-    count = np.zeros(ny, np.int64)
-    work = np.zeros(ny)
-    top = np.full(ny, ny, np.int64)
-    bottom = np.zeros(ny, np.int64)
+    nchunks = nbands
+    count = np.zeros((nchunks, ny), np.int64)
+    work = np.zeros((nchunks, ny))
+    top = np.full((nchunks, ny), ny, np.int64)
+    bottom = np.zeros((nchunks, ny), np.int64)
+    status = np.zeros(nchunks, np.int64)
     first = np.zeros(nbands + 1, np.int64)
     row_lo = np.zeros(nbands, np.int64)
     row_hi = np.zeros(nbands, np.int64)
-    for p in range(n):
-        if not math.isfinite(x[p]):
-            return 1, np.empty((0, 4 + nw)), first, row_lo, row_hi
-        if not math.isfinite(y[p]):
-            return 2, np.empty((0, 4 + nw)), first, row_lo, row_hi
-        if not math.isfinite(h[p]):
-            return 3, np.empty((0, 4 + nw)), first, row_lo, row_hi
-        if h[p] < 0.0:
-            return 4, np.empty((0, 4 + nw)), first, row_lo, row_hi
-        px, py, hx, hy = _in_pixels(x, y, h, p, xmin, ymin, inv_dx, inv_dy)
-        r = _row_of(px, py, hx, hy, nx, ny)
-        if r < 0:
-            continue
-        count[r] += 1
-        work[r] += (min(hx, nx) + 1.0) * (min(hy, ny) + 1.0)
-        top[r] = min(top[r], max(int(math.floor(py - hy)), 0))
-        bottom[r] = max(bottom[r], min(int(math.floor(min(py + hy, ny + 0.5))), ny - 1) + 1)
-    total = work.sum()
+    for c in prange(nchunks):
+        for p in range(c * n // nchunks, (c + 1) * n // nchunks):
+            if not math.isfinite(x[p]):
+                status[c] = 1
+                break
+            if not math.isfinite(y[p]):
+                status[c] = 2
+                break
+            if not math.isfinite(h[p]):
+                status[c] = 3
+                break
+            if h[p] < 0.0:
+                status[c] = 4
+                break
+            px, py, hx, hy = _in_pixels(x, y, h, p, xmin, ymin, inv_dx, inv_dy)
+            r = _row_of(px, py, hx, hy, nx, ny)
+            if r < 0:
+                continue
+            count[c, r] += 1
+            work[c, r] += (min(hx, nx) + 1.0) * (min(hy, ny) + 1.0)
+            top[c, r] = min(top[c, r], max(int(math.floor(py - hy)), 0))
+            bottom[c, r] = max(bottom[c, r],
+                               min(int(math.floor(min(py + hy, ny + 0.5))), ny - 1) + 1)
+    for c in range(nchunks):
+        # The first chunk with a bad value holds the first bad value of the input.
+        if status[c]:
+            return status[c], np.empty((0, 4 + nw)), first, row_lo, row_hi
+    # Row totals, summed in chunk order; fill[c, r]: where chunk c's first particle of row
+    # r goes.
+    row_count = np.zeros(ny, np.int64)
+    row_work = np.zeros(ny)
+    row_top = np.full(ny, ny, np.int64)
+    row_bottom = np.zeros(ny, np.int64)
+    fill = np.empty((nchunks, ny), np.int64)
+    at = 0
+    for r in range(ny):
+        for c in range(nchunks):
+            fill[c, r] = at
+            at += count[c, r]
+            row_count[r] += count[c, r]
+            row_work[r] += work[c, r]
+            row_top[r] = min(row_top[r], top[c, r])
+            row_bottom[r] = max(row_bottom[r], bottom[c, r])
+    total = row_work.sum()
     r = 0
     done = 0.0
     for b in range(nbands):
         lo, hi = ny, 0
         while r < ny and (done < total * (b + 1) / nbands or b == nbands - 1):
-            done += work[r]
-            first[b + 1] += count[r]
-            if count[r] > 0:
-                lo = min(lo, top[r])
-                hi = max(hi, bottom[r])
+            done += row_work[r]
+            first[b + 1] += row_count[r]
+            if row_count[r] > 0:
+                lo = min(lo, row_top[r])
+                hi = max(hi, row_bottom[r])
             r += 1
         row_lo[b] = lo
         row_hi[b] = max(hi, lo)
     for b in range(nbands):
         first[b + 1] += first[b]
-    # Ordered by row (a counting sort): consecutive particles update the same image rows.
-    fill = np.empty(ny, np.int64)
-    at = 0
-    for r in range(ny):
-        fill[r] = at
-        at += count[r]
+    # Ordered by row: consecutive particles update the same image rows.
     part = space[:first[nbands] * (4 + nw)].reshape((first[nbands], 4 + nw))
     # The rows are computed again rather than stored: less memory traffic.
-    for p in range(n):
-        px, py, hx, hy = _in_pixels(x, y, h, p, xmin, ymin, inv_dx, inv_dy)
-        r = _row_of(px, py, hx, hy, nx, ny)
-        if r < 0:
-            continue
-        i = fill[r]
-        fill[r] += 1
-        part[i, 0] = px
-        part[i, 1] = py
-        part[i, 2] = hx
-        part[i, 3] = hy
-        for k in range(nw):
-            part[i, 4 + k] = w[k, p]
+    for c in prange(nchunks):
+        for p in range(c * n // nchunks, (c + 1) * n // nchunks):
+            px, py, hx, hy = _in_pixels(x, y, h, p, xmin, ymin, inv_dx, inv_dy)
+            r = _row_of(px, py, hx, hy, nx, ny)
+            if r < 0:
+                continue
+            i = fill[c, r]
+            fill[c, r] += 1
+            part[i, 0] = px
+            part[i, 1] = py
+            part[i, 2] = hx
+            part[i, 3] = hy
+            for k in range(nw):
+                part[i, 4 + k] = w[k, p]
     return 0, part, first, row_lo, row_hi
 
 
@@ -368,31 +398,34 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
                 e1 = mx if (ia0 + mx - px) * ihx >= 1.0 else mx + 1
                 for e in range(mx + 1):
                     prev[e] = 0.0
+                lower = prev
+                upper = cur
+                started = False
                 for l in range(-1, my):
                     b = (jb0 + l + 1 - py) * ihy
                     if b <= -1.0:
                         continue
                     if b >= 1.0:
                         for e in range(mx + 1):
-                            cur[e] = col_full[e]
+                            upper[e] = col_full[e]
                     else:
                         zb, nb, sb, mb, kb, tb = _axis(b, marg, nq)
-                        cur[0] = 0.0
-                        cur[mx] = nb + sb * mb
+                        upper[0] = 0.0
+                        upper[mx] = nb + sb * mb
                         for e in range(e0, e1):
-                            cur[e] = _corner(quad, col_zero[e], col_neg[e], col_sign[e],
-                                             col_m[e], col_k[e], col_t[e], zb, nb, sb, mb, kb,
-                                             tb)
-                    if l < 0:
-                        for e in range(mx + 1):
-                            prev[e] = cur[e]
-                        continue
-                    for e in range(mx):
-                        # Clamp round-off negatives (~1e-16) where the kernel is absent.
-                        diff[e] = max(cur[e + 1] - cur[e] - prev[e + 1] + prev[e], 0.0)
-                    _deposit_row(img, part, p, nw, jb0 + l - r0, ia0, diff, 0, mx, 1.0)
-                    for e in range(mx + 1):
-                        prev[e] = cur[e]
+                            upper[e] = _corner(quad, False, col_neg[e], col_sign[e],
+                                               col_m[e], col_k[e], col_t[e], False, nb, sb, mb,
+                                               kb, tb)
+                    if l >= 0:
+                        row = jb0 + l - r0
+                        for k in range(nw):
+                            wk = part[p, 4 + k]
+                            for e in range(mx):
+                                # Clamp round-off negatives (~1e-16) where the kernel is
+                                # absent.
+                                img[k, row, ia0 + e] += wk * max(
+                                    upper[e + 1] - upper[e] - lower[e + 1] + lower[e], 0.0)
+                    lower, upper = upper, lower
                 continue
             # Large kernel: pixel mean = F + lap F / 24 (pixel units) at the pixel centre,
             # in float32 (the rescaling below restores the mass to float64 accuracy).
@@ -490,13 +523,23 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
 
 
 # The map is cut into bands of rows, each with its own image buffer (rows of the band plus
-# the reach of its kernels), summed in band order at the end: one band per
-# _PARTICLES_PER_BAND input particles, at most _N_BUFFERS. The number depends on the input
-# only, not on numba's thread count, so that a map is the same to the last bit whatever the
-# threads (a thread pool, Dask workers, another machine); it also bounds the threads a
-# projection can use. Fewer bands for small inputs keep the buffers' overlap cheap.
+# the reach of its kernels), summed in band order at the end: the largest power of two of
+# at most one band per _PARTICLES_PER_BAND input particles, and at most _N_BUFFERS. The
+# number depends on the input only, not on numba's thread count, so that a map is the same
+# to the last bit whatever the threads (a thread pool, Dask workers, another machine); it
+# also bounds the threads a projection can use. A power of two shares out evenly over 2, 4
+# or 8 threads (3 bands on 2 threads would leave one idle a third of the time). Fewer bands
+# for small inputs keep the buffers' overlap cheap.
 _N_BUFFERS = 16
-_PARTICLES_PER_BAND = 25_000
+_PARTICLES_PER_BAND = 12_500
+
+
+def _n_bands(n: int) -> int:
+    """Number of row bands for ``n`` particles (a power of two, 1 to _N_BUFFERS)."""
+    bands = 1
+    while bands * 2 <= min(_N_BUFFERS, n // _PARTICLES_PER_BAND):
+        bands *= 2
+    return bands
 
 
 #: Per-thread workspace for the sorted particles, kept between calls up to this many float64
@@ -598,7 +641,7 @@ def project_particles(
         w = _plain(w[:, keep] * frac[keep])
     status, part, first, row_lo, row_hi = _sort_into_bands(
         x, y, h, w, xmin, ymin, nx / (xmax - xmin), ny / (ymax - ymin), nx, ny,
-        max(1, min(_N_BUFFERS, x.size // _PARTICLES_PER_BAND)),
+        _n_bands(x.size),
         _workspace(x.size * (4 + w.shape[0])))
     if status == 4:
         raise ValueError("smoothing lengths h must be >= 0")
