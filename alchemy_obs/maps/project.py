@@ -247,7 +247,10 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands, spa
     done = 0.0
     for b in range(nbands):
         lo, hi = ny, 0
-        while r < ny and (done < total * (b + 1) / nbands or b == nbands - 1):
+        # A row joins the band if most of its work falls below the band's share (no bias
+        # towards the first bands, which one thread takes together).
+        while r < ny and (done + 0.5 * row_work[r] < total * (b + 1) / nbands
+                          or b == nbands - 1):
             done += row_work[r]
             first[b + 1] += row_count[r]
             if row_count[r] > 0:
