@@ -19,10 +19,11 @@ pixel)`` and a map is a sum of weights per pixel. Three regimes, all exact in to
 Particles straddling the map edge therefore deposit exactly their inside part, and the total
 of a map equals the summed weights of particles whose kernels lie inside it to round-off.
 
-Particles are sorted by image row (a counting sort) and the map is cut into bands of rows
-holding about equal work; each band has its own float64 buffer covering its rows and the
-reach of its kernels (no races, and small enough to stay in cache), processed by one thread.
-The buffers are summed in band order at the end.
+The map is cut into bands of image rows holding about equal work, and the particles are
+grouped by band (a counting sort that keeps input order within a band); each band has its
+own float64 buffer covering its rows and the reach of its kernels (no races, and small
+enough to stay in cache), processed by one thread. The buffers are summed in band order at
+the end.
 
 Image orientation: ``image[j, i]`` covers ``x`` in pixel ``i`` and ``y`` in pixel ``j``
 (display with ``origin="lower"``).
@@ -177,16 +178,19 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands, spa
     """Particles touching the map, in pixel units, grouped into bands of image rows.
 
     Returns a status (0, or the code of the first bad input: 1, 2, 3 non-finite x, y, h;
-    4 negative h), ``part`` (rows ``px, py, hx, hy, weights...`` ordered by image row, in
+    4 negative h), ``part`` (rows ``px, py, hx, hy, weights...`` grouped by band, in
     ``space``), the first particle of each band (``nbands + 1`` entries) and each band's
     image rows ``[row_lo, row_hi)``, which include the reach of its kernels. Bands hold
     about equal work ((hx + 1)(hy + 1) per particle), so threads stay balanced.
 
     A parallel counting sort over ``nbands`` contiguous chunks of the input: each chunk
-    counts its rows, then scatters its particles after those of the chunks before it, so
-    every row holds its particles in input order, as a serial sort would put them. The
-    chunks are set by the input alone, like the bands, so the per-chunk work sums (and
-    with them the band limits) do not depend on the number of threads.
+    counts its rows; the bands are cut from the row totals; then each chunk scatters its
+    particles after those of the chunks before it, so every band holds its particles in
+    input order, as a serial pass would put them. The chunks are set by the input alone,
+    like the bands, so the per-chunk work sums (and with them the band limits) do not
+    depend on the number of threads. Sorting by band rather than by row writes a few
+    streams instead of one per row, and a band's buffer stays in cache whatever the order
+    within it.
     """
     n = x.size
     nw = w.shape[0]
@@ -226,23 +230,19 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands, spa
         # The first chunk with a bad value holds the first bad value of the input.
         if status[c]:
             return status[c], np.empty((0, 4 + nw)), first, row_lo, row_hi
-    # Row totals, summed in chunk order; fill[c, r]: where chunk c's first particle of row
-    # r goes.
+    # Row totals, summed in chunk order.
     row_count = np.zeros(ny, np.int64)
     row_work = np.zeros(ny)
     row_top = np.full(ny, ny, np.int64)
     row_bottom = np.zeros(ny, np.int64)
-    fill = np.empty((nchunks, ny), np.int64)
-    at = 0
     for r in range(ny):
         for c in range(nchunks):
-            fill[c, r] = at
-            at += count[c, r]
             row_count[r] += count[c, r]
             row_work[r] += work[c, r]
             row_top[r] = min(row_top[r], top[c, r])
             row_bottom[r] = max(row_bottom[r], bottom[c, r])
     total = row_work.sum()
+    band_end = np.zeros(nbands, np.int64)
     r = 0
     done = 0.0
     for b in range(nbands):
@@ -259,9 +259,22 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands, spa
             r += 1
         row_lo[b] = lo
         row_hi[b] = max(hi, lo)
+        band_end[b] = r
     for b in range(nbands):
         first[b + 1] += first[b]
-    # Ordered by row: consecutive particles update the same image rows.
+    # fill[c, b]: where chunk c's next particle of band b goes.
+    band_of_row = np.empty(ny, np.int64)
+    fill = np.empty((nchunks, nbands), np.int64)
+    r = 0
+    for b in range(nbands):
+        at = first[b]
+        for c in range(nchunks):
+            fill[c, b] = at
+            for rr in range(r, band_end[b]):
+                at += count[c, rr]
+        for rr in range(r, band_end[b]):
+            band_of_row[rr] = b
+        r = band_end[b]
     part = space[:first[nbands] * (4 + nw)].reshape((first[nbands], 4 + nw))
     # The rows are computed again rather than stored: less memory traffic.
     for c in prange(nchunks):
@@ -270,8 +283,9 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands, spa
             r = _row_of(px, py, hx, hy, nx, ny)
             if r < 0:
                 continue
-            i = fill[c, r]
-            fill[c, r] += 1
+            b = band_of_row[r]
+            i = fill[c, b]
+            fill[c, b] += 1
             part[i, 0] = px
             part[i, 1] = py
             part[i, 2] = hx
