@@ -180,7 +180,8 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands, spa
     Returns a status (0, or the code of the first bad input: 1, 2, 3 non-finite x, y, h;
     4 negative h), ``part`` (rows ``px, py, hx, hy, weights...`` grouped by band, in
     ``space``), the first particle of each band (``nbands + 1`` entries) and each band's
-    image rows ``[row_lo, row_hi)``, which include the reach of its kernels. Bands hold
+    image rows ``[row_lo, row_hi)``, which include the reach of its kernels, and the
+    largest ``h`` on the map. Bands hold
     about equal work ((hx + 1)(hy + 1) per particle), so threads stay balanced.
 
     A parallel counting sort over ``nbands`` contiguous chunks of the input: each chunk
@@ -200,6 +201,7 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands, spa
     top = np.full((nchunks, ny), ny, np.int64)
     bottom = np.zeros((nchunks, ny), np.int64)
     status = np.zeros(nchunks, np.int64)
+    hmax = np.zeros(nchunks)
     first = np.zeros(nbands + 1, np.int64)
     row_lo = np.zeros(nbands, np.int64)
     row_hi = np.zeros(nbands, np.int64)
@@ -222,6 +224,7 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands, spa
             if r < 0:
                 continue
             count[c, r] += 1
+            hmax[c] = max(hmax[c], h[p])
             work[c, r] += (min(hx, nx) + 1.0) * (min(hy, ny) + 1.0)
             top[c, r] = min(top[c, r], max(int(math.floor(py - hy)), 0))
             bottom[c, r] = max(bottom[c, r],
@@ -229,7 +232,7 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands, spa
     for c in range(nchunks):
         # The first chunk with a bad value holds the first bad value of the input.
         if status[c]:
-            return status[c], np.empty((0, 4 + nw)), first, row_lo, row_hi
+            return status[c], np.empty((0, 4 + nw)), first, row_lo, row_hi, 0.0
     # Row totals, summed in chunk order.
     row_count = np.zeros(ny, np.int64)
     row_work = np.zeros(ny)
@@ -292,11 +295,12 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands, spa
             part[i, 3] = hy
             for k in range(nw):
                 part[i, 4 + k] = w[k, p]
-    return 0, part, first, row_lo, row_hi
+    return 0, part, first, row_lo, row_hi, hmax.max()
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
-def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
+def _project(part, first, row_lo, row_hi, hmax, inv_dx, inv_dy, nw, nx, ny, packed, poly,
+             quad, marg, buffers):
     nbands = first.size - 1
     nq = quad.shape[0] - 1
     nproj = packed.shape[0] - 1
@@ -312,13 +316,9 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
     offset = np.zeros(nbands + 1, np.int64)
     for b in range(nbands):
         offset[b + 1] = offset[b] + nw * (row_hi[b] - row_lo[b]) * nx
-    buffers = np.empty(offset[nbands])
     # Scratch boxes as large as the largest kernel's pixel box, not the map.
-    hx_max = 0.0
-    hy_max = 0.0
-    for p in range(part.shape[0]):
-        hx_max = max(hx_max, part[p, 2])
-        hy_max = max(hy_max, part[p, 3])
+    hx_max = hmax * inv_dx
+    hy_max = hmax * inv_dy
     box_size = ((min(int(2.0 * hx_max) + 3, nx + 2) + 1)
                 * (min(int(2.0 * hy_max) + 3, ny + 2) + 1))
     for b in prange(nbands):
@@ -535,14 +535,21 @@ def _project(part, first, row_lo, row_hi, nw, nx, ny, packed, poly, quad, marg):
             for l in range(my):
                 _deposit_row(img, part, p, nw, jb0 + l - r0, ia0, box, l * mx, mx, scale)
     # Each image row sums the bands covering it in band order, whatever the threads.
-    result = np.zeros((nw, ny, nx))
+    result = np.empty((nw, ny, nx))
     for j in prange(ny):
+        covered = False
         for b in range(nbands):
             if row_lo[b] <= j < row_hi[b]:
                 band_rows = row_hi[b] - row_lo[b]
                 img = buffers[offset[b]:offset[b + 1]].reshape((nw, band_rows, nx))
                 for k in range(nw):
-                    result[k, j] += img[k, j - row_lo[b]]
+                    if covered:
+                        result[k, j] += img[k, j - row_lo[b]]
+                    else:
+                        result[k, j] = img[k, j - row_lo[b]]
+                covered = True
+        if not covered:
+            result[:, j] = 0.0
     return result
 
 
@@ -566,21 +573,21 @@ def _n_bands(n: int) -> int:
     return bands
 
 
-#: Per-thread workspace for the sorted particles, kept between calls up to this many float64
-#: values (256 MB): fresh memory costs a page fault per 4 kB page on first touch, as much
-#: as the sorting itself for 1e6 particles.
+#: Per-thread workspaces (the sorted particles, the band buffers), kept between calls up to
+#: this many float64 values (256 MB) each: fresh memory costs a page fault per 4 kB page on
+#: first touch, as much as the sorting itself for 1e6 particles.
 _WORKSPACE_MAX = 2**25
 _workspaces = threading.local()
 
 
-def _workspace(size: int) -> np.ndarray:
+def _workspace(name: str, size: int) -> np.ndarray:
     """A float64 array of at least ``size`` values, reused by later calls in this thread."""
-    space = getattr(_workspaces, "space", None)
+    space = getattr(_workspaces, name, None)
     if space is not None and space.size >= size:
         return space
     space = np.empty(size)
     if size <= _WORKSPACE_MAX:
-        _workspaces.space = space
+        setattr(_workspaces, name, space)
     return space
 
 
@@ -663,16 +670,17 @@ def project_particles(
         keep = ~(frac <= 0)
         x, y, h = x[keep], y[keep], h[keep]
         w = _plain(w[:, keep] * frac[keep])
-    status, part, first, row_lo, row_hi = _sort_into_bands(
-        x, y, h, w, xmin, ymin, nx / (xmax - xmin), ny / (ymax - ymin), nx, ny,
-        _n_bands(x.size),
-        _workspace(x.size * (4 + w.shape[0])))
+    inv_dx, inv_dy = nx / (xmax - xmin), ny / (ymax - ymin)
+    status, part, first, row_lo, row_hi, hmax = _sort_into_bands(
+        x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, _n_bands(x.size),
+        _workspace("particles", x.size * (4 + w.shape[0])))
     if status == 4:
         raise ValueError("smoothing lengths h must be >= 0")
     if status:
         raise ValueError(f"{'xyh'[status - 1]} contains non-finite values")
-    image = _project(part, first, row_lo, row_hi, w.shape[0], nx, ny,
-                     tables.packed, tables.poly, tables.quadrant, tables.marginal)
+    buffers = _workspace("bands", w.shape[0] * nx * int((row_hi - row_lo).sum()))
+    image = _project(part, first, row_lo, row_hi, hmax, inv_dx, inv_dy, w.shape[0], nx, ny,
+                     tables.packed, tables.poly, tables.quadrant, tables.marginal, buffers)
     return image[0] if single else image
 
 
