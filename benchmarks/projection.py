@@ -11,12 +11,12 @@ Fairness:
   pynbody snapshot); only the projection call and the map total are timed.
 * Compilation is excluded: every tool projects a small set once before any timing (the
   warm-up seconds are reported on their own).
-* Every tool runs on ``--threads`` threads: numba's thread count (this package and
-  swiftsimio) and pynbody's ``number_of_threads``.
+* Every tool runs on the same number of threads: numba's thread count (this package and
+  swiftsimio) and pynbody's ``number_of_threads``. By default the table is made twice:
+  with one thread (rates per CPU second, which other processes on a shared machine do not
+  inflate) and with all cores (rates per wall-clock second).
 * Repetitions are interleaved (tool A, B, C, A, B, C, ...) so a busy spell of a shared
-  machine hits all tools alike; the fastest repetition of each tool is kept. With one
-  thread the rate is per CPU second (``time.process_time``), which other processes on the
-  machine do not inflate; with more threads it is per wall-clock second.
+  machine hits all tools alike; the fastest repetition of each tool is kept.
 
 Mass error is | map total - mass of the particles whose kernels lie inside the map | /
 that mass; particles are placed so that every kernel lies inside, so the reference is the
@@ -24,7 +24,7 @@ total mass. Tools not installed (``pip install alchemy-obs[bench]``) are reporte
 
 Run::
 
-    python benchmarks/projection.py [--quick] [--repeat 5] [--threads 1]
+    python benchmarks/projection.py [--quick] [--repeat 5] [--threads 1 2]
 
 Prints a table and writes ``benchmarks/results/projection.json``.
 """
@@ -147,36 +147,12 @@ def set_threads(threads: int) -> None:
     pynbody.config["number_of_threads"] = threads
 
 
-def main(argv: list[str] | None = None) -> int:
-    import numba
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1e4 and 1e5 particles only")
-    parser.add_argument("--repeat", type=int, default=5,
-                        help="interleaved timed repetitions per tool (fastest kept)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help=f"threads for every tool (at most {numba.config.NUMBA_NUM_THREADS})")
-    parser.add_argument("--tools", nargs="+", choices=list(TOOLS), default=list(TOOLS),
-                        help="tools to run (default: all)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
-    set_threads(args.threads)
-    # One thread: CPU seconds (robust on a shared machine); several: wall-clock seconds.
-    basis = "cpu" if args.threads == 1 else "wall"
-
-    sizes = [10_000, 100_000] if args.quick else [100_000, 1_000_000]
-    grids = [256, 512]
-    tools = [t for t in TOOLS if t in args.tools and available(t)]
-    rows, warmups = [], {}
-    for tool in args.tools:
-        if tool not in tools:
-            print(f"{tool}: not installed, skipped")
-            continue
-        prepare, run = TOOLS[tool]
-        small = prepare(make_particles(1000, 64, seed=1))
-        t0 = time.perf_counter()
-        run(small, 64)
-        warmups[tool] = time.perf_counter() - t0
+def measure(tools: list[str], sizes: list[int], grids: list[int], repeat: int,
+            threads: int) -> list[dict]:
+    """Rows of the table for one thread count (rates per CPU second for one thread)."""
+    set_threads(threads)
+    basis = "cpu" if threads == 1 else "wall"
+    rows = []
     for n in sizes:
         for npix in grids:
             p = make_particles(n, npix)
@@ -185,50 +161,79 @@ def main(argv: list[str] | None = None) -> int:
             wall = dict.fromkeys(tools, np.inf)
             cpu = dict.fromkeys(tools, np.inf)
             totals = {}
-            for _ in range(args.repeat):
+            for _ in range(repeat):
                 for tool in tools:
                     t0, c0 = time.perf_counter(), time.process_time()
                     totals[tool] = TOOLS[tool][1](inputs[tool], npix)
                     cpu[tool] = min(cpu[tool], time.process_time() - c0)
                     wall[tool] = min(wall[tool], time.perf_counter() - t0)
-            for tool in args.tools:
-                if tool not in tools:
-                    rows.append({"tool": tool, "n": int(p["x"].size), "npix": npix,
-                                 "status": "skipped"})
-                    continue
+            group = []
+            for tool in tools:
                 seconds = cpu[tool] if basis == "cpu" else wall[tool]
-                rows.append({
-                    "tool": tool, "n": int(p["x"].size), "npix": npix, "status": "ok",
+                group.append({
+                    "tool": tool, "threads": threads, "n": int(p["x"].size), "npix": npix,
+                    "status": "ok", "time_basis": basis,
                     "wall_seconds": wall[tool], "cpu_seconds": cpu[tool],
                     "particles_per_second": p["x"].size / seconds,
                     "mass_error": abs(totals[tool] - mass) / mass,
                 })
-    fastest_peer = {}
+            peers = [r["particles_per_second"] for r in group if r["tool"] != "alchemy_obs"]
+            for r in group:
+                r["speed_over_fastest_peer"] = (r["particles_per_second"] / max(peers)
+                                                if peers else float("nan"))
+            rows += group
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    import numba
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1e4 and 1e5 particles only")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="interleaved timed repetitions per tool (fastest kept)")
+    parser.add_argument("--threads", type=int, nargs="+", default=None,
+                        help="thread counts to run, each for every tool (default: 1 and all "
+                             f"{numba.config.NUMBA_NUM_THREADS} cores)")
+    parser.add_argument("--tools", nargs="+", choices=list(TOOLS), default=list(TOOLS),
+                        help="tools to run (default: all)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    thread_counts = args.threads or sorted({1, numba.config.NUMBA_NUM_THREADS})
+
+    sizes = [10_000, 100_000] if args.quick else [100_000, 1_000_000]
+    grids = [256, 512]
+    tools = [t for t in TOOLS if t in args.tools and available(t)]
+    for tool in args.tools:
+        if tool not in tools:
+            print(f"{tool}: not installed, skipped")
+    warmups = {}
+    for tool in tools:
+        prepare, run = TOOLS[tool]
+        small = prepare(make_particles(1000, 64, seed=1))
+        t0 = time.perf_counter()
+        run(small, 64)
+        warmups[tool] = time.perf_counter() - t0
+    rows = []
+    for threads in thread_counts:
+        rows += measure(tools, sizes, grids, args.repeat, threads)
+    print(f"numba threading layer {numba.threading_layer()}; fastest of {args.repeat} "
+          "interleaved runs; rates per CPU second with one thread, per wall-clock second "
+          "with more")
+    print(f"{'tool':<17} {'threads':>7} {'N':>8} {'npix':>5} {'wall s':>8} {'cpu s':>8} "
+          f"{'particles/s':>12} {'mass error':>11} {'speed / fastest peer':>21}")
     for r in rows:
-        if r["status"] == "ok" and r["tool"] != "alchemy_obs":
-            key = (r["n"], r["npix"])
-            fastest_peer[key] = max(fastest_peer.get(key, 0.0), r["particles_per_second"])
-    print(f"threads: {args.threads} (numba threading layer {numba.threading_layer()}); "
-          f"rates per {basis} second, fastest of {args.repeat} interleaved runs")
-    print(f"{'tool':<17} {'N':>8} {'npix':>5} {'wall s':>8} {'cpu s':>8} {'particles/s':>12} "
-          f"{'mass error':>11} {'speed / fastest peer':>21}")
-    for r in rows:
-        if r["status"] != "ok":
-            print(f"{r['tool']:<17} {r['n']:>8} {r['npix']:>5} {'skipped':>8}")
-            continue
-        peer = fastest_peer.get((r["n"], r["npix"]))
-        ratio = r["particles_per_second"] / peer if peer else float("nan")
-        r["speed_over_fastest_peer"] = ratio
-        print(f"{r['tool']:<17} {r['n']:>8} {r['npix']:>5} {r['wall_seconds']:>8.3f} "
-              f"{r['cpu_seconds']:>8.3f} {r['particles_per_second']:>12.3e} "
-              f"{r['mass_error']:>11.2e} {ratio:>21.2f}")
+        print(f"{r['tool']:<17} {r['threads']:>7} {r['n']:>8} {r['npix']:>5} "
+              f"{r['wall_seconds']:>8.3f} {r['cpu_seconds']:>8.3f} "
+              f"{r['particles_per_second']:>12.3e} {r['mass_error']:>11.2e} "
+              f"{r['speed_over_fastest_peer']:>21.2f}")
     print("warm-up (compile + first call) seconds:",
           {k: round(v, 2) for k, v in warmups.items()})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
-        "threads": args.threads, "threading_layer": numba.threading_layer(),
-        "time_basis": basis, "repeat": args.repeat,
+        "threads": thread_counts, "threading_layer": numba.threading_layer(),
+        "repeat": args.repeat, "skipped": [t for t in args.tools if t not in tools],
         "warmup_seconds": warmups, "results": rows,
     }
     tmp = args.out.with_suffix(".json.tmp")

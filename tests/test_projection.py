@@ -190,6 +190,47 @@ def test_maps_are_bit_identical_for_any_thread_count(monkeypatch):
         np.testing.assert_array_equal(image, images[0])
 
 
+def test_band_counts_are_powers_of_two_set_by_the_input():
+    from alchemy_obs.maps import project
+
+    # 99 934 particles (the benchmark's 1e5 set): 4 bands, which 2 or 4 threads share
+    # evenly (3 would leave one of 2 threads idle a third of the time).
+    counts = {n: project._n_bands(n) for n in (0, 20_000, 30_000, 99_934, 10**6, 10**8)}
+    assert counts == {0: 1, 20_000: 1, 30_000: 2, 99_934: 4, 10**6: 16, 10**8: 16}
+
+
+def test_first_bad_value_is_reported_whatever_chunk_holds_it(monkeypatch):
+    from alchemy_obs.maps import project
+
+    # 3000 particles in 16 chunks, each sorted by its own thread: the error must still
+    # name the first bad value of the input, not the first one a thread happened to see.
+    monkeypatch.setattr(project, "_PARTICLES_PER_BAND", 100)
+    rng = np.random.default_rng(9)
+    x, y = rng.uniform(0, 10, (2, 3000))
+    h = rng.uniform(0.1, 1.0, 3000)
+    x[2990] = np.nan  # chunk 15
+    h[1500] = np.inf  # chunk 8
+    with pytest.raises(ValueError, match="h contains non-finite"):
+        project_particles(x, y, h, np.ones(3000), (0, 10, 0, 10), 32)
+    h[40] = -1.0  # chunk 0
+    with pytest.raises(ValueError, match="h must be >= 0"):
+        project_particles(x, y, h, np.ones(3000), (0, 10, 0, 10), 32)
+
+
+def test_reused_workspaces_leave_nothing_behind():
+    # The sorted particles and the band buffers are kept between calls: a map made after
+    # a larger one (more bands, more weights, another grid) must not see its leftovers.
+    rng = np.random.default_rng(4)
+    x, y = rng.uniform(0, 10, (2, 2000))
+    h = rng.uniform(0.05, 2.0, 2000)
+    m = rng.uniform(0.5, 2.0, 2000)
+    first = project_particles(x, y, h, m, (0, 10, 0, 10), 48)
+    big = rng.uniform(0, 10, (2, 60_000))
+    project_particles(big[0], big[1], 0.5, np.stack([np.ones(60_000)] * 3),
+                      (0, 10, 0, 10), 96)
+    np.testing.assert_array_equal(project_particles(x, y, h, m, (0, 10, 0, 10), 48), first)
+
+
 def test_several_weights_in_one_pass():
     rng = np.random.default_rng(2)
     x, y = rng.uniform(0, 10, (2, 500))
