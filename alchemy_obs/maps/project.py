@@ -181,8 +181,8 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands, spa
     4 negative h), ``part`` (rows ``px, py, hx, hy, weights...`` grouped by band, in
     ``space``), the first particle of each band (``nbands + 1`` entries) and each band's
     image rows ``[row_lo, row_hi)``, which include the reach of its kernels, and the
-    largest ``h`` on the map. Bands hold
-    about equal work ((hx + 1)(hy + 1) per particle), so threads stay balanced.
+    largest ``h`` on the map. Bands hold about equal work ((hx + 1)(hy + 1) per particle),
+    so threads stay balanced.
 
     A parallel counting sort over ``nbands`` contiguous chunks of the input: each chunk
     counts its rows; the bands are cut from the row totals; then each chunk scatters its
@@ -328,7 +328,6 @@ def _project(part, first, row_lo, row_hi, hmax, inv_dx, inv_dy, nw, nx, ny, pack
         r0 = row_lo[b]
         cur = np.empty(nx + 2)
         prev = np.empty(nx + 2)
-        diff = np.empty(nx + 2)
         col_zero = np.empty(nx + 2, np.bool_)
         col_neg = np.empty(nx + 2)
         col_sign = np.empty(nx + 2)
@@ -424,7 +423,6 @@ def _project(part, first, row_lo, row_hi, hmax, inv_dx, inv_dy, nw, nx, ny, pack
                     prev[e] = 0.0
                 lower = prev
                 upper = cur
-                started = False
                 for l in range(-1, my):
                     b = (jb0 + l + 1 - py) * ihy
                     if b <= -1.0:
