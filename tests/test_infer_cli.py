@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import yaml
@@ -95,6 +97,17 @@ def test_invalid_registry_file(tmp_path):
     bad.write_text("format: alchemy-obs-registry/1\nmodels:\n  x: {path: x}\n")
     with pytest.raises(RegistryError, match=r"registry.yaml: .*method"):
         load_registry(bad)
+
+
+def test_unknown_model_names_the_registry_searched(tmp_path, registry, monkeypatch):
+    from alchemy_obs.infer.errors import InferError
+
+    # Run from elsewhere, a relative registry path is easy to get wrong: say which file
+    # was searched, as an absolute path.
+    monkeypatch.chdir(tmp_path)
+    searched = re.escape(str(tmp_path / "models" / "registry.yaml"))
+    with pytest.raises(InferError, match=f"no-such-model: .*no model of that name in {searched}"):
+        load_translator("no-such-model", "models/registry.yaml")
 
 
 def test_wrong_target_is_refused(tmp_path, registry, capsys):
