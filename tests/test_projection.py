@@ -193,10 +193,10 @@ def test_maps_are_bit_identical_for_any_thread_count(monkeypatch):
 def test_band_counts_are_powers_of_two_set_by_the_input():
     from alchemy_obs.maps import project
 
-    # 99 934 particles (the benchmark's 1e5 set): 4 bands, which 2 or 4 threads share
-    # evenly (3 would leave one of 2 threads idle a third of the time).
-    counts = {n: project._n_bands(n) for n in (0, 20_000, 30_000, 99_934, 10**6, 10**8)}
-    assert counts == {0: 1, 20_000: 1, 30_000: 2, 99_934: 4, 10**6: 16, 10**8: 16}
+    # 99 934 particles (the benchmark's 1e5 set): 8 bands, which 2, 4 or 8 threads share
+    # evenly (a count like 15 would leave one of 2 threads idle a fifteenth of the time).
+    counts = {n: project._n_bands(n) for n in (0, 10_000, 20_000, 99_934, 10**5, 10**8)}
+    assert counts == {0: 1, 10_000: 1, 20_000: 2, 99_934: 8, 10**5: 16, 10**8: 16}
 
 
 def test_first_bad_value_is_reported_whatever_chunk_holds_it(monkeypatch):

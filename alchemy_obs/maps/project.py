@@ -560,7 +560,7 @@ def _project(part, first, row_lo, row_hi, hmax, inv_dx, inv_dy, nw, nx, ny, pack
 # or 8 threads (3 bands on 2 threads would leave one idle a third of the time). Fewer bands
 # for small inputs keep the buffers' overlap cheap.
 _N_BUFFERS = 16
-_PARTICLES_PER_BAND = 12_500
+_PARTICLES_PER_BAND = 6_250
 
 
 def _n_bands(n: int) -> int:
