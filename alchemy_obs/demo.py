@@ -108,9 +108,8 @@ def _stage_mock_dataset(config: Config, out: Path) -> None:
 def _stage_infer(config: Config, out: Path) -> None:
     """The demonstration model's dark-matter map of the mock HI cube, with an overlay PNG.
 
-    Uses ``infer.model`` when set, else the shipped :data:`DEMO_MODEL` of ``infer.registry``;
-    a relative registry missing from the working directory is looked up in the source
-    checkout (the README's editable install), so the demo runs from any directory.
+    Uses ``infer.model`` when set, else the shipped :data:`DEMO_MODEL` of ``infer.registry``
+    (found from any directory, see :func:`alchemy_obs.infer.registry.registry_file`).
     """
     from alchemy_obs.infer import infer_file, load_translator
 
@@ -118,12 +117,7 @@ def _stage_infer(config: Config, out: Path) -> None:
     if not cubes:
         raise RuntimeError(f"demo infer: no mock HI cube (*_hi_image.fits) in {out / 'mocks'}")
     device = None if config.device == "auto" else config.device
-    registry = config.infer.registry
-    if not config.infer.model and not registry.is_absolute() and not registry.is_file():
-        checkout = Path(__file__).resolve().parents[1] / registry
-        if checkout.is_file():
-            registry = checkout
-    model = load_translator(config.infer.model or DEMO_MODEL, registry, device)
+    model = load_translator(config.infer.model or DEMO_MODEL, config.infer.registry, device)
     result = infer_file(cubes[0], model, out / "inferred", overwrite=True, plot=True,
                         seed=config.seed, samples=config.infer.samples, steps=config.infer.steps)
     log.info("%s -> %s and %s (model %s%s; distance %.1f Mpc from %s)", cubes[0],

@@ -102,12 +102,19 @@ def test_invalid_registry_file(tmp_path):
 def test_unknown_model_names_the_registry_searched(tmp_path, registry, monkeypatch):
     from alchemy_obs.infer.errors import InferError
 
-    # Run from elsewhere, a relative registry path is easy to get wrong: say which file
-    # was searched, as an absolute path.
+    # A relative registry path is easy to get wrong: say which file was searched, as an
+    # absolute path.
     monkeypatch.chdir(tmp_path)
-    searched = re.escape(str(tmp_path / "models" / "registry.yaml"))
+    searched = re.escape(str(tmp_path / "mine" / "registry.yaml"))
     with pytest.raises(InferError, match=f"no-such-model: .*no model of that name in {searched}"):
-        load_translator("no-such-model", "models/registry.yaml")
+        load_translator("no-such-model", "mine/registry.yaml")
+
+
+def test_shipped_models_are_found_from_any_directory(tmp_path, monkeypatch):
+    # The default registry path is relative (models/registry.yaml); run elsewhere, the
+    # shipped models are still found in the source checkout.
+    monkeypatch.chdir(tmp_path)
+    assert resolve("demo-hi2dm", "models/registry.yaml") is not None
 
 
 def test_wrong_target_is_refused(tmp_path, registry, capsys):

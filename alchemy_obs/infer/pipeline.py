@@ -29,7 +29,7 @@ from alchemy_obs.infer import preprocess
 from alchemy_obs.infer.errors import InferError
 from alchemy_obs.infer.predict import predict
 from alchemy_obs.infer.read import read_observation
-from alchemy_obs.infer.registry import RegistryError, default_registry_path, resolve
+from alchemy_obs.infer.registry import RegistryError, registry_file, resolve
 from alchemy_obs.infer.write import output_path, prediction_hdus, provenance_cards, write_atomic
 from alchemy_obs.translate.checkpoint import load_model, sha256_file
 from alchemy_obs.translate.methods import Method
@@ -104,10 +104,8 @@ def load_translator(
     try:
         method, card = load_model(folder, device=device)
     except (FileNotFoundError, ValueError, KeyError) as exc:
-        where = ""
-        if not found:
-            registry = Path(registry_path) if registry_path is not None else default_registry_path()
-            where = f"; no model of that name in {registry.resolve()}"
+        where = "" if found else (
+            f"; no model of that name in {registry_file(registry_path).resolve()}")
         raise InferError(name_or_path, f"cannot load the model ({exc}{where})") from None
     if found:
         entry = found[1]

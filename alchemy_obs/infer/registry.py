@@ -100,6 +100,21 @@ def default_registry_path() -> Path:
     return Path(os.environ.get("ALCHEMY_OBS_MODELS", "models")) / "registry.yaml"
 
 
+def registry_file(path: str | os.PathLike | None = None) -> Path:
+    """The registry file to read: ``path``, else :func:`default_registry_path`.
+
+    A relative path missing from the working directory is looked up in the source checkout
+    (the README's editable install), which holds the shipped ``models/``, so commands run
+    from any directory find the shipped models.
+    """
+    path = Path(path) if path is not None else default_registry_path()
+    if not path.is_absolute() and not path.is_file():
+        checkout = Path(__file__).resolve().parents[2] / path
+        if checkout.is_file():
+            return checkout
+    return path
+
+
 def load_registry(path: str | os.PathLike | None = None) -> Registry:
     """Read and validate a registry file; a missing file is an empty registry.
 
@@ -108,7 +123,7 @@ def load_registry(path: str | os.PathLike | None = None) -> Registry:
     RegistryError
         If the file is not valid YAML or does not follow the format; the message names it.
     """
-    path = Path(path) if path is not None else default_registry_path()
+    path = registry_file(path)
     if not path.is_file():
         return Registry()
     try:
@@ -136,7 +151,7 @@ def resolve(
     name : str
         Registry name.
     registry_path : path-like, optional
-        Registry file (default :func:`default_registry_path`).
+        Registry file (default :func:`default_registry_path`; see :func:`registry_file`).
 
     Returns
     -------
@@ -148,7 +163,7 @@ def resolve(
         If the folder or its files are missing, the weights' SHA-256 differs from the
         registry's, or the registry and the model card disagree.
     """
-    registry_path = Path(registry_path) if registry_path is not None else default_registry_path()
+    registry_path = registry_file(registry_path)
     entry = load_registry(registry_path).models.get(name)
     if entry is None:
         return None
