@@ -13,7 +13,8 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 from alchemy_obs.cli import main
 from alchemy_obs.infer.pipeline import infer_file, load_translator
-from alchemy_obs.infer.preprocess import SkyMap, galaxy_centre, model_grid, reproject_map
+from alchemy_obs.infer.preprocess import SkyMap, galaxy_centre, model_grid
+from alchemy_obs.observe.resample import reproject_map
 from alchemy_obs.infer.read import parse_beam, read_observation
 from alchemy_obs.translate.normalise import Normalisation
 
@@ -154,7 +155,7 @@ def test_centre_and_round_trip_reprojection():
     assert lat_n == pytest.approx(float(exp_lat), abs=0.1 * 2e-3)
     assert galaxy_centre(SkyMap(noisy * u.cm**-2, w, None), "header") == (40.0, -20.0)
     grid = model_grid((lon, lat), w, pixel_kpc=0.5, npix=64, distance=10 * u.Mpc)
-    assert grid.wcs.ctype[0] == "RA---TAN"
+    assert grid.wcs.ctype[0] == "RA---SIN"
     assert abs(grid.wcs.cdelt[0]) == pytest.approx(np.degrees(0.5 / 1e4))
     on_grid = reproject_map(blob, w, grid, (64, 64))
     gy, gx = np.indices((64, 64))
@@ -162,11 +163,14 @@ def test_centre_and_round_trip_reprojection():
     analytic = np.exp(-0.5 * (((px - 60) / 8.0) ** 2 + ((py - 45) / 6.0) ** 2))
     inside_grid = np.isfinite(on_grid)
     assert inside_grid.mean() > 0.9
-    np.testing.assert_allclose(on_grid[inside_grid], analytic[inside_grid], atol=0.01)
+    # Model pixels 1.4x the input's: the anti-aliased resampling smooths by about an output
+    # pixel, which lowers this blob's peak by 1.5 %.
+    np.testing.assert_allclose(on_grid[inside_grid], analytic[inside_grid], atol=0.02)
     back = reproject_map(on_grid, grid, w, (100, 100))
     inside = np.isfinite(back)
     assert inside.sum() > 500
-    np.testing.assert_allclose(back[inside], blob[inside], atol=0.02)
+    # The coarser model grid cannot hold the peak's curvature: 3 % lower after the round trip.
+    np.testing.assert_allclose(back[inside], blob[inside], atol=0.035)
 
 
 def test_moment0_image_input(tmp_path, model_dir):

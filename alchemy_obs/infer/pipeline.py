@@ -31,6 +31,7 @@ from alchemy_obs.infer.predict import predict
 from alchemy_obs.infer.read import read_observation
 from alchemy_obs.infer.registry import RegistryError, registry_file, resolve
 from alchemy_obs.infer.write import output_path, prediction_hdus, provenance_cards, write_atomic
+from alchemy_obs.observe.resample import reproject_map
 from alchemy_obs.translate.checkpoint import load_model, sha256_file
 from alchemy_obs.translate.methods import Method
 
@@ -253,7 +254,7 @@ def infer_file(
     lonlat = preprocess.galaxy_centre(sky, centre)
     npix, pixel_kpc = int(card["npix"]), float(card["pixel_kpc"])
     grid = preprocess.model_grid(lonlat, obs.celestial_wcs, pixel_kpc, npix, dist)
-    model_input = preprocess.reproject_map(observable.value, obs.celestial_wcs, grid, (npix, npix))
+    model_input = reproject_map(observable.value, obs.celestial_wcs, grid, (npix, npix))
     warning = preprocess.check_beam(obs.beam, dist, model.beam_fwhm_kpc, path, beam_ratio_warning)
     if warning:
         warnings.append(warning)
@@ -266,7 +267,7 @@ def infer_file(
 
     t0 = time.perf_counter()
     stack = mean[None] if std is None else np.stack([mean, std])
-    back = preprocess.reproject_map(stack, grid, obs.celestial_wcs, obs.spatial_shape)
+    back = reproject_map(stack, grid, obs.celestial_wcs, obs.spatial_shape)
     masked = ~obs.spatial_mask
     back[:, masked] = np.nan
     timings["reproject_out"] = time.perf_counter() - t0

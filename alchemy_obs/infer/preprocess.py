@@ -10,7 +10,8 @@ Steps, each a function:
 2. :func:`to_domain` -- the map in the units of a model input domain.
 3. :func:`resolve_distance`, :func:`galaxy_centre`, :func:`model_grid` -- where the model's
    ``npix x npix`` grid of ``pixel_kpc`` pixels lies on the sky.
-4. :func:`reproject_map` -- resampling (reproject) between the sky grid and the model grid.
+4. :func:`~alchemy_obs.observe.resample.reproject_map` -- resampling between the sky grid and
+   the model grid, by the rule the mock stage used to make the training inputs.
 5. :func:`check_beam` -- a warning when the observation's beam differs much from the model's
    training beam.
 """
@@ -27,13 +28,13 @@ from astropy.cosmology import Cosmology, Planck18
 from astropy.io import fits
 from astropy.wcs import WCS
 from radio_beam import Beam
-from reproject import reproject_adaptive, reproject_interp
 from scipy import ndimage
 
 from alchemy_obs.infer.errors import InferError
 from alchemy_obs.infer.read import Observation
 from alchemy_obs.maps.domains import DOMAINS
 from alchemy_obs.observe.mock import MOCK_DOMAINS
+from alchemy_obs.observe.resample import sky_grid
 from alchemy_obs.physics import radio
 
 __all__ = [
@@ -45,7 +46,6 @@ __all__ = [
     "resolve_distance",
     "galaxy_centre",
     "model_grid",
-    "reproject_map",
     "beam_size_kpc",
     "check_beam",
 ]
@@ -370,7 +370,10 @@ def galaxy_centre(sky: SkyMap, how: str = "flux") -> tuple[float, float]:
 def model_grid(
     centre: tuple[float, float], like: WCS, pixel_kpc: float, npix: int, distance: u.Quantity
 ) -> WCS:
-    """The model's square grid on the sky: gnomonic, north up, centred on ``centre``.
+    """The model's square grid on the sky, laid out as the training maps were.
+
+    :func:`~alchemy_obs.observe.resample.sky_grid`: orthographic (``SIN``), north up,
+    centred on ``centre``, in the frame of ``like``.
 
     Parameters
     ----------
@@ -389,58 +392,8 @@ def model_grid(
     -------
     astropy.wcs.WCS
     """
-    pixel_deg = float(np.degrees(pixel_kpc / distance.to_value(u.kpc)))
-    out = WCS(naxis=2)
-    out.wcs.ctype = [c.split("-")[0].ljust(5, "-") + "TAN" for c in list(like.wcs.ctype)[:2]]
-    out.wcs.crval = centre
-    out.wcs.crpix = [(npix + 1) / 2.0, (npix + 1) / 2.0]
-    out.wcs.cdelt = [-pixel_deg, pixel_deg]
-    out.wcs.cunit = ["deg", "deg"]
-    if like.wcs.radesys:
-        out.wcs.radesys = like.wcs.radesys
-    if np.isfinite(like.wcs.equinox):
-        out.wcs.equinox = like.wcs.equinox
-    out.pixel_shape = (npix, npix)
-    return out
-
-
-def _pixel_scale_deg(wcs: WCS) -> float:
-    return float(np.sqrt(abs(np.linalg.det(wcs.pixel_scale_matrix))))
-
-
-def reproject_map(
-    data: np.ndarray, wcs_in: WCS, wcs_out: WCS, shape_out: tuple[int, ...]
-) -> np.ndarray:
-    """Resample intensive maps (surface brightness or density) from one grid to another.
-
-    Bilinear interpolation when the output pixels are not much larger than the input's;
-    the anti-aliased adaptive resampling of DeForest (2004) when they are (downsampling).
-    Values are per unit area, so neither method rescales them (no flux conservation).
-
-    Parameters
-    ----------
-    data : numpy.ndarray
-        ``(ny, nx)`` or ``(n, ny, nx)`` (several maps on the same grid); NaN = no data.
-    wcs_in, wcs_out : astropy.wcs.WCS
-        Celestial WCS of the input and output grids.
-    shape_out : tuple of int
-        ``(ny, nx)`` of the output.
-
-    Returns
-    -------
-    numpy.ndarray
-        Float64, NaN outside the input's footprint.
-    """
-    ratio = _pixel_scale_deg(wcs_out) / _pixel_scale_deg(wcs_in)
-    data = np.asarray(data, dtype=np.float64)
-    if ratio > 1.5:
-        out, _ = reproject_adaptive(
-            (data, wcs_in), wcs_out, shape_out=shape_out, conserve_flux=False,
-            boundary_mode="ignore", bad_value_mode="ignore",
-        )
-    else:
-        out, _ = reproject_interp((data, wcs_in), wcs_out, shape_out=shape_out, order="bilinear")
-    return out
+    pixel = (pixel_kpc / distance.to_value(u.kpc)) * u.rad
+    return sky_grid(centre, pixel, npix, like=like)
 
 
 def beam_size_kpc(beam: Beam, distance: u.Quantity) -> u.Quantity:

@@ -13,8 +13,9 @@ As in MARTINI, small objects are handed to one function, :func:`make_mock`:
 
 The result, a :class:`Mock`, holds the sky model and the imaging result and derives the mock
 domains of the dataset: HI moment 0 (Jy/beam km/s, rest-frame velocity), HI column density
-(cm^-2) and continuum (Jy/beam). :func:`mock_view_maps` reprojects them with ``reproject``
-onto a view's physical map grid, and :func:`add_mock_domains` stores them as new domains of
+(cm^-2) and continuum (Jy/beam). :func:`mock_view_maps` resamples them onto a view's
+physical map grid with :func:`~alchemy_obs.observe.resample.reproject_map` (the rule
+``infer`` uses), and :func:`add_mock_domains` stores them as new domains of
 the views of a dataset shard.
 """
 
@@ -30,11 +31,11 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.wcs import WCS
 from radio_beam import Beam
-from reproject import reproject_adaptive, reproject_interp
 
 from alchemy_obs.config import MapsConfig, MockConfig, ObserveConfig
 from alchemy_obs.observe.engine import MockObserver
 from alchemy_obs.observe.imaging import ImageResult
+from alchemy_obs.observe.resample import reproject_map, sky_grid
 from alchemy_obs.observe.sky import (
     ContinuumModel,
     ContinuumSource,
@@ -56,7 +57,6 @@ __all__ = [
     "make_mock",
     "observation_for",
     "map_wcs",
-    "reproject_to_map",
     "placement_from_config",
     "models_from_config",
     "tapered",
@@ -258,36 +258,10 @@ def map_wcs(placement: SkyPlacement, extent_kpc, npix: int) -> WCS:
     dx, dy = (xmax - xmin) / npix, (ymax - ymin) / npix
     if not np.isclose(dx, dy, rtol=1e-6):
         raise ValueError(f"map pixels must be square, got {dx} x {dy} kpc")
-    cdelt = placement.kpc_to_angle(dx * u.kpc).to_value(u.deg)
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---SIN", "DEC--SIN"]
-    w.wcs.cunit = ["deg", "deg"]
-    w.wcs.crval = [placement.ra.to_value(u.deg), placement.dec.to_value(u.deg)]
     # Pixel i spans x in [xmin + i dx, xmin + (i + 1) dx]; x = 0 is 1-based pixel -xmin/dx + 1/2.
-    w.wcs.crpix = [-xmin / dx + 0.5, -ymin / dy + 0.5]
-    w.wcs.cdelt = [-cdelt, cdelt]
-    w.wcs.radesys = "ICRS"
-    w.wcs.equinox = 2000.0
-    return w
-
-
-def reproject_to_map(image: u.Quantity, wcs_in: WCS, wcs_out: WCS, npix: int) -> u.Quantity:
-    """Reproject a surface-brightness image (per beam or per area) onto a map grid.
-
-    Surface brightness is intensive, so values are interpolated, not summed: bilinear
-    interpolation (``reproject_interp``) where the map pixels are as small as the image's or
-    smaller, and the anti-aliased adaptive resampling of DeForest (2004)
-    (``reproject_adaptive``, ``conserve_flux=False``) where they are larger. Map pixels
-    outside the image are NaN.
-    """
-    ratio = abs(wcs_out.wcs.cdelt[1] / wcs_in.wcs.cdelt[1])
-    data = np.asarray(image.value, dtype=np.float64)
-    if ratio > 1.0 + 1e-9:
-        out, _ = reproject_adaptive((data, wcs_in), wcs_out, shape_out=(npix, npix),
-                                    conserve_flux=False, boundary_mode="strict")
-    else:
-        out, _ = reproject_interp((data, wcs_in), wcs_out, shape_out=(npix, npix), order="bilinear")
-    return out * image.unit
+    return sky_grid((placement.ra.to_value(u.deg), placement.dec.to_value(u.deg)),
+                    placement.kpc_to_angle(dx * u.kpc), npix,
+                    crpix=(-xmin / dx + 0.5, -ymin / dy + 0.5))
 
 
 def placement_from_config(config: MockConfig, cosmology=None) -> SkyPlacement:
@@ -406,7 +380,8 @@ def mock_view_maps(
             simulators[key] = m.simulator
         mocks[kind] = m
         for name, image in m.domains().items():
-            out[name] = reproject_to_map(image, m.wcs, target, map_npix).to(MOCK_DOMAINS[name])
+            on_map = reproject_map(image.value, m.wcs, target, (map_npix, map_npix)) * image.unit
+            out[name] = on_map.to(MOCK_DOMAINS[name])
     return out, mocks
 
 
