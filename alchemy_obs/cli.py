@@ -11,9 +11,11 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 
 from alchemy_obs import __version__
 from alchemy_obs.config import ConfigError, load_config
+from alchemy_obs.errors import AlchemyObsError
 
 # name -> (module, one-line help shown by ``alchemy-obs --help``)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -26,6 +28,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("alchemy_obs.translate.cli", "train a map-to-map translator (pix2pix, DDPM, InDI)"),
     "evaluate": ("alchemy_obs.translate.evaluate", "score a trained translator and plot its maps"),
 }
+
+# An override each command actually reads, for its --set help.
+_SET_EXAMPLES = {"synth": "synth.n_galaxies=10", "tng": "tng.simulation=TNG50-1",
+                 "maps": "maps.npix=256", "mock": "observe.noise=false",
+                 "infer": "infer.samples=8", "demo": "synth.n_galaxies=10",
+                 "train": "train.steps=2000", "evaluate": "seed=1"}
 
 log = logging.getLogger("alchemy_obs")
 
@@ -49,29 +57,55 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-            help="override one configuration value, e.g. --set synth.n_galaxies=10 (repeatable)",
+            help=f"override one configuration value, e.g. --set {_SET_EXAMPLES.get(name, 'seed=1')} "
+                 "(repeatable; a list is written [a,b])",
         )
-        p.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
+        loud = p.add_mutually_exclusive_group()
+        loud.add_argument("-v", "--verbose", action="store_true",
+                          help="log alchemy-obs debugging detail, and show tracebacks of errors")
+        loud.add_argument("-q", "--quiet", action="store_true",
+                          help="log warnings and errors only")
         p.set_defaults(_module=module)
         if name == command:
             importlib.import_module(module).add_arguments(p)
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    """The message of an error as one line: the file first for file-system errors."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror[0].lower()}{exc.strerror[1:]}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+def _configure_logging(verbose: bool, quiet: bool) -> None:
+    """Third-party libraries log at WARNING and above; only the package's loggers say more."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    for name in ("alchemy_obs", "flows"):
+        logging.getLogger(name).setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``alchemy-obs`` console script; returns the exit status."""
+    """Entry point of the ``alchemy-obs`` console script; returns the exit status.
+
+    Exit status: 0 on success, 1 when some items of a batch failed (each reported on its
+    own line), 2 when the command cannot run at all (bad option or configuration, a missing
+    or unusable file: one line ``alchemy-obs COMMAND: problem`` on stderr, with the
+    traceback only under ``-v``), 130 when interrupted.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(next((a for a in argv if a in COMMANDS), None))
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    _configure_logging(args.verbose, args.quiet)
     try:
         config = load_config(args.config, args.overrides)
     except ConfigError as exc:
-        print(f"alchemy-obs {args.command}: configuration error:\n{exc}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"alchemy-obs {args.command}: {line}", file=sys.stderr)
         return 2
     module = importlib.import_module(args._module)
     try:
@@ -79,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except (AlchemyObsError, OSError) as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"alchemy-obs {args.command}: {_one_line(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

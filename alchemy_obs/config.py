@@ -14,6 +14,7 @@ Examples
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -30,6 +31,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from alchemy_obs.errors import AlchemyObsError
 
 __all__ = [
     "ConfigError",
@@ -57,7 +60,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(AlchemyObsError, ValueError):
     """A configuration file or override is invalid; the message names file and key."""
 
 
@@ -604,12 +607,29 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _sibling_keys(loc: tuple) -> list[str]:
+    """The keys allowed beside the last element of ``loc`` (for "did you mean")."""
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = None if field is None else field.annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
 def _describe(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
-            lines.append(f"{source}: unknown key {key!r}")
+            close = difflib.get_close_matches(str(e["loc"][-1]), _sibling_keys(e["loc"]), n=1)
+            hint = f" (did you mean {'.'.join([*map(str, e['loc'][:-1]), close[0]])!r}?)" if close else ""
+            lines.append(f"{source}: unknown key {key!r}{hint}")
+        elif e["type"] == "list_type" and isinstance(e.get("input"), str):
+            lines.append(f"{source}: {key}: {e['msg']}; write a list as "
+                         f"[{e['input'].strip('[]')}]")
         else:
             lines.append(f"{source}: {key}: {e['msg']}")
     return "\n".join(lines)

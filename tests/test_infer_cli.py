@@ -118,12 +118,15 @@ def test_shipped_models_are_found_from_any_directory(tmp_path, monkeypatch):
 
 
 def test_wrong_target_is_refused(tmp_path, registry, capsys):
+    """Once, before any file is read: a usage error, not one failure per file."""
     cube = write_cube(tmp_path / "cube.fits")
-    rc = main(["infer", str(cube), "--model", "tiny-hi2dm", "--target", "stars",
+    rc = main(["infer", str(cube), str(cube), "--model", "tiny-hi2dm", "--target", "stars",
                "--distance", "10", "--out", str(tmp_path / "out"),
                "--set", f"infer.registry={registry}"])
-    assert rc == 1
-    assert "predicts 'dm', not 'stars'" in capsys.readouterr().err
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.count("predicts 'dm'") == 1 and "--target stars" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_posterior_samples_give_mean_and_std(tmp_path):

@@ -129,8 +129,8 @@ def test_output_folder_is_a_file(tmp_path, model_dir, capsys):
     blocker.write_text("not a folder")
     rc = main(["infer", str(path), "--model", str(model_dir), "--distance", "10",
                "--out", str(blocker)])
-    assert rc == 1
-    assert "cannot create the output folder" in capsys.readouterr().err
+    assert rc == 2  # refused before the cube is read
+    assert "--out" in capsys.readouterr().err
     assert blocker.read_text() == "not a folder"
 
 

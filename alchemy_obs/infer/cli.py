@@ -36,9 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default=None, metavar="DOMAIN",
                         help="domain expected from the model (dm, stars, gas, ...); a model "
                              "predicting another domain is refused")
-    parser.add_argument("--distance", type=float, default=None, metavar="MPC",
-                        help="distance in Mpc (default: DISTANCE header card, else the Hubble "
-                             "flow of the systemic velocity)")
+    parser.add_argument("--distance", default=None, metavar="MPC",
+                        help="angular-diameter distance, in Mpc unless a unit is given (3.2 or "
+                             "3.2Mpc); default: the DISTANCE header card, else the Hubble flow "
+                             "of the systemic velocity")
     parser.add_argument("--beam", default=None, metavar="BMAJ[,BMIN[,BPA]]",
                         help="restoring beam, arcsec and deg (e.g. 12,10,30); required when "
                              "the file has none or an invalid one (BMAJ=-1)")
@@ -75,6 +76,20 @@ def _settings(args: argparse.Namespace, config: Config):
         return None, f"{option}: {err['msg']}"
 
 
+def _parse_distance(text: str):
+    """``--distance``: a number of Mpc or a length with its unit; (Quantity, None) or (None, problem)."""
+    import astropy.units as u
+
+    try:
+        value = u.Quantity(text)
+        value = value * u.Mpc if value.unit == u.one else value.to(u.Mpc)
+    except (TypeError, ValueError, u.UnitsError):
+        return None, f"--distance {text!r}: expected a length such as 3.2 (Mpc) or 3200kpc"
+    if not (value.value > 0 and value.isscalar):
+        return None, f"--distance {text!r}: must be a positive length"
+    return value, None
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
     """Process every input; returns 0 if all succeeded, 1 if any failed, 2 on usage errors."""
     import astropy.units as u
@@ -93,8 +108,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
             beam = parse_beam(args.beam)
         except ValueError as exc:
             problem = str(exc)
-    if problem is None and args.distance is not None and not args.distance > 0:
-        problem = f"--distance {args.distance}: must be a positive number of Mpc"
+    distance = None
+    if problem is None and args.distance is not None:
+        distance, problem = _parse_distance(args.distance)
+    if problem is None and settings.out_dir.exists() and not settings.out_dir.is_dir():
+        problem = f"--out {settings.out_dir}: is a file, not a folder"
     if problem is not None:
         print(f"alchemy-obs infer: {problem}", file=sys.stderr)
         return 2
@@ -104,10 +122,13 @@ def run(args: argparse.Namespace, config: Config) -> int:
     except InferError as exc:
         print(f"alchemy-obs infer: {exc}", file=sys.stderr)
         return 2
+    if args.target is not None and args.target != model.target:
+        print(f"alchemy-obs infer: --target {args.target}: model {model.name} predicts "
+              f"{model.target!r}", file=sys.stderr)
+        return 2
     if model.demonstration:
         log.warning("model %s is a demonstration model trained on synthetic galaxies: "
                     "its maps are not a science result", model.name)
-    distance = None if args.distance is None else args.distance * u.Mpc
     failures: list[str] = []
     done = skipped = 0
     for path in tqdm(args.inputs, desc="infer", unit="file", disable=len(args.inputs) < 2):

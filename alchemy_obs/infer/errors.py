@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 
+from alchemy_obs.errors import AlchemyObsError
+
 __all__ = ["InferError"]
 
 
-class InferError(ValueError):
+class InferError(AlchemyObsError, ValueError):
     """An input file (or its output) cannot be processed; the message names the file.
 
     Parameters

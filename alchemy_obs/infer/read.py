@@ -186,8 +186,9 @@ def parse_beam(text: str) -> Beam:
         major = quantity(parts[0], u.arcsec)
         minor = quantity(parts[1], u.arcsec) if len(parts) > 1 else major
         pa = quantity(parts[2], u.deg) if len(parts) > 2 else 0 * u.deg
-    except (TypeError, ValueError, u.UnitsError) as exc:
-        raise ValueError(f"--beam {text!r}: {exc}") from None
+    except (TypeError, ValueError, u.UnitsError):
+        raise ValueError(f"--beam {text!r}: expected BMAJ[,BMIN[,BPA]] with numbers in arcsec "
+                         "and deg or with units, e.g. 30,25,45 or 0.5arcmin,20arcsec") from None
     if not (major > 0 and minor > 0):
         raise ValueError(f"--beam {text!r}: beam axes must be positive")
     if minor > major:

@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from alchemy_obs.atomic import temporary_beside
+from alchemy_obs.errors import AlchemyObsError
 from alchemy_obs.translate.checkpoint import sha256_file
 
 __all__ = [
@@ -58,7 +59,7 @@ _WEIGHTS = "model.safetensors"
 _SHARED_FIELDS = ("method", "inputs", "target", "npix", "pixel_kpc", "normalisation")
 
 
-class RegistryError(ValueError):
+class RegistryError(AlchemyObsError, ValueError):
     """The registry file is invalid, a name is unknown, or a checksum does not match."""
 
 
@@ -240,7 +241,7 @@ def register_model(
         _normalised(registry.model_dump(mode="json")), sort_keys=False, default_flow_style=None
     )
     registry_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{registry_path.name}.", dir=registry_path.parent)
+    fd, tmp = temporary_beside(registry_path)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)

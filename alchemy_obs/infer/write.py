@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from astropy import units as u
 from astropy.io import fits
 
 from alchemy_obs import __version__
+from alchemy_obs.atomic import temporary_beside
 from alchemy_obs.infer.errors import InferError
 from alchemy_obs.infer.read import Observation
 
@@ -158,10 +158,7 @@ def write_atomic(
         raise InferError(path, f"cannot create the output folder ({exc.strerror or exc})") from None
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs are ordinary files
+        fd, tmp = temporary_beside(path)
         with os.fdopen(fd, "wb") as f:
             hdul.writeto(f)
             f.flush()

@@ -36,13 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="subhalo ids (--source tng or snapshot)")
     parser.add_argument("--out", type=Path, default=None,
                         help="dataset folder; default: maps.out_dir")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="processes rendering galaxies in parallel (default 1)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="processes rendering galaxies in parallel, 1 or more (default 1)")
     parser.add_argument("--plot", type=Path, default=None, metavar="PNG",
                         help="also save a grid of every domain for the first galaxy's views")
 
 
 def _sources(args: argparse.Namespace, config: Config):
+    from alchemy_obs.cli_checks import check_input_folder
     from alchemy_obs.maps.build import cutout_sources, snapshot_sources, tng_sources
 
     if args.source == "synthetic":
@@ -50,8 +51,7 @@ def _sources(args: argparse.Namespace, config: Config):
 
         return cutout_sources(write_synthetic_cutouts(config.synth))
     if args.source == "cutouts":
-        if args.input is None or not args.input.is_dir():
-            raise ValueError(f"--source cutouts needs --input FOLDER (got {args.input})")
+        check_input_folder(args.input, "--input", "folder of cutout files (--source cutouts)")
         paths = sorted(args.input.glob("*.hdf5"))
         if not paths:
             raise ValueError(f"{args.input}: no *.hdf5 cutout files")
@@ -69,7 +69,12 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from alchemy_obs.maps.build import build_dataset
     from alchemy_obs.maps.plots import plot_views
 
-    out = args.out or config.maps.out_dir
+    from alchemy_obs.cli_checks import check_output_folder
+    from alchemy_obs.errors import UsageError
+
+    if args.workers < 1:
+        raise UsageError(f"--workers {args.workers}: must be 1 or more")
+    out = check_output_folder(args.out or config.maps.out_dir, "--out")
     try:
         sources = _sources(args, config)
         report = build_dataset(sources, out, config.maps, workers=args.workers)

@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -37,6 +36,8 @@ import h5py
 import numpy as np
 
 from alchemy_obs import __version__
+from alchemy_obs.atomic import temporary_beside
+from alchemy_obs.errors import AlchemyObsError
 
 __all__ = [
     "SPLITS",
@@ -73,7 +74,7 @@ META_COLUMNS: dict[str, tuple[str, tuple[int, ...]]] = {
 }
 
 
-class StoreError(RuntimeError):
+class StoreError(AlchemyObsError, RuntimeError):
     """A shard or dataset file is missing, unreadable or inconsistent; names the file."""
 
 
@@ -89,7 +90,7 @@ def _atomic_h5(path: Path, template: Path | None = None):
     With ``template`` the temporary file starts as a copy of it (for in-place additions).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temporary_beside(path)
     os.close(fd)
     try:
         if template is not None:

@@ -22,7 +22,9 @@ import numpy as np
 from astropy import units as u
 from astropy.io import fits
 
+from alchemy_obs.cli_checks import check_input_file, check_input_folder, check_output_folder
 from alchemy_obs.config import Config
+from alchemy_obs.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ def _view_matrix(galaxy, galaxy_id: int, name: str, config: Config) -> np.ndarra
     for v in views:
         if v.name == name:
             return np.asarray(v.matrix)
-    raise ValueError(f"unknown view {name!r}; use faceon, edgeon, random<k> or none")
+    raise UsageError(f"--view {name!r}: unknown view; use faceon, edgeon, random<k> or none")
 
 
 def mock_galaxy(path: Path, config: Config, view: str = "faceon") -> tuple[str, dict]:
@@ -160,32 +162,30 @@ def mock_dataset(dataset: Path, inputs: list[Path], config: Config, overwrite: b
 
 
 def _cutouts(path: Path | None) -> list[Path]:
-    if path is None:
-        raise ValueError("--dataset needs --input FOLDER (the cutouts the maps were built from)")
-    if path.is_file():
+    if path is not None and path.is_file():
         return [path]
+    check_input_folder(path, "--input", "folder of the cutouts the maps were built from")
     paths = sorted(path.glob("*.hdf5"))
     if not paths:
-        raise ValueError(f"{path}: no *.hdf5 cutout files")
+        raise UsageError(f"--input {path}: no *.hdf5 cutout files")
     return paths
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    try:
-        if args.galaxy is not None:
-            if not args.galaxy.is_file():
-                raise ValueError(f"{args.galaxy}: no such cutout file")
-            out = args.out or config.mock.out_dir
-            label, mocks = mock_galaxy(args.galaxy, config, args.view)
-            files = write_mock_fits(mocks, out, f"{args.galaxy.stem}_{args.view}", label,
-                                    args.overwrite)
-            for f in files:
-                print(f)
-            return 0
-        report = mock_dataset(args.dataset, _cutouts(args.input), config, args.overwrite)
-    except (ValueError, FileExistsError) as exc:
-        print(f"alchemy-obs mock: error: {exc}", file=sys.stderr)
-        return 2
+    if args.galaxy is not None:
+        check_input_file(args.galaxy, "--galaxy", "cutout file (.hdf5)")
+        out = check_output_folder(args.out or config.mock.out_dir, "--out")
+        stem = f"{args.galaxy.stem}_{args.view}"
+        earlier = sorted(out.glob(f"{stem}_*.fits")) if out.is_dir() else []
+        if earlier and not args.overwrite:  # refused before the mock is made, not after
+            raise UsageError(f"--out {out}: {earlier[0].name} and {len(earlier) - 1} more files of "
+                             f"this galaxy and view exist; pass --overwrite to replace them")
+        label, mocks = mock_galaxy(args.galaxy, config, args.view)
+        files = write_mock_fits(mocks, out, stem, label, args.overwrite)
+        for f in files:
+            print(f)
+        return 0
+    report = mock_dataset(args.dataset, _cutouts(args.input), config, args.overwrite)
     print(f"mock: {len(report['written'])} galaxies written, {len(report['skipped'])} already "
           f"complete, {len(report['failed'])} failed")
     if report["dataset"] is not None:

@@ -16,7 +16,6 @@ same folder, then :func:`os.replace`).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from astropy import units as u
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from alchemy_obs.atomic import temporary_beside
 from alchemy_obs.observe.imaging import ImageResult
 from alchemy_obs.observe.telescope import Observation
 
@@ -134,7 +134,7 @@ def write_hdulist(hdul: fits.HDUList, path: str | os.PathLike, overwrite: bool =
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temporary_beside(path)
     os.close(fd)
     try:
         hdul.writeto(tmp, overwrite=True)

@@ -32,6 +32,7 @@ from astropy.coordinates import SkyCoord
 from astropy.wcs import WCS
 from radio_beam import Beam
 
+from alchemy_obs.atomic import temporary_beside
 from alchemy_obs.config import MapsConfig, MockConfig, ObserveConfig
 from alchemy_obs.observe.engine import MockObserver
 from alchemy_obs.observe.imaging import ImageResult
@@ -287,7 +288,7 @@ def models_from_config(config: MockConfig) -> tuple[SpectralAxis, LineModel, Con
 
 def tapered(observe: ObserveConfig, pixel: u.Quantity, frequency: u.Quantity,
             pixels_per_beam: float | None) -> ObserveConfig:
-    """``observe`` restricted to the dishes that give a beam of about ``pixels_per_beam`` pixels.
+    r"""``observe`` restricted to the dishes that give a beam of about ``pixels_per_beam`` pixels.
 
     The sky grid samples the uv plane only out to :math:`1/(2\,\Delta)` (the engine flags
     longer baselines), so an image of pixel :math:`\Delta` cannot hold a beam narrower than
@@ -433,7 +434,6 @@ def plot_mock(mocks: dict[str, Mock], path: str | Path) -> Path:
     pathlib.Path
     """
     import os
-    import tempfile
 
     import matplotlib
 
@@ -470,7 +470,7 @@ def plot_mock(mocks: dict[str, Mock], path: str | Path) -> Path:
                                  angle=b.pa.to_value(u.deg), fill=False, color="cyan"))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    fd, tmp = temporary_beside(path, suffix=".png")
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=110)

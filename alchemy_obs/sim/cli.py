@@ -44,7 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, config: Config) -> int:
     """Write the cutouts; returns 0 on success."""
+    from alchemy_obs.cli_checks import check_output_file, check_output_folder
     from alchemy_obs.sim.synthetic import write_synthetic_cutouts
+
+    # Checked before the galaxies are made, not after minutes of work.
+    if args.out is not None:
+        check_output_folder(args.out, "--out")
+    if args.plot is not None:
+        check_output_file(args.plot, "--plot")
 
     options = {"out_dir": "--out", "n_galaxies": "--n-galaxies", "n_particles": "--n-particles", "seed": "--seed"}
     update = {key: getattr(args, opt[2:].replace("-", "_")) for key, opt in options.items()}

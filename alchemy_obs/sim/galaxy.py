@@ -34,6 +34,7 @@ import h5py
 import numpy as np
 from astropy.cosmology import FlatLambdaCDM
 
+from alchemy_obs.errors import AlchemyObsError
 from alchemy_obs.physics import units
 
 __all__ = [
@@ -69,7 +70,7 @@ _TNG_UNITS = {
 }
 
 
-class GalaxyFileError(ValueError):
+class GalaxyFileError(AlchemyObsError, ValueError):
     """A cutout or snapshot file is unreadable or lacks what a Galaxy needs; names the file."""
 
 

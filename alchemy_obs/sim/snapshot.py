@@ -21,7 +21,6 @@ the group catalogue chunk holding the subhalo is the only catalogue file opened.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 import h5py
 import numpy as np
 
+from alchemy_obs.atomic import temporary_beside
+from alchemy_obs.errors import AlchemyObsError
 from alchemy_obs.sim.tng import CUTOUT_FIELDS, PART_TYPES, write_json_atomic
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ _SUBHALO_FIELDS = (
 )
 
 
-class SnapshotError(ValueError):
+class SnapshotError(AlchemyObsError, ValueError):
     """A snapshot folder is incomplete or inconsistent; the message names the file."""
 
 
@@ -311,7 +312,7 @@ def extract_subhalo(
     data = read_subhalo(snapshot_dir, snapshot, subhalo_id, fields)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+    fd, tmp = temporary_beside(out, suffix=".part")
     os.close(fd)
     try:
         with h5py.File(tmp, "w") as f:

@@ -28,7 +28,6 @@ import email.utils
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,7 +40,9 @@ import h5py
 import requests
 from pydantic import SecretStr
 
+from alchemy_obs.atomic import temporary_beside
 from alchemy_obs.config import TNGConfig
+from alchemy_obs.errors import AlchemyObsError
 from alchemy_obs.physics.units import mass_factor
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ _CHUNK_BYTES = 1 << 20
 T = TypeVar("T")
 
 
-class TNGError(RuntimeError):
+class TNGError(AlchemyObsError, RuntimeError):
     """A TNG API request or download failed. The message never contains the API key."""
 
 
@@ -380,7 +381,7 @@ class TNGClient:
         expected = None
         if "Content-Length" in response.headers and "Content-Encoding" not in response.headers:
             expected = int(response.headers["Content-Length"])
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        fd, tmp_name = temporary_beside(dest, suffix=".part")
         tmp = Path(tmp_name)
         try:
             done = 0
@@ -524,7 +525,7 @@ def _retry_after(value: str | None) -> float:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON through a temporary file in the same folder, then rename (atomic)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    fd, tmp = temporary_beside(path, suffix=".part")
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=1, sort_keys=True)
