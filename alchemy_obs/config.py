@@ -687,11 +687,12 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
         raise ConfigError(_describe(exc, where)) from None
 
 
-def config_hash(section: BaseModel) -> str:
-    """A short stable hash of a configuration section, for provenance and caching.
+def config_hash(*sections: BaseModel) -> str:
+    """A short stable hash of configuration sections, for provenance and caching.
 
     Secrets serialise masked (``SecretStr``), so the hash and the dump can go into files.
     """
-    data = section.model_dump(mode="json")
+    dumps = [section.model_dump(mode="json") for section in sections]
+    data = dumps[0] if len(dumps) == 1 else dumps
     blob = json.dumps(data, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -78,14 +78,18 @@ def _demo_mock_config(config: Config) -> Config:
 
 def _stage_mock(config: Config, out: Path) -> None:
     """SKA-MID mock HI cube and continuum image of the first synthetic galaxy, face-on."""
-    from alchemy_obs.observe.cli import mock_galaxy, write_mock_fits
+    from alchemy_obs.observe.cli import mock_galaxy, mock_settings_hash
+    from alchemy_obs.observe.fits import write_mock_products
     from alchemy_obs.observe.mock import plot_mock
     from alchemy_obs.sim.synthetic import write_synthetic_cutouts
 
     synth = config.synth.model_copy(update={"out_dir": out / "synthetic"})
     path = write_synthetic_cutouts(synth)[0]
-    label, mocks = mock_galaxy(path, _demo_mock_config(config), "faceon")
-    files = write_mock_fits(mocks, out / "mocks", f"{path.stem}_faceon", label, overwrite=True)
+    mock_config = _demo_mock_config(config)
+    _, mocks = mock_galaxy(path, mock_config, "faceon")
+    files = write_mock_products(mocks, out / "mocks", f"{path.stem}_faceon", object_name=path.stem,
+                                settings=mock_settings_hash(mock_config), seed=config.seed,
+                                overwrite=True)
     png = plot_mock(mocks, out / "mock.png")
     log.info("wrote %d FITS files in %s and %s (restoring beam %s)", len(files), out / "mocks",
              png, mocks[next(iter(mocks))].beam)

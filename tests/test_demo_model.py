@@ -81,7 +81,8 @@ def mock_cube(tmp_path_factory, entry) -> Path:
     """An SKA-MID HI cube of a held-out synthetic galaxy (fewer particles), written by the
     observe stage's API with the demonstration model's mock set-up (fast mode, 20 Mpc)."""
     from alchemy_obs.config import load_config
-    from alchemy_obs.observe.cli import mock_galaxy, write_mock_fits
+    from alchemy_obs.observe.cli import mock_galaxy
+    from alchemy_obs.observe.fits import write_mock_products
     from alchemy_obs.sim.synthetic import make_synthetic_cutout
 
     tmp = tmp_path_factory.mktemp("demo_mock")
@@ -91,7 +92,7 @@ def mock_cube(tmp_path_factory, entry) -> Path:
     cfg = load_config(None, ["mock.npix=48", "mock.n_channels=24", "mock.channel_width_kms=12",
                              "mock.products=[hi]", "observe.mode=fast", "maps.fov_kpc=48"])
     label, mocks = mock_galaxy(cutout, cfg, "faceon")
-    write_mock_fits(mocks, tmp, "galaxy_faceon", label)
+    write_mock_products(mocks, tmp, "galaxy_faceon", object_name=label)
     return tmp / "galaxy_faceon_hi_image.fits"
 
 

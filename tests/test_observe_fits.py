@@ -76,3 +76,43 @@ def test_single_channel_image_has_one_beam(tmp_path):
     with pytest.raises(FileExistsError):
         write_fits(single, path, obs)
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_mock_products_carry_provenance_and_go_back_through_infer(tmp_path, capsys):
+    """`alchemy-obs mock --galaxy` writes a PSF and provenance cards, and its cube and moment
+    map go through `alchemy-obs infer` without --distance (the DISTANCE card is used)."""
+    from alchemy_obs.cli import main
+    from alchemy_obs.sim.synthetic import make_synthetic_cutout
+
+    cutout = make_synthetic_cutout(tmp_path / "cutout_0.hdf5", 0, 6000, 7)
+    out = tmp_path / "mocks"
+    opts = ["--set", "mock.npix=48", "--set", "mock.n_channels=24", "--set",
+            "mock.channel_width_kms=12", "--set", "mock.products=[hi]", "--set",
+            "observe.mode=fast", "--set", "maps.fov_kpc=48"]
+    assert main(["mock", "--galaxy", str(cutout), "--out", str(out), *opts]) == 0
+    capsys.readouterr()
+    cube, mom0, psf = (out / f"cutout_0_faceon_hi_{p}.fits" for p in ("image", "mom0", "psf"))
+    headers = {p: fits.getheader(p) for p in (cube, mom0, psf)}
+    for path, header in headers.items():
+        for key in ("DATE", "SWVERS", "SETTINGS", "SEED", "DISTANCE", "DISTLUM", "REDSHIFT"):
+            assert key in header, (path.name, key)
+        assert header["SIMULATD"] is True and header["OBJECT"] == "cutout_0"
+        assert any("alchemy-obs" in h for h in header["HISTORY"])
+        assert header["SPECSYS"] == headers[cube]["SPECSYS"]
+    # D_A = D_L / (1 + z)^2 for the same redshift.
+    h = headers[cube]
+    assert h["DISTANCE"] == pytest.approx(h["DISTLUM"] / (1 + h["REDSHIFT"]) ** 2, rel=1e-6)
+    beam = fits.getdata(psf)[0]
+    assert beam.shape == fits.getdata(cube)[0].shape
+    peak = np.unravel_index(np.argmax(beam[0]), beam[0].shape)
+    assert beam[0][peak] == pytest.approx(1.0, abs=1e-3)
+    # A rerun without --overwrite is refused before any work, naming the flag.
+    assert main(["mock", "--galaxy", str(cutout), "--out", str(out), *opts]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    inferred = tmp_path / "inferred"
+    assert main(["infer", str(cube), str(mom0), "--model", "demo-hi2dm", "--out", str(inferred)]) == 0
+    for path in (cube, mom0):
+        result = fits.getheader(inferred / f"{path.stem}_dm.fits")
+        assert result["DISTSRC"] == "header DISTANCE"
+        assert result["DISTANCE"] == pytest.approx(h["DISTANCE"], rel=1e-6)

@@ -55,7 +55,7 @@ def test_mock_map_through_infer_preprocessing_returns_training_input(tmp_path):
     own grid returns the training input to 1e-6 relative. The mock's FITS products are read
     back by infer's reader, converted to the model's input domain and laid on the model grid
     of the training view (same centre, pixel size and size); that must be the dataset's map."""
-    from alchemy_obs.observe.cli import write_mock_fits
+    from alchemy_obs.observe.fits import write_mock_products
     from alchemy_obs.sim.galaxy import load_galaxy
     from alchemy_obs.sim.synthetic import make_synthetic_cutout
 
@@ -65,7 +65,7 @@ def test_mock_map_through_infer_preprocessing_returns_training_input(tmp_path):
     extent = (-half, half, -half, half)
     maps, mocks = mock_module.mock_view_maps(galaxy, np.eye(3), extent, npix, cfg.mock,
                                              cfg.observe, MapsConfig(domains=["hi"]))
-    write_mock_fits(mocks, tmp_path, "g0", "galaxy 0")
+    write_mock_products(mocks, tmp_path, "g0", object_name="galaxy 0")
     placement = mocks["hi"].sky.placement
     centre = (placement.ra.to_value(u.deg), placement.dec.to_value(u.deg))
     for domain, product in (("hi_nhi", "nhi"), ("hi_mom0", "mom0")):

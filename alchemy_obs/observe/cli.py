@@ -20,16 +20,13 @@ from pathlib import Path
 
 import numpy as np
 from astropy import units as u
-from astropy.io import fits
 
 from alchemy_obs.cli_checks import check_input_file, check_input_folder, check_output_folder
 from alchemy_obs.config import Config
 from alchemy_obs.errors import UsageError
+from alchemy_obs.observe.fits import write_mock_products
 
 log = logging.getLogger(__name__)
-
-_PLANES = ("image", "dirty", "residual", "model")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_mutually_exclusive_group(required=True)
@@ -88,41 +85,11 @@ def mock_galaxy(path: Path, config: Config, view: str = "faceon") -> tuple[str, 
     return source.label, mocks
 
 
-def write_mock_fits(mocks: dict, out: Path, stem: str, label: str = "",
-                    overwrite: bool = False) -> list[Path]:
-    """Write mocks as FITS: ``<stem>_<product>_<plane>.fits`` for the restored, dirty,
-    residual and CLEAN-model planes and the sky model (Jy/pixel); HI also gets its moment 0
-    (Jy/beam km/s) and column density (cm^-2) maps. Writes are atomic.
+def mock_settings_hash(config: Config) -> str:
+    """Hash of the settings a mock depends on (``SETTINGS`` card of its FITS files)."""
+    from alchemy_obs.config import config_hash
 
-    Returns
-    -------
-    list of Path
-        The files written.
-    """
-    from alchemy_obs.observe.fits import write_fits, write_hdulist
-    from alchemy_obs.physics import radio
-
-    written = []
-    for kind, m in mocks.items():
-        restfreq = radio.HI_REST_FREQUENCY if kind == "hi" else None
-        for plane in _PLANES:
-            written.append(write_fits(m.result, out / f"{stem}_{kind}_{plane}.fits", m.observation,
-                                      plane=plane, restfreq=restfreq, object_name=label,
-                                      overwrite=overwrite))
-        sky = fits.PrimaryHDU(np.asarray(m.sky.data.value, np.float32), m.sky.header())
-        sky.header["OBJECT"] = label
-        written.append(write_hdulist(fits.HDUList([sky]), out / f"{stem}_{kind}_sky.fits", overwrite))
-        if kind == "hi":
-            for name, image in (("mom0", m.moment0()), ("nhi", m.column_density())):
-                hdr = m.wcs.to_header()
-                hdr["BUNIT"] = image.unit.to_string("fits")
-                beam = m.beam
-                hdr["BMAJ"], hdr["BMIN"], hdr["BPA"] = (beam.major.to_value(u.deg),
-                                                       beam.minor.to_value(u.deg), beam.pa.to_value(u.deg))
-                hdr["OBJECT"] = label
-                hdu = fits.PrimaryHDU(np.asarray(image.value, np.float32), hdr)
-                written.append(write_hdulist(fits.HDUList([hdu]), out / f"{stem}_hi_{name}.fits", overwrite))
-    return written
+    return config_hash(config.mock, config.observe, config.maps)
 
 
 def mock_dataset(dataset: Path, inputs: list[Path], config: Config, overwrite: bool = False) -> dict:
@@ -180,8 +147,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
         if earlier and not args.overwrite:  # refused before the mock is made, not after
             raise UsageError(f"--out {out}: {earlier[0].name} and {len(earlier) - 1} more files of "
                              f"this galaxy and view exist; pass --overwrite to replace them")
-        label, mocks = mock_galaxy(args.galaxy, config, args.view)
-        files = write_mock_fits(mocks, out, stem, label, args.overwrite)
+        _, mocks = mock_galaxy(args.galaxy, config, args.view)
+        files = write_mock_products(mocks, out, stem, object_name=args.galaxy.stem,
+                                    settings=mock_settings_hash(config), seed=config.seed,
+                                    overwrite=args.overwrite)
         for f in files:
             print(f)
         return 0

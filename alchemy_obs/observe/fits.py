@@ -16,6 +16,7 @@ same folder, then :func:`os.replace`).
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +24,15 @@ from astropy import units as u
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from alchemy_obs import __version__
 from alchemy_obs.atomic import temporary_beside
 from alchemy_obs.observe.imaging import ImageResult
 from alchemy_obs.observe.telescope import Observation
 
-__all__ = ["to_hdulist", "write_fits", "write_hdulist"]
+__all__ = ["to_hdulist", "write_fits", "write_hdulist", "mock_cards", "write_mock_products"]
+
+#: Planes of an imaging result written by :func:`write_mock_products`.
+MOCK_PLANES = ("image", "dirty", "residual", "model")
 
 
 def _beams_vary(result: ImageResult) -> bool:
@@ -158,3 +163,111 @@ def write_fits(
     """Write one plane set of ``result`` to ``path`` (see :func:`to_hdulist`); returns the path."""
     hdul = to_hdulist(result, observation, plane, restfreq, object_name, specsys)
     return write_hdulist(hdul, path, overwrite)
+
+
+def mock_cards(mock, *, object_name: str, settings: str, seed: int) -> dict:
+    """Provenance and distance cards of a mock's FITS products (name -> (value, comment)).
+
+    ``DISTANCE`` is the angular-diameter distance, the one that turns angles into lengths,
+    so ``alchemy-obs infer`` lays a moment map of the mock on the model grid without a
+    ``--distance``; ``DISTLUM`` is the luminosity distance the fluxes were computed with.
+    ``SIMULATD = T`` marks the data as simulated.
+    """
+    place = mock.sky.placement
+    return {
+        "OBJECT": (object_name, "source galaxy"),
+        "SIMULATD": (True, "simulated data (alchemy-obs mock observation)"),
+        "DISTANCE": (round(place.angular_diameter_distance.to_value(u.Mpc), 6),
+                     "[Mpc] angular-diameter distance"),
+        "DISTLUM": (round(place.luminosity_distance.to_value(u.Mpc), 6),
+                    "[Mpc] luminosity distance"),
+        "REDSHIFT": (round(place.z, 9), "cosmological redshift"),
+        "VSYS": (round(place.systemic_velocity.to_value(u.km / u.s), 3),
+                 "[km/s] systemic velocity, optical convention"),
+        "SETTINGS": (settings, "hash of the mock, observe and maps settings"),
+        "SEED": (seed, "random seed of the run"),
+        "DATE": (datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"), "UTC file creation"),
+        "SWVERS": (__version__, "alchemy-obs version"),
+    }
+
+
+def _with_cards(hdul: fits.HDUList, cards: dict, history: str) -> fits.HDUList:
+    header = hdul[0].header
+    for key, (value, comment) in cards.items():
+        header[key] = (value, comment)
+    header["HISTORY"] = history
+    return hdul
+
+
+def _map_hdul(image: u.Quantity, wcs: WCS, beam, specsys: str) -> fits.HDUList:
+    header = wcs.celestial.to_header()
+    header["SPECSYS"] = specsys
+    header["BUNIT"] = image.unit.to_string("fits")
+    if beam is not None:
+        header["BMAJ"], header["BMIN"], header["BPA"] = (
+            beam.major.to_value(u.deg), beam.minor.to_value(u.deg), beam.pa.to_value(u.deg))
+    return fits.HDUList([fits.PrimaryHDU(np.asarray(image.value, np.float32), header)])
+
+
+def write_mock_products(
+    mocks: dict, out: str | os.PathLike, stem: str, *, object_name: str, settings: str = "",
+    seed: int = 0, overwrite: bool = False,
+) -> list[Path]:
+    """Write mock observations as FITS files, each with the same provenance cards.
+
+    For each product (``"hi"``, ``"continuum"``): ``<stem>_<product>_<plane>.fits`` for the
+    restored, dirty, residual and CLEAN-model planes, ``<stem>_<product>_psf.fits`` (the
+    dirty beam, peak 1, as imagers write it), and ``<stem>_<product>_sky.fits`` (the sky
+    model, Jy/pixel); HI also gets its moment 0 (Jy/beam km/s) and column density (cm^-2)
+    maps. Writes are atomic.
+
+    Parameters
+    ----------
+    mocks : dict of str to Mock
+    out : path-like
+        Output folder.
+    stem : str
+        File name stem, e.g. ``cutout_3_faceon``.
+    object_name : str
+        ``OBJECT`` card.
+    settings : str
+        Hash of the settings that made the mocks (``SETTINGS`` card).
+    seed : int
+        The run's random seed (``SEED`` card).
+    overwrite : bool
+        Replace existing files.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    from alchemy_obs.physics import radio
+
+    out = Path(out)
+    written = []
+    for kind, m in mocks.items():
+        cards = mock_cards(m, object_name=object_name, settings=settings, seed=seed)
+        specsys = m.result.meta.get("specsys") or "BARYCENT"
+        restfreq = radio.HI_REST_FREQUENCY if kind == "hi" else None
+
+        def put(hdul, name, what):
+            path = out / f"{stem}_{kind}_{name}.fits"
+            history = f"alchemy-obs {__version__} mock: {what} of {object_name}"
+            written.append(write_hdulist(_with_cards(hdul, cards, history), path, overwrite))
+
+        for plane in MOCK_PLANES:
+            put(to_hdulist(m.result, m.observation, plane, restfreq, object_name, specsys),
+                plane, f"{plane} {'cube' if kind == 'hi' else 'image'}")
+        psf_hdul = to_hdulist(m.result, m.observation, "image", restfreq, object_name, specsys)
+        psf_hdul[0].data = np.asarray(m.result.psf, np.float32)[None]
+        psf_hdul[0].header["BUNIT"] = ""
+        psf_hdul[0].header.remove("NOISERMS", ignore_missing=True)
+        put(psf_hdul, "psf", "point spread function (dirty beam)")
+        sky = fits.HDUList([fits.PrimaryHDU(np.asarray(m.sky.data.value, np.float32), m.sky.header())])
+        sky[0].header["SPECSYS"] = specsys
+        put(sky, "sky", "sky model")
+        if kind == "hi":
+            for name, image in (("mom0", m.moment0()), ("nhi", m.column_density())):
+                put(_map_hdul(image, m.wcs, m.beam, specsys), name, f"HI {name} map")
+    return written
