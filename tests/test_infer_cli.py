@@ -146,6 +146,19 @@ def test_posterior_samples_give_mean_and_std(tmp_path):
     assert (std[finite] > 0).all()  # independent diffusion samples differ
 
 
+def test_deterministic_model_writes_no_uncertainty(tmp_path, caplog):
+    """pix2pix asked for 4 samples: identical samples must not become an UNCERT of zeros."""
+    model = make_model(tmp_path / "p2p", npix=16, pixel_kpc=2.0)
+    cube = write_cube(tmp_path / "cube.fits")
+    rc = main(["infer", str(cube), "--model", str(model), "--samples", "4",
+               "--distance", "10", "--out", str(tmp_path / "out")])
+    assert rc == 0
+    with fits.open(tmp_path / "out" / "cube_dm.fits") as hdul:
+        assert hdul[0].header["NSAMPLES"] == 1
+        assert np.isnan(hdul["UNCERT"].data).all()
+    assert "deterministic" in caplog.text
+
+
 def test_single_sample_uncertainty_is_undefined(tmp_path):
     model = make_model(tmp_path / "p2p", npix=16, pixel_kpc=2.0)
     translator = load_translator(model)

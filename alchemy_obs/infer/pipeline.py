@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from alchemy_obs.infer.write import output_path, prediction_hdus, provenance_car
 from alchemy_obs.observe.resample import reproject_map
 from alchemy_obs.translate.checkpoint import load_model, sha256_file
 from alchemy_obs.translate.methods import Method
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Translator", "InferResult", "load_translator", "infer_file"]
 
@@ -261,6 +264,11 @@ def infer_file(
     timings["reproject_in"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    if samples > 1 and not model.method.stochastic:
+        # Identical samples would write an uncertainty of exact zeros.
+        log.warning("%s: %s model %s is deterministic: one sample, no uncertainty map",
+                    path, card.get("method", ""), model.name)
+        samples = 1
     mean, std = predict(model.method, card, {domain: model_input}, samples=samples,
                         steps=steps, seed=seed)
     timings["predict"] = time.perf_counter() - t0

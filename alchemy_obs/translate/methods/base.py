@@ -54,6 +54,11 @@ class Method(ABC):
     #: Adam betas used when the optimiser configuration leaves them unset.
     default_betas: ClassVar[tuple[float, float]] = (0.9, 0.999)
 
+    @property
+    def stochastic(self) -> bool:
+        """Whether :meth:`sample` draws from a distribution (repeated samples differ)."""
+        return True
+
     def __init__(
         self, nets: dict[str, nn.Module], in_channels: int, out_channels: int,
         config: MethodConfig,

@@ -28,6 +28,11 @@ class Pix2Pix(Method):
     sample_networks = ("gen",)
     default_betas = (0.5, 0.999)
 
+    @property
+    def stochastic(self) -> bool:
+        """One generator pass without noise (as trained here): repeated samples are equal."""
+        return False
+
     def __init__(self, nets, in_channels, out_channels, config: MethodConfig) -> None:
         super().__init__(nets, in_channels, out_channels, config)
         # The generator output of the discriminator phase, reused (with its graph) by the
