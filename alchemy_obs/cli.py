@@ -25,15 +25,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mock": ("alchemy_obs.observe.cli", "SKA-MID mock HI and continuum observations (FITS or dataset)"),
     "infer": ("alchemy_obs.infer.cli", "turn real FITS cubes and images into physical maps"),
     "demo": ("alchemy_obs.demo", "run the whole pipeline on built-in synthetic galaxies"),
-    "train": ("alchemy_obs.translate.cli", "train a map-to-map translator (pix2pix, DDPM, InDI)"),
+    "train": ("alchemy_obs.translate.cli", "train a map-to-map translator (pix2pix, DDPM, InDI, score SDE; U-Net or DiM)"),
     "evaluate": ("alchemy_obs.translate.evaluate", "score a trained translator and plot its maps"),
+    "config": ("alchemy_obs.config_cli", "print the effective configuration (defaults, --config, --set)"),
 }
 
 # An override each command actually reads, for its --set help.
 _SET_EXAMPLES = {"synth": "synth.n_galaxies=10", "tng": "tng.simulation=TNG50-1",
                  "maps": "maps.npix=256", "mock": "observe.noise=false",
                  "infer": "infer.samples=8", "demo": "synth.n_galaxies=10",
-                 "train": "train.steps=2000", "evaluate": "seed=1"}
+                 "train": "train.steps=2000", "evaluate": "seed=1",
+                 "config": "observe.imaging.weighting=natural"}
 
 log = logging.getLogger("alchemy_obs")
 

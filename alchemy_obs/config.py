@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -35,6 +35,7 @@ from pydantic import (
 from alchemy_obs.errors import AlchemyObsError
 
 __all__ = [
+    "config_fields",
     "ConfigError",
     "Section",
     "SynthConfig",
@@ -188,14 +189,14 @@ class MapsConfig(Section):
 class JobQueueConfig(Section):
     """A dask-jobqueue cluster on a batch system (one Dask worker per batch job)."""
 
-    system: Literal["slurm", "pbs"] = "slurm"
+    system: Literal["slurm", "pbs"] = Field("slurm", description="Batch system of the cluster.")
     jobs: int = Field(4, ge=1, description="Number of batch jobs (Dask workers) to request.")
     cores: int = Field(8, ge=1, description="Cores per job.")
     processes: int = Field(1, ge=1, description="Dask worker processes per job.")
     memory: str = Field("32GB", description="Memory per job, as the batch system writes it.")
-    walltime: str = "02:00:00"
+    walltime: str = Field("02:00:00", description="Wall-clock limit per job, HH:MM:SS.")
     queue: str | None = Field(None, description="Partition (SLURM) or queue (PBS).")
-    account: str | None = None
+    account: str | None = Field(None, description="Account (project) charged for the jobs.")
     job_extra_directives: list[str] = Field(
         default_factory=list, description="Extra #SBATCH/#PBS lines, e.g. ['--gres=gpu:1']."
     )
@@ -215,7 +216,7 @@ class FlowsConfig(Section):
         None, description="Address of a running Dask scheduler (runner=dask); None starts one."
     )
     dask_workers: int = Field(2, ge=1, description="Workers of a local Dask cluster.")
-    dask_threads_per_worker: int = Field(1, ge=1)
+    dask_threads_per_worker: int = Field(1, ge=1, description="Threads of each local Dask worker.")
     jobqueue: JobQueueConfig = JobQueueConfig()
     retries: int = Field(3, ge=0, description="Retries of network tasks (TNG downloads).")
     retry_backoff_s: float = Field(10.0, ge=0, description="First retry delay; doubles each time.")
@@ -395,7 +396,7 @@ class OptimConfig(Section):
     betas: tuple[float, float] | None = Field(
         None, description="Adam betas; None uses the method's default ((0.5, 0.999) for pix2pix)."
     )
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, description="L2 penalty of Adam (added to the gradient, not decoupled as in AdamW).")
     warmup_steps: int = Field(100, ge=0, description="Linear warm-up steps.")
     schedule: Literal["cosine", "constant"] = Field("cosine", description="Decay after warm-up.")
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="Final lr / peak lr (cosine).")
@@ -460,7 +461,8 @@ class TelescopeConfig(Section):
 class ImagingConfig(Section):
     """Weighting, image grid and CLEAN of the built-in imager."""
 
-    weighting: Literal["natural", "uniform", "briggs"] = "briggs"
+    weighting: Literal["natural", "uniform", "briggs"] = Field(
+        "briggs", description="uv weighting of the visibilities (briggs uses robust).")
     robust: float = Field(0.0, ge=-2.0, le=2.0, description="Briggs robust parameter.")
     npix: int | None = Field(None, ge=32, description="Image side (even); None = sky grid.")
     cell_arcsec: float | None = Field(None, gt=0, description="Pixel size; None = sky grid.")
@@ -477,7 +479,8 @@ class ImagingConfig(Section):
         None, ge=0, description="Clean only where the first dirty image exceeds this many sigma."
     )
     epsilon: float = Field(1e-6, gt=0, description="ducc0 wgridder accuracy.")
-    imager: Literal["builtin", "wsclean"] = "builtin"
+    imager: Literal["builtin", "wsclean"] = Field(
+        "builtin", description="builtin (ducc0 gridding, Hogbom CLEAN) or WSClean on a MeasurementSet.")
 
 
 class ObserveConfig(Section):
@@ -500,7 +503,8 @@ class ObserveConfig(Section):
     mode: Literal["visibility", "fast"] = Field(
         "visibility", description="Full visibility path or the fast image-plane mode."
     )
-    backend: Literal["builtin", "karabo"] = "builtin"
+    backend: Literal["builtin", "karabo"] = Field(
+        "builtin", description="Visibility simulator: builtin (ducc0) or Karabo (conda only).")
     seed: int = Field(0, description="Seed of the noise generator.")
 
     @field_validator("start_utc", mode="before")
@@ -592,8 +596,9 @@ class Config(Section):
     observe: ObserveConfig = ObserveConfig()
     mock: MockConfig = MockConfig()
     infer: InferConfig = InferConfig()
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Torch device; auto is cuda when available, else cpu.")
+    seed: int = Field(0, description="Seed of training, sampling and noise draws of a run.")
 
 
 def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
@@ -696,3 +701,35 @@ def config_hash(*sections: BaseModel) -> str:
     data = dumps[0] if len(dumps) == 1 else dumps
     blob = json.dumps(data, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _section_type(annotation: Any) -> tuple[type[BaseModel] | None, str]:
+    """The section class inside a field's type, and the key part it adds (``""`` or ``.<name>``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, ""
+    if get_origin(annotation) is dict:
+        args = get_args(annotation)
+        if len(args) == 2 and isinstance(args[1], type) and issubclass(args[1], BaseModel):
+            return args[1], ".<name>"
+    return None, ""
+
+
+def config_fields(model: type[BaseModel] = Config, prefix: str = ""):
+    """Every leaf setting of ``model``, depth first, in declaration order.
+
+    Yields
+    ------
+    key : str
+        Dotted key as written with ``--set`` (``<name>`` stands for a mapping's keys).
+    field : pydantic.fields.FieldInfo
+        Its default, constraints and description.
+    section : type
+        The section class that declares it.
+    """
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        section, part = _section_type(field.annotation)
+        if section is not None:
+            yield from config_fields(section, f"{key}{part}.")
+        else:
+            yield key, field, model

@@ -1,6 +1,11 @@
 """Sphinx configuration for alchemy-obs (builds offline: no intersphinx)."""
 
+import sys
+from pathlib import Path
+
 import alchemy_obs
+
+sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 
 project = "alchemy-obs"
 author = "alchemy-obs developers"
@@ -14,6 +19,7 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "numpydoc",
+    "config_reference",
 ]
 autosummary_generate = True
 numpydoc_show_class_members = False

@@ -42,3 +42,30 @@ def test_overrides_apply_on_top_of_the_file(tmp_path):
     assert (cfg.synth.n_galaxies, cfg.synth.seed, str(cfg.synth.out_dir)) == (3, 9, "/tmp/x")
     with pytest.raises(ConfigError, match="unknown key 'synth.nope'"):
         load_config(path, ["synth.nope=1"])
+
+
+def test_every_setting_is_documented():
+    """The configuration reference is built from these descriptions: none may be missing."""
+    from alchemy_obs.config import config_fields
+
+    keys = [key for key, _, _ in config_fields()]
+    assert len(keys) > 150 and "observe.imaging.weighting" in keys
+    assert "observe.telescope.dishes.<name>.sefd_jy" in keys or any(
+        k.startswith("observe.telescope.dishes.<name>.") for k in keys)
+    missing = [key for key, field, _ in config_fields() if not (field.description or "").strip()]
+    assert not missing, f"settings without a description: {missing}"
+
+
+def test_config_command_prints_valid_yaml(capsys):
+    import yaml
+
+    from alchemy_obs.cli import main
+
+    assert main(["config", "--set", "maps.npix=96", "--set", "tng.api_key=SECRET123"]) == 0
+    out = capsys.readouterr().out
+    assert "SECRET123" not in out
+    tree = yaml.safe_load(out)
+    assert tree["maps"]["npix"] == 96
+    from alchemy_obs.config import Config
+
+    Config.model_validate({k: v for k, v in tree.items() if k != "tng"})
