@@ -22,6 +22,11 @@ extensions = [
     "config_reference",
 ]
 autosummary_generate = True
+# Module pages show every public function and class in full (numpydoc's Parameters and
+# Returns, with units), not only a one-line summary table.
+templates_path = ["_templates"]
+autodoc_default_options = {"members": True, "show-inheritance": True}
+autodoc_typehints = "none"  # the numpydoc sections give types with units; signatures stay short
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 autodoc_mock_imports: list[str] = []
