@@ -13,6 +13,8 @@ import logging
 import sys
 import traceback
 
+from tqdm import tqdm
+
 from alchemy_obs import __version__
 from alchemy_obs.config import ConfigError, load_config
 from alchemy_obs.errors import AlchemyObsError
@@ -67,6 +69,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                           help="log alchemy-obs debugging detail, and show tracebacks of errors")
         loud.add_argument("-q", "--quiet", action="store_true",
                           help="log warnings and errors only")
+        p.add_argument("--log-file", metavar="PATH", default=None,
+                       help="also write the log (with debugging detail) to PATH")
         p.set_defaults(_module=module)
         if name == command:
             importlib.import_module(module).add_arguments(p)
@@ -82,13 +86,43 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
-def _configure_logging(verbose: bool, quiet: bool) -> None:
-    """Third-party libraries log at WARNING and above; only the package's loggers say more."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _ConsoleHandler(logging.StreamHandler):
+    """Log lines go through ``tqdm.write``: they print above the progress bars, not through them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # noqa: BLE001 -- logging must never raise
+            self.handleError(record)
+
+
+def _configure_logging(verbose: bool, quiet: bool, log_file: str | None) -> None:
+    """Third-party libraries log at WARNING and above; only the package's loggers say more.
+
+    Progress bars (``tqdm(disable=None)``) are drawn only when stderr is a terminal: in a
+    file or a batch system's log their carriage-return updates would be thousands of lines.
+    """
+    console = _ConsoleHandler(sys.stderr)
+    console.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    console.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
+    handlers: list[logging.Handler] = [console]
+    if log_file is not None:
+        to_file = logging.FileHandler(log_file)
+        to_file.setFormatter(logging.Formatter(_FORMAT))
+        handlers.append(to_file)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_alchemy_obs", False)]:
+        root.removeHandler(old)  # a second main() in one process (tests, notebooks)
+        old.close()
+    for handler in handlers:
+        handler._alchemy_obs = True
+        root.addHandler(handler)
+    root.setLevel(logging.WARNING)
     for name in ("alchemy_obs", "flows"):
-        logging.getLogger(name).setLevel(level)
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose or log_file else logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(next((a for a in argv if a in COMMANDS), None))
     args = parser.parse_args(argv)
-    _configure_logging(args.verbose, args.quiet)
+    _configure_logging(args.verbose, args.quiet, args.log_file)
     try:
         config = load_config(args.config, args.overrides)
     except ConfigError as exc:

@@ -171,14 +171,21 @@ def test_single_sample_uncertainty_is_undefined(tmp_path):
         assert "one sample" in str(hdul["UNCERT"].header["COMMENT"])
 
 
-def test_batch_progress_and_summary(tmp_path, capsys):
+def test_batch_progress_and_summary(tmp_path, capsys, monkeypatch):
+    """A summary always; the progress bar only on a terminal (not in a log file)."""
+    import sys
+
     model = make_model(tmp_path / "p2p", npix=16, pixel_kpc=2.0)
     cubes = [write_cube(tmp_path / f"c{i}.fits") for i in range(3)]
-    assert main(["infer", *map(str, cubes), "--model", str(model), "--distance", "10",
-                 "--out", str(tmp_path / "out")]) == 0
+    args = ["infer", *map(str, cubes), "--model", str(model), "--distance", "10",
+            "--out", str(tmp_path / "out")]
+    assert main(args) == 0
     err = capsys.readouterr().err
     assert "3 succeeded, 0 failed" in err
-    assert "3/3" in err  # tqdm progress bar
+    assert "3/3" not in err  # stderr is not a terminal here
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main([*args, "--overwrite"]) == 0
+    assert "3/3" in capsys.readouterr().err  # tqdm progress bar
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "c0_dm.fits", "c1_dm.fits", "c2_dm.fits"]
 

@@ -131,7 +131,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
                     "its maps are not a science result", model.name)
     failures: list[str] = []
     done = skipped = 0
-    for path in tqdm(args.inputs, desc="infer", unit="file", disable=len(args.inputs) < 2):
+    for path in tqdm(args.inputs, desc="infer", unit="file", disable=True if len(args.inputs) < 2 else None):
         try:
             result = infer_file(
                 path, model, settings.out_dir, beam=beam, distance=distance,

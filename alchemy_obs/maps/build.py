@@ -210,7 +210,7 @@ def build_dataset(
         raise ValueError(f"galaxy ids {dupes} occur more than once in the inputs "
                          "(same subhalo id from two snapshots?)")
     report = BuildReport()
-    bar = tqdm(total=len(sources), desc="maps", unit="galaxy", disable=not progress)
+    bar = tqdm(total=len(sources), desc="maps", unit="galaxy", disable=None if progress else True)
 
     def record(source: GalaxySource, outcome: bool | BaseException) -> None:
         if isinstance(outcome, BaseException):

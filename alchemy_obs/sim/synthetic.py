@@ -839,7 +839,7 @@ def write_synthetic_cutouts(config: SynthConfig) -> list[Path]:
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i in tqdm(range(config.n_galaxies), desc="synthetic galaxies", unit="galaxy"):
+    for i in tqdm(range(config.n_galaxies), desc="synthetic galaxies", unit="galaxy", disable=None):
         path = out / f"cutout_{i}.hdf5"
         if path.exists() and is_valid_cutout(path):
             log.debug("keeping existing %s", path)

@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from alchemy_obs.config import Config
 
@@ -137,7 +136,7 @@ def _search(args: argparse.Namespace, config: Config) -> int:
 
     lines = [row(columns), row(tuple("-" * w for w in widths))]
     for hit in tqdm(hits, desc="subhalo details", unit="subhalo", file=sys.stderr,
-                    disable=len(hits) < 5):
+                    disable=True if len(hits) < 5 else None):
         doc = client.subhalo(hit.id, hit.snapshot)
         lines.append(row((
             hit.id, f"{hit.mass_log_msun:.3f}", log_mass(doc["mass_stars"]),
@@ -153,23 +152,22 @@ def _download(args: argparse.Namespace, config: Config) -> int:
 
     client = TNGClient(config.tng)
     failed = []
-    with logging_redirect_tqdm():  # retry warnings print above the bars, not through them
-        for sid in tqdm(args.ids, desc="subhaloes", unit="subhalo", file=sys.stderr,
-                        disable=len(args.ids) < 2):
-            with tqdm(desc=f"cutout {sid}", unit="B", unit_scale=True, unit_divisor=1024,
-                      file=sys.stderr, leave=False) as bar:
-                def progress(done: int, total: int | None) -> None:
-                    bar.total = total
-                    bar.n = done
-                    bar.refresh()
+    for sid in tqdm(args.ids, desc="subhaloes", unit="subhalo", file=sys.stderr,
+                    disable=True if len(args.ids) < 2 else None):
+        with tqdm(desc=f"cutout {sid}", unit="B", unit_scale=True, unit_divisor=1024,
+                  file=sys.stderr, leave=False, disable=None) as bar:
+            def progress(done: int, total: int | None) -> None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
 
-                try:
-                    path = client.download_cutout(sid, args.snapshot, progress=progress)
-                except TNGError as exc:
-                    failed.append(sid)
-                    tqdm.write(f"alchemy-obs tng download: error: {exc}", file=sys.stderr)
-                    continue
-            tqdm.write(str(path), file=sys.stdout)
+            try:
+                path = client.download_cutout(sid, args.snapshot, progress=progress)
+            except TNGError as exc:
+                failed.append(sid)
+                tqdm.write(f"alchemy-obs tng download: error: {exc}", file=sys.stderr)
+                continue
+        tqdm.write(str(path), file=sys.stdout)
     if failed:
         print(f"{len(failed)} of {len(args.ids)} downloads failed: {failed}; rerun to retry",
               file=sys.stderr)

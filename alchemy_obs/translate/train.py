@@ -333,7 +333,7 @@ class _Run:
         )
         phases = self.method.phases()
         self.method.train()
-        bar = tqdm(total=total, initial=self.step, disable=not progress or self.rank != 0,
+        bar = tqdm(total=total, initial=self.step, disable=True if not progress or self.rank != 0 else None,
                    desc=f"train {self.method.name}", dynamic_ncols=True)
         t_last, s_last = time.perf_counter(), self.step
         end = min(total, stop_at) if stop_at is not None else total
