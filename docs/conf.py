@@ -1,6 +1,8 @@
 """Sphinx configuration for alchemy-obs (builds offline: no intersphinx)."""
 
+import shutil
 import sys
+from importlib import resources
 from pathlib import Path
 
 import alchemy_obs
@@ -34,4 +36,11 @@ exclude_patterns = ["_build"]
 html_theme = "pydata_sphinx_theme"
 html_title = "alchemy-obs"
 html_theme_options = {"navigation_with_keys": False}
-# MathJax is loaded by the reader's browser; the build itself stays offline.
+# MathJax ships with the site (from the django-static-mathjax wheel of the docs extra): the
+# maths renders without network access. tex-svg.js is self-contained (no font files).
+_mathjax = Path(__file__).parent / "_mathjax"
+_mathjax.mkdir(exist_ok=True)
+shutil.copyfile(resources.files("mathjax") / "static" / "mathjax" / "es5" / "tex-svg.js",
+                _mathjax / "tex-svg.js")
+html_static_path = ["_mathjax"]
+mathjax_path = "tex-svg.js"
