@@ -35,12 +35,16 @@ autodoc_mock_imports: list[str] = []
 exclude_patterns = ["_build"]
 html_theme = "pydata_sphinx_theme"
 html_title = "alchemy-obs"
-html_theme_options = {"navigation_with_keys": False}
+html_theme_options = {"navigation_with_keys": False, "header_links_before_dropdown": 6}
+# The whole table of contents in the left sidebar on every page (pydata's default shows only
+# the current top-level section's children, which is empty on most narrative pages).
+html_sidebars = {"**": ["sidebar-site-toc.html"]}
+html_css_files = ["alchemy.css"]
 # MathJax ships with the site (from the django-static-mathjax wheel of the docs extra): the
 # maths renders without network access. tex-svg.js is self-contained (no font files).
 _mathjax = Path(__file__).parent / "_mathjax"
 _mathjax.mkdir(exist_ok=True)
 shutil.copyfile(resources.files("mathjax") / "static" / "mathjax" / "es5" / "tex-svg.js",
                 _mathjax / "tex-svg.js")
-html_static_path = ["_mathjax"]
+html_static_path = ["_static", "_mathjax"]
 mathjax_path = "tex-svg.js"
