@@ -303,7 +303,7 @@ def infer_file(
         png = out.with_suffix(".png")
         tmp = png.with_name(f".{png.stem}.tmp.png")
         try:
-            plot_overlay(observable, obs.celestial_wcs, out, tmp,
+            plot_overlay(observable, obs.celestial_wcs, out, tmp, domain=domain, beam=obs.beam,
                          title=f"{path.name} -> {model.target} ({model.name})")
             os.replace(tmp, png)
         finally:

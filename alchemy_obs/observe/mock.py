@@ -426,8 +426,9 @@ def plot_mock(mocks: dict[str, Mock], path: str | Path) -> Path:
     """One row per mock: sky model, dirty image, CLEAN (restored) image and residual.
 
     HI rows show moment 0 (the sky model in Jy/pixel km/s, the images in Jy/beam km/s);
-    continuum rows the single plane. The restoring beam is drawn in the CLEAN panel. The
-    figure is written atomically.
+    continuum rows the single plane. Panels have RA/Dec axes; the restoring beam is drawn in
+    the dirty, CLEAN and residual panels and a kpc scale bar in the sky model. The figure is
+    written atomically.
 
     Returns
     -------
@@ -439,11 +440,13 @@ def plot_mock(mocks: dict[str, Mock], path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Ellipse
+
+    from alchemy_obs.observe.skyplot import draw_beam, draw_scale_bar, label_sky_axes
 
     path = Path(path)
-    fig, axes = plt.subplots(len(mocks), 4, figsize=(13, 3.2 * len(mocks)), squeeze=False)
-    for row, (kind, m) in zip(axes, mocks.items()):
+    fig = plt.figure(figsize=(17, 4.2 * len(mocks)))
+    titles = ["sky model", "dirty image", "CLEAN image", "residual"]
+    for r, (kind, m) in enumerate(mocks.items()):
         if kind == "hi":
             dv = m.channel_velocity_width().to_value(u.km / u.s)
             panels = [m.sky.data.value.sum(axis=0) * dv, m.moment0("dirty").value,
@@ -453,27 +456,30 @@ def plot_mock(mocks: dict[str, Mock], path: str | Path) -> Path:
             panels = [m.sky.data.value, m.result.dirty.value[0], m.result.image.value[0],
                       m.result.residual.value[0]]
             units = ["Jy/pixel"] + ["Jy/beam"] * 3
-        titles = ["sky model", "dirty image", "CLEAN image", "residual"]
-        for ax, img, title, unit in zip(row, panels, titles, units):
+        for c, (img, title, unit) in enumerate(zip(panels, titles, units)):
+            ax = fig.add_subplot(len(mocks), 4, 4 * r + c + 1, projection=m.wcs.celestial)
             lim = np.nanmax(np.abs(img)) or 1.0
             vmin = -lim if title == "residual" else min(np.nanmin(img), 0.0)
             im = ax.imshow(img, origin="lower", cmap="RdBu_r" if title == "residual" else "magma",
                            vmin=vmin, vmax=lim)
-            ax.set_title(f"{'HI' if kind == 'hi' else 'continuum'}: {title}", fontsize=9)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set_title(f"{'HI' if kind == 'hi' else 'continuum'}: {title}", fontsize=10)
+            label_sky_axes(ax)
+            ax.coords[0].set_ticks(number=3)
+            if c > 0:  # one Dec axis per row: the panels share it
+                ax.coords[1].set_ticklabel_visible(False)
+                ax.coords[1].set_axislabel("")
+            if c > 0:
+                draw_beam(ax, m.beam, color="cyan" if title != "residual" else "k")
+            else:
+                draw_scale_bar(ax, m.sky.placement.angular_diameter_distance)
             fig.colorbar(im, ax=ax, shrink=0.8, label=unit)
-        cell = m.sky.pixel_size.to_value(u.arcsec)
-        b = m.beam
-        row[2].add_patch(Ellipse((0.1 * panels[2].shape[1], 0.1 * panels[2].shape[0]),
-                                 b.minor.to_value(u.arcsec) / cell, b.major.to_value(u.arcsec) / cell,
-                                 angle=b.pa.to_value(u.deg), fill=False, color="cyan"))
-    fig.tight_layout()
+    fig.suptitle("SIMULATED SKA-MID observation (alchemy-obs mock)", fontsize=11)
+    fig.subplots_adjust(wspace=0.3, hspace=0.3)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = temporary_beside(path, suffix=".png")
     os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
         os.replace(tmp, path)
     finally:
         plt.close(fig)

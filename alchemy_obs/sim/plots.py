@@ -12,10 +12,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
+from scipy import ndimage  # noqa: E402
 
 from alchemy_obs.sim.galaxy import Galaxy, load_galaxy  # noqa: E402
 
 __all__ = ["plot_particles"]
+
+#: Standard deviation (pixels) of the Gaussian that smooths the particle histograms.
+SMOOTH_PIXELS = 1.5
 
 _COLUMNS = (("gas", "gas", "viridis"), ("stars", "stars", "magma"), ("dm", "dark matter", "cividis"))
 
@@ -37,6 +41,10 @@ def plot_particles(
     npix: int = 64,
 ) -> Path:
     """Face-on surface density maps of gas, stars and dark matter, one row per galaxy.
+
+    Each map is a mass histogram of the particles smoothed by a Gaussian of
+    :data:`SMOOTH_PIXELS` pixels: a quick look at the particles as written, not the SPH
+    projection of the map stage.
 
     Parameters
     ----------
@@ -71,7 +79,9 @@ def plot_particles(
             sigma, _, _ = np.histogram2d(
                 part.coordinates[:, 0], part.coordinates[:, 1], bins=(edges, edges), weights=part.masses
             )
-            sigma /= pixel_area
+            # A few particles per pixel make a bare histogram salt-and-pepper noise; a
+            # Gaussian of SMOOTH_PIXELS keeps the mass and shows the structure.
+            sigma = ndimage.gaussian_filter(sigma / pixel_area, SMOOTH_PIXELS, mode="constant")
             positive = sigma[sigma > 0]
             if positive.size:
                 image = ax.imshow(
@@ -79,7 +89,7 @@ def plot_particles(
                     origin="lower",
                     extent=(-half, half, -half, half),
                     cmap=cmap,
-                    norm=LogNorm(vmin=max(positive.min(), positive.max() * 1e-4), vmax=positive.max()),
+                    norm=LogNorm(vmin=max(positive.min(), positive.max() * 1e-3), vmax=positive.max()),
                 )
                 fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label=r"$\Sigma$ [M$_\odot$ kpc$^{-2}$]")
             ax.set_title(f"{Path(path).stem}: {title}", fontsize=9)
