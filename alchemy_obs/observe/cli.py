@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,27 @@ def mock_galaxy(path: Path, config: Config, view: str = "faceon") -> tuple[str, 
     return source.label, mocks
 
 
+def mock_summary(kind: str, m) -> str:
+    """One line a radio astronomer reads first: channels, beam, noise, field."""
+    beam = m.beam
+    place = m.sky.placement
+    kpc = (np.sqrt(beam.major * beam.minor).to_value(u.rad)
+           * place.angular_diameter_distance.to_value(u.kpc))
+    rms = np.median(m.result.noise_rms.to_value(u.Jy / u.beam))
+    rms_text = f"{rms * 1e3:.3g} mJy/beam" if rms >= 1e-4 else f"{rms * 1e6:.3g} uJy/beam"
+    freqs = m.result.frequencies.to(u.GHz)
+    if kind == "hi":
+        band = (f"{len(freqs)} channels of {m.channel_velocity_width().to_value(u.km / u.s):.1f} km/s "
+                f"({freqs.min().value:.4f}-{freqs.max().value:.4f} GHz)")
+    else:
+        band = f"{freqs.mean().value:.2f} GHz"
+    field = m.sky.pixel_size.to_value(u.arcsec) * m.result.image.shape[-1] / 60.0
+    return (f"{kind}: {band}; beam {beam.major.to_value(u.arcsec):.1f}\" x "
+            f"{beam.minor.to_value(u.arcsec):.1f}\" PA {beam.pa.to_value(u.deg):.0f} deg "
+            f"({kpc:.2f} kpc at {place.angular_diameter_distance.to_value(u.Mpc):.1f} Mpc); "
+            f"rms {rms_text}{' per channel' if kind == 'hi' else ''}; field {field:.1f}'")
+
+
 def mock_settings_hash(config: Config) -> str:
     """Hash of the settings a mock depends on (``SETTINGS`` card of its FITS files)."""
     from alchemy_obs.config import config_hash
@@ -147,10 +169,16 @@ def run(args: argparse.Namespace, config: Config) -> int:
         if earlier and not args.overwrite:  # refused before the mock is made, not after
             raise UsageError(f"--out {out}: {earlier[0].name} and {len(earlier) - 1} more files of "
                              f"this galaxy and view exist; pass --overwrite to replace them")
+        log.info("mock of %s (%s view): sky model, %s observation, imaging ...", args.galaxy.name,
+                 args.view, config.observe.mode)
+        start = time.perf_counter()
         _, mocks = mock_galaxy(args.galaxy, config, args.view)
         files = write_mock_products(mocks, out, stem, object_name=args.galaxy.stem,
                                     settings=mock_settings_hash(config), seed=config.seed,
                                     overwrite=args.overwrite)
+        for kind, m in mocks.items():
+            log.info("%s", mock_summary(kind, m))
+        log.info("%d FITS files in %s (%.1f s)", len(files), out, time.perf_counter() - start)
         for f in files:
             print(f)
         return 0
