@@ -466,17 +466,33 @@ class ImagingConfig(Section):
     robust: float = Field(0.0, ge=-2.0, le=2.0, description="Briggs robust parameter.")
     npix: int | None = Field(None, ge=32, description="Image side (even); None = sky grid.")
     cell_arcsec: float | None = Field(None, gt=0, description="Pixel size; None = sky grid.")
-    niter: int = Field(2000, ge=0, description="Maximum CLEAN components per channel.")
+    niter: int = Field(100_000, ge=0, description="Maximum CLEAN components per channel.")
     gain: float = Field(0.1, gt=0, le=1, description="Hogbom loop gain.")
     threshold_sigma: float = Field(
-        3.0, ge=0, description="Stop CLEAN at this multiple of the predicted image noise."
+        0.5, ge=0,
+        description="Deep CLEAN inside the mask down to this multiple of the thermal noise "
+        "(WSClean's -auto-threshold).",
     )
-    major_cycles: int = Field(5, ge=1, description="Maximum Cotton-Schwab major cycles.")
+    auto_mask_sigma: float | None = Field(
+        5.0, gt=0,
+        description="First CLEAN everywhere down to this multiple of the thermal noise; the "
+        "components found, grown by a beam, are the mask of the deep CLEAN (WSClean's "
+        "-auto-mask). 5 keeps an empty field's noise peaks (4.3 sigma in 256^2 pixels) "
+        "out of the model. null: no mask.",
+    )
+    floor: float = Field(
+        1e-3, ge=0, lt=1,
+        description="Also stop at this fraction of each channel's dirty peak: the only stop "
+        "of a noiseless mock, deep enough that the restored image keeps the flux.",
+    )
+    major_cycles: int = Field(20, ge=1, description="Maximum Cotton-Schwab major cycles.")
     mgain: float = Field(
         0.8, gt=0, le=1, description="A major cycle ends when the peak fell by this fraction."
     )
-    mask_sigma: float | None = Field(
-        None, ge=0, description="Clean only where the first dirty image exceeds this many sigma."
+    jvm: bool = Field(
+        False,
+        description="Rescale the residual by the Jorsater-van Moorsel epsilon (and NOISERMS "
+        "with it); off, the residual stays in Jy per dirty beam (Czekala et al. 2021).",
     )
     epsilon: float = Field(1e-6, gt=0, description="ducc0 wgridder accuracy.")
     imager: Literal["builtin", "wsclean"] = Field(

@@ -147,6 +147,10 @@ class MockObserver:
             # WSClean centres the phase centre on pixel n/2, so its grid is rebuilt that way.
             wcs, shape = _image_wcs(sky_img, img.npix or sky_img.geometry.nx,
                                     img.cell_arcsec or float(np.rad2deg(sky_img.geometry.cell) * 3600))
-            return WSCleanImager(wcs, shape, img.weighting, img.robust, img.niter, img.gain, img.mgain,
-                                 img.threshold_sigma).image(vis)
-        return self.imager_for(sky_img).image(vis)
+            return WSCleanImager(
+                wcs, shape, weighting=img.weighting, robust=img.robust, niter=img.niter,
+                gain=img.gain, mgain=img.mgain, threshold_sigma=img.threshold_sigma,
+                auto_mask_sigma=img.auto_mask_sigma, floor=img.floor,
+                major_cycles=img.major_cycles, jvm=img.jvm,
+            ).image(vis, noise=self.config.noise)
+        return self.imager_for(sky_img).image(vis, noise=self.config.noise)

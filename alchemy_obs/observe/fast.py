@@ -15,7 +15,8 @@ w-term), and the noise is drawn in the uv plane: a complex Gaussian per uv cell 
 ``sum_i w_i``. Its variance is ``sum_i w_i^2 sigma_i^2 / (sum_i w_i)^2`` -- the dirty-image
 noise of the visibility path -- and its correlation is the "noise PSF" (FT of G), up to the
 nearest-cell placement of the visibilities. CLEAN then runs in the image plane (Hogbom with
-the exact image-plane residual) and the image is restored like the visibility path's.
+the exact image-plane residual, the same automatic mask and thresholds) and the image is
+restored like the visibility path's.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from alchemy_obs.observe.imaging import (
     PSFConvolver,
     dirty_image,
     fit_beam,
-    hogbom,
     predicted_rms,
     uv_cells,
 )
@@ -90,6 +90,7 @@ class ImagePlaneSimulator:
                 cv.ft = cv.ft.astype(np.complex64)
             self.groups.append((beams, convs))
         self.psf = psf_total
+        self._psf_convs: list[PSFConvolver] | None = None
         self.beams = [fit_beam(psf_total[c], imager.cell) for c in range(nchan)]
         # Noise power per uv cell, each visibility once (the real part of the sum supplies the
         # conjugate half).
@@ -98,6 +99,13 @@ class ImagePlaneSimulator:
             iu, iv = uv_cells(template.uvw, f, geo)
             g = np.bincount(iv * geo.nx + iu, w[:, c] ** 2 * sigma[:, c] ** 2, geo.ny * geo.nx)
             self.noise_amp[c] = ifftshift(np.sqrt(g.reshape(geo.ny, geo.nx))) / wsum[c]
+
+    def convolve_psf(self, model: np.ndarray) -> np.ndarray:
+        """``PSF * model`` per channel (Jy/beam): the dirty image of a CLEAN model."""
+        if self._psf_convs is None:
+            shape = self.psf.shape[-2] // 2, self.psf.shape[-1] // 2
+            self._psf_convs = [PSFConvolver(p, shape) for p in self.psf]
+        return np.stack([conv(m) for conv, m in zip(self._psf_convs, model)])
 
     def noise_image(self) -> np.ndarray:
         """One thermal-noise realisation of the dirty cube (nchan, ny, nx), Jy/beam."""
@@ -133,11 +141,8 @@ class ImagePlaneSimulator:
             raise ValueError("this ImagePlaneSimulator was built for another observation")
         im = self.imager
         dirty = self.dirty(sky)
-        masks = im.clean_masks(None, dirty, self.rms, self.beams)
-        model = np.zeros_like(dirty)
-        residual = np.empty_like(dirty)
-        for c in range(len(dirty)):
-            threshold = im.threshold_sigma * self.rms[c]
-            model[c], residual[c], _ = hogbom(dirty[c], self.psf[c], im.gain, threshold, im.niter, masks[c])
+        sigma = self.rms if self.noise else np.zeros_like(self.rms)
+        model, residual = im.deconvolve(dirty, self.psf, sigma, self.beams,
+                                        residual_of=lambda m: dirty - self.convolve_psf(m))
         return im.result(self.observation.frequencies, dirty, model, residual, self.psf, self.beams,
                           self.rms, {"weighting": im.weighting, "robust": im.robust, "mode": "fast"})

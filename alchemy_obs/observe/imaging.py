@@ -10,16 +10,24 @@ Conventions
   in Jy/beam; the PSF is the same with V = 1 (peak 1). The noise of a dirty pixel is
   ``sqrt(sum_i w_i^2 sigma_i^2) / sum_i w_i`` with sigma_i per real part
   (:func:`predicted_rms`).
-* CLEAN: Hogbom minor cycles (absolute peak, loop gain, optional mask) on the dirty image
-  with a PSF of twice the image size; Cotton-Schwab major cycles recompute the residual from
-  the visibilities, ``I_D[V - predict(model)]``, after the peak fell by ``mgain``.
+* CLEAN: Hogbom minor cycles (absolute peak, loop gain) on the dirty image with a PSF of
+  twice the image size; Cotton-Schwab major cycles recompute the residual from the
+  visibilities, ``I_D[V - predict(model)]``, after the peak fell by ``mgain``. Automatic
+  mask and threshold, as WSClean's ``-auto-mask`` / ``-auto-threshold``: a first pass cleans
+  everywhere down to ``auto_mask_sigma`` times the thermal noise; the components it found,
+  grown by a beam, are the mask in which a deep pass cleans down to ``threshold_sigma``
+  times the noise. Every channel also stops at ``floor`` times its dirty peak, the only stop
+  of a noiseless mock, so extended emission is cleaned nearly completely.
 * Restoring beam: elliptical Gaussian least-squares fitted to the PSF main lobe (pixels above
   35 % of the peak connected to it). Position angle east of north (BPA).
-* Restored image: ``model * clean_beam + epsilon * residual`` with the Jorsater & van Moorsel
-  (1995) correction ``epsilon = Omega_clean / Omega_dirty``, Omega_dirty the PSF summed over
-  its main lobe (out to the first null). The residual is in Jy per *dirty* beam; rescaled, its
-  flux per clean beam area is right, so the restored image measures fluxes correctly even when
-  CLEAN stopped early (Czekala et al. 2021, ApJS 257, 2).
+* Restored image: ``model * clean_beam + residual``. After deep cleaning the residual holds
+  little flux, so the image measures fluxes correctly (a noiseless galaxy keeps its HI mass to
+  1 %, a test). The Jorsater & van Moorsel (1995) rescaling of the residual by
+  ``epsilon = Omega_clean / Omega_dirty`` is available (``jvm=True``) but off: it is right
+  only for residuals much smaller than the beam, and it rescales the noise too, so an S/N
+  measured on such an image is biased by epsilon (Czekala et al. 2021, ApJS 257, 2). With it
+  on, the reported noise (``NOISERMS``) is ``epsilon`` times the dirty-image noise, the noise
+  of the image actually written.
 """
 
 from __future__ import annotations
@@ -219,6 +227,30 @@ def _hogbom(residual, psf, mask, gain, threshold, niter, model):
     return niter
 
 
+@numba.njit(cache=True)
+def _clark(values, ys, xs, psf, gain, threshold, niter, model):
+    """Hogbom iterations on the listed pixels only (a Clark minor cycle); ``values`` updated."""
+    n = len(values)
+    pcy, pcx = psf.shape[0] // 2, psf.shape[1] // 2
+    for it in range(niter):
+        best = -1.0
+        k = 0
+        for j in range(n):
+            a = abs(values[j])
+            if a > best:
+                best = a
+                k = j
+        if best <= threshold:
+            return it
+        amp = gain * values[k]
+        model[ys[k], xs[k]] += amp
+        oy = pcy - ys[k]
+        ox = pcx - xs[k]
+        for j in range(n):
+            values[j] -= amp * psf[ys[j] + oy, xs[j] + ox]
+    return niter
+
+
 def hogbom(residual: np.ndarray, psf: np.ndarray, gain: float = 0.1, threshold: float = 0.0,
            niter: int = 1000, mask: np.ndarray | None = None,
            model: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
@@ -287,7 +319,7 @@ class ImageResult:
     Attributes
     ----------
     image : Quantity (nchan, ny, nx)
-        Restored image, Jy/beam, residual JvM-rescaled.
+        Restored image, Jy/beam (residual JvM-rescaled only with ``jvm``).
     model : Quantity (nchan, ny, nx)
         CLEAN components, Jy/pixel.
     residual : Quantity (nchan, ny, nx)
@@ -301,8 +333,10 @@ class ImageResult:
     wcs : WCS
         Celestial (plus FREQ) WCS of the planes.
     noise_rms : Quantity (nchan,)
-        Predicted thermal rms of the dirty image.
+        Thermal-noise rms of the restored image (that of the dirty image, times epsilon when
+        the residual is JvM-rescaled); the noise a mock with noise has.
     jvm_epsilon : ndarray (nchan,)
+        The residual's rescaling (ones unless ``jvm``).
     frequencies : Quantity (nchan,)
     meta : dict
         Observation parameters for the FITS header.
@@ -321,13 +355,88 @@ class ImageResult:
     meta: dict = field(default_factory=dict)
 
 
-def _auto_mask(dirty: np.ndarray, rms: float, n_sigma: float | None, beam_pix: float) -> np.ndarray:
-    if n_sigma is None:
-        return np.ones(dirty.shape, bool)
-    mask = dirty > n_sigma * rms
-    r = max(int(np.ceil(beam_pix)), 1)
+def _grown(support: np.ndarray, radius_pix: float) -> np.ndarray:
+    """``support`` dilated by a disc of ``radius_pix`` (the automatic CLEAN mask)."""
+    r = max(int(np.ceil(radius_pix)), 1)
     yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
-    return ndimage.binary_dilation(mask, structure=xx**2 + yy**2 <= r * r)
+    return ndimage.binary_dilation(support, structure=xx**2 + yy**2 <= r * r)
+
+
+#: Scales of the multi-scale CLEAN, as multiples of the beam's FWHM (0: point components).
+MULTISCALE_BEAMS = (0.0, 2.0, 4.0, 8.0)
+
+
+def _scale_psfs(psf: np.ndarray, beam_pix: float, shape: tuple[int, int]) -> list[tuple]:
+    """Per scale of :data:`MULTISCALE_BEAMS` that fits the image: ``(fwhm_pix, sigma_pix,
+    PSF * G_s * G_s normalised to peak 1, its peak before normalising)``."""
+    fwhm = np.sqrt(8 * np.log(2))
+    out = []
+    for s in MULTISCALE_BEAMS:
+        size = s * beam_pix
+        if size > min(shape) / 4:
+            break
+        sigma = size / fwhm
+        p = psf if size == 0 else ndimage.gaussian_filter(psf, sigma * np.sqrt(2), mode="constant")
+        peak = float(p.max())
+        out.append((size, sigma, np.ascontiguousarray(p / peak), peak))
+    return out
+
+
+def _multiscale_minor(residual: np.ndarray, scale_psfs: list[tuple], convolver: PSFConvolver,
+                      model: np.ndarray, mask: np.ndarray, *, stop: float, gain: float,
+                      niter: int, max_rounds: int = 1000) -> int:
+    """Multi-scale CLEAN of one plane in the image plane (Cornwell 2008), in place.
+
+    Components are Gaussians of FWHM ``MULTISCALE_BEAMS`` times the beam (and points),
+    described by ``scale_psfs`` (:func:`_scale_psfs`). Each round picks the scale whose
+    smoothed residual peaks highest (with Cornwell's small-scale bias
+    ``1 - 0.6 s / s_max``, and divided by the square root of that scale's PSF peak, a
+    matched-filter normalisation under which a point source picks the point scale), runs
+    Hogbom iterations at that scale on the pixels above half its peak (:func:`_clark`, with
+    the PSF seen at that scale, ``PSF * G_s * G_s``), adds the components to ``model`` and
+    subtracts their exact dirty image from ``residual``. Extended emission is then removed
+    with far fewer components than with points alone. Stops when no scale's normalised peak
+    inside ``mask`` exceeds ``stop``.
+
+    Returns
+    -------
+    int
+        Components used (counted against ``niter``).
+    """
+    largest = max(s[0] for s in scale_psfs) or 1.0
+    used = 0
+    for _ in range(max_rounds):
+        if used >= niter:
+            break
+        # Noise correlated like the PSF has rms sigma * sqrt(peak) once smoothed to a scale, so
+        # peak / sqrt(peak of the scale's PSF) puts every scale in units of the point-scale
+        # noise: one stop applies to all, and a point source picks the point scale.
+        best, pick, smoothed, deepest = -1.0, scale_psfs[0], residual, 0.0
+        for scale in scale_psfs:
+            size, sigma, _, peak = scale
+            rs = residual if size == 0 else ndimage.gaussian_filter(residual, sigma, mode="constant")
+            normalised = (np.abs(rs) * mask).max(initial=0.0) / np.sqrt(peak)
+            deepest = max(deepest, normalised)
+            if normalised * (1 - 0.6 * size / largest) > best:
+                best, pick, smoothed = normalised * (1 - 0.6 * size / largest), scale, rs
+        if deepest <= stop:
+            break
+        size, sigma, scale_psf, peak = pick
+        level = (np.abs(smoothed) * mask).max(initial=0.0)
+        target = max(0.5 * level, stop * np.sqrt(peak))
+        ys, xs = np.nonzero((np.abs(smoothed) * mask) > target)
+        components = np.zeros_like(residual)
+        n = _clark(smoothed[ys, xs].astype(np.float64), ys, xs, scale_psf, gain, target,
+                   niter - used, components)
+        if n == 0:
+            break
+        used += n
+        delta = components / peak
+        if size > 0:
+            delta = ndimage.gaussian_filter(delta, sigma, mode="constant")
+        model += delta
+        residual -= convolver(delta)
+    return used
 
 
 def spectral_wcs(wcs: WCS, frequencies: u.Quantity) -> WCS:
@@ -346,7 +455,7 @@ def spectral_wcs(wcs: WCS, frequencies: u.Quantity) -> WCS:
 
 
 class Imager:
-    """The built-in imager: weighting, dirty image/PSF, Cotton-Schwab CLEAN and restoring.
+    """The built-in imager: weighting, dirty image/PSF, auto-masked CLEAN and restoring.
 
     Parameters
     ----------
@@ -356,29 +465,35 @@ class Imager:
         (ny, nx) of the image.
     weighting, robust : str, float
         See :func:`image_weights`.
-    niter, gain, threshold_sigma, major_cycles, mgain, mask_sigma :
-        CLEAN controls (see :class:`alchemy_obs.config.ImagingConfig`).
+    niter, gain, threshold_sigma, auto_mask_sigma, floor, major_cycles, mgain, jvm :
+        CLEAN and restoring controls (see :class:`alchemy_obs.config.ImagingConfig`).
     epsilon : float
         ducc0 accuracy.
+    nthreads : int
+        ducc0 threads.
     """
 
-    def __init__(self, wcs: WCS, shape: tuple[int, int], weighting: str = "briggs", robust: float = 0.0,
-                 niter: int = 2000, gain: float = 0.1, threshold_sigma: float = 3.0,
-                 major_cycles: int = 5, mgain: float = 0.8, mask_sigma: float | None = None,
-                 epsilon: float = 1e-6, nthreads: int = 1):
+    def __init__(self, wcs: WCS, shape: tuple[int, int], *, weighting: str = "briggs",
+                 robust: float = 0.0, niter: int = 100_000, gain: float = 0.1,
+                 threshold_sigma: float = 0.5, auto_mask_sigma: float | None = 5.0,
+                 floor: float = 1e-3, major_cycles: int = 20, mgain: float = 0.8,
+                 jvm: bool = False, epsilon: float = 1e-6, nthreads: int = 1):
         self.wcs = wcs.celestial
         self.geometry = GridGeometry.from_wcs(self.wcs, shape)
         self.weighting, self.robust = weighting, robust
         self.niter, self.gain, self.threshold_sigma = niter, gain, threshold_sigma
-        self.major_cycles, self.mgain, self.mask_sigma = major_cycles, mgain, mask_sigma
+        self.auto_mask_sigma, self.floor = auto_mask_sigma, floor
+        self.major_cycles, self.mgain, self.jvm = major_cycles, mgain, jvm
         self.epsilon, self.nthreads = epsilon, nthreads
 
     @classmethod
     def from_config(cls, config, wcs: WCS, shape: tuple[int, int]) -> Imager:
         """From an :class:`~alchemy_obs.config.ImagingConfig` on the grid ``wcs``/``shape``."""
-        return cls(wcs, shape, config.weighting, config.robust, config.niter, config.gain,
-                   config.threshold_sigma, config.major_cycles, config.mgain, config.mask_sigma,
-                   config.epsilon)
+        return cls(wcs, shape, weighting=config.weighting, robust=config.robust,
+                   niter=config.niter, gain=config.gain, threshold_sigma=config.threshold_sigma,
+                   auto_mask_sigma=config.auto_mask_sigma, floor=config.floor,
+                   major_cycles=config.major_cycles, mgain=config.mgain, jvm=config.jvm,
+                   epsilon=config.epsilon)
 
     @property
     def cell(self) -> u.Quantity:
@@ -388,52 +503,105 @@ class Imager:
         """Imaging weights of ``vis`` on this grid."""
         return image_weights(vis, self.geometry, self.weighting, self.robust)
 
-    def image(self, vis: Visibilities, mask: np.ndarray | None = None) -> ImageResult:
+    def image(self, vis: Visibilities, mask: np.ndarray | None = None,
+              noise: bool = True) -> ImageResult:
         """CLEAN ``vis`` with Cotton-Schwab major cycles and restore.
 
         Parameters
         ----------
         vis : Visibilities
         mask : ndarray of bool (ny, nx) or (nchan, ny, nx), optional
-            Clean mask; default from ``mask_sigma`` (or everywhere).
+            Clean mask; default automatic (see :meth:`deconvolve`).
+        noise : bool
+            Whether the visibilities carry thermal noise. Without it the noise-based
+            thresholds do not apply, and only ``floor`` stops CLEAN.
         """
         geo = self.geometry
         w = self.weights(vis)
         rms = predicted_rms(vis, w)
         dirty = dirty_image(vis, w, geo, epsilon=self.epsilon, nthreads=self.nthreads)
         psf = psf_image(vis, w, geo, epsilon=self.epsilon, nthreads=self.nthreads)
-        nchan = len(vis.freq_hz)
+        beams = [fit_beam(psf[c], self.cell) for c in range(len(vis.freq_hz))]
+        model, residual = self.deconvolve(dirty, psf, rms if noise else np.zeros_like(rms), beams,
+                                          residual_of=lambda m: self._residual(vis, w, m), mask=mask)
+        return self.result(vis.frequencies, dirty, model, residual, psf, beams, rms,
+                           {"weighting": self.weighting, "robust": self.robust})
+
+    def deconvolve(self, dirty: np.ndarray, psf: np.ndarray, sigma: np.ndarray, beams,
+                   residual_of=None, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Auto-masked CLEAN of a dirty cube.
+
+        Every channel stops at ``max(threshold_sigma * sigma, floor * peak)``, ``peak`` its
+        absolute dirty peak. Unless ``mask`` is given, channels with noise are first cleaned
+        everywhere to ``auto_mask_sigma * sigma``; their components, grown by the beam's
+        major axis, are the mask of the deep pass.
+
+        Parameters
+        ----------
+        dirty : ndarray (nchan, ny, nx)
+        psf : ndarray (nchan, 2 ny, 2 nx)
+        sigma : ndarray (nchan,)
+            Thermal noise of the dirty image (zero for a noiseless mock).
+        beams : sequence of Beam
+            Restoring beams (the mask growth).
+        residual_of : callable, optional
+            ``model -> residual`` from the data (Cotton-Schwab major cycles); without it the
+            minor cycles' image-plane residual is exact (fast mode) and one cycle suffices.
+        mask : ndarray of bool, optional
+            A fixed mask instead of the automatic one.
+
+        Returns
+        -------
+        model, residual : ndarray (nchan, ny, nx)
+        """
+        nchan = len(dirty)
         model = np.zeros_like(dirty)
         residual = dirty.copy()
-        beams = [fit_beam(psf[c], self.cell) for c in range(nchan)]
-        masks = self.clean_masks(mask, dirty, rms, beams)
+        beam_pix = [float((b.major / self.cell).decompose().value) for b in beams]
+        shape = dirty.shape[-2:]
+        planes = ([PSFConvolver(psf[c], shape) for c in range(nchan)],
+                  [_scale_psfs(psf[c], beam_pix[c], shape) for c in range(nchan)])
+        peak = np.abs(dirty).reshape(nchan, -1).max(axis=1)
+        stop = np.maximum(self.threshold_sigma * sigma, self.floor * peak)
         left = np.full(nchan, self.niter)
-        for _ in range(self.major_cycles):
+        everywhere = np.ones(dirty.shape, bool)
+        if mask is not None:
+            masks = np.broadcast_to(np.asarray(mask, bool), dirty.shape)
+        elif self.auto_mask_sigma is not None and (sigma > 0).any():
+            first = np.where(sigma > 0, np.maximum(self.auto_mask_sigma * sigma, stop), stop)
+            residual = self._clean(residual, planes, model, first, everywhere, left, residual_of)
+            masks = np.stack([
+                _grown(np.abs(model[c]) > 1e-3 * np.abs(model[c]).max(initial=0.0), beam_pix[c])
+                if sigma[c] > 0 else everywhere[c] for c in range(nchan)
+            ])
+        else:
+            masks = everywhere
+        residual = self._clean(residual, planes, model, stop, masks, left, residual_of)
+        return model, residual
+
+    def _clean(self, residual, planes, model, levels, masks, left, residual_of) -> np.ndarray:
+        """CLEAN down to ``levels`` inside ``masks``; updates ``model`` and ``left``.
+
+        Minor cycles (:func:`_multiscale_minor`) run in the image plane with the exact PSF;
+        with ``residual_of`` a major cycle recomputes the residual from the data each time
+        a channel's peak fell by ``mgain``.
+        """
+        convolvers, scale_psfs = planes
+        for _ in range(self.major_cycles if residual_of is not None else 1):
             active = False
-            for c in range(nchan):
-                peak = np.abs(residual[c][masks[c]]).max(initial=0.0)
-                threshold = self.threshold_sigma * rms[c]
-                if peak <= threshold or left[c] <= 0:
+            for c in range(len(residual)):
+                peak = (np.abs(residual[c]) * masks[c]).max(initial=0.0)
+                if peak <= levels[c] or left[c] <= 0:
                     continue
                 active = True
-                cycle_threshold = max(threshold, (1 - self.mgain) * peak)
-                model[c], _, n = hogbom(residual[c], psf[c], self.gain, cycle_threshold, int(left[c]),
-                                        masks[c], model[c])
-                left[c] -= n
-            if not active:
+                stop = max(levels[c], (1 - self.mgain) * peak) if residual_of else levels[c]
+                left[c] -= _multiscale_minor(residual[c], scale_psfs[c], convolvers[c], model[c],
+                                             masks[c], stop=stop, gain=self.gain,
+                                             niter=int(left[c]))
+            if not active or residual_of is None:
                 break
-            residual = self._residual(vis, w, model)
-        return self.result(vis.frequencies, dirty, model, residual, psf, beams, rms,
-                            {"weighting": self.weighting, "robust": self.robust})
-
-    def clean_masks(self, mask, dirty, rms, beams) -> np.ndarray:
-        """Per-channel CLEAN masks: ``mask`` broadcast, or from ``mask_sigma``, or everywhere."""
-        if mask is not None:
-            return np.broadcast_to(np.asarray(mask, bool), dirty.shape)
-        return np.stack([
-            _auto_mask(dirty[c], rms[c], self.mask_sigma, (beams[c].major / self.cell).decompose().value)
-            for c in range(len(dirty))
-        ])
+            residual = residual_of(model)
+        return residual
 
     def _residual(self, vis: Visibilities, w: np.ndarray, model: np.ndarray) -> np.ndarray:
         pred = np.zeros_like(vis.data)
@@ -445,15 +613,22 @@ class Imager:
         return dirty_image(vis, w, self.geometry, vis.data - pred, self.epsilon, self.nthreads)
 
     def result(self, freqs, dirty, model, residual, psf, beams, rms, meta) -> ImageResult:
-        """Restore (JvM) and package CLEAN products as an :class:`ImageResult`."""
+        """Restore and package CLEAN products as an :class:`ImageResult`.
+
+        With ``jvm`` the residual is rescaled by the Jorsater-van Moorsel epsilon, and the
+        reported noise with it (the noise of the image written).
+        """
         ny, nx = self.geometry.ny, self.geometry.nx
-        eps = np.array([jvm_epsilon(psf[c], beams[c], self.cell) for c in range(len(dirty))])
+        nchan = len(dirty)
+        eps = (np.array([jvm_epsilon(psf[c], beams[c], self.cell) for c in range(nchan)])
+               if self.jvm else np.ones(nchan))
         restored = np.stack([restore(model[c], residual[c], beams[c], self.cell, eps[c])
-                             for c in range(len(dirty))])
+                             for c in range(nchan)])
         jyb = u.Jy / u.beam
         return ImageResult(
             image=restored * jyb, model=model * u.Jy, residual=residual * jyb, dirty=dirty * jyb,
             psf=psf[:, ny // 2:ny // 2 + ny, nx // 2:nx // 2 + nx], beams=Beams(beams=beams),
-            wcs=spectral_wcs(self.wcs, u.Quantity(freqs, u.Hz)), noise_rms=np.asarray(rms) * jyb,
-            jvm_epsilon=eps, frequencies=u.Quantity(freqs, u.Hz), meta=meta,
+            wcs=spectral_wcs(self.wcs, u.Quantity(freqs, u.Hz)),
+            noise_rms=np.asarray(rms) * eps * jyb, jvm_epsilon=eps,
+            frequencies=u.Quantity(freqs, u.Hz), meta={**meta, "jvm": bool(self.jvm)},
         )

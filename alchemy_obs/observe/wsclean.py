@@ -2,10 +2,12 @@
 
 Used when the ``wsclean`` executable is on the PATH (Debian/Ubuntu package ``wsclean``).
 :class:`WSCleanImager` mirrors :class:`~alchemy_obs.observe.imaging.Imager`: same grid, same
-weighting names, same CLEAN controls, and returns an
-:class:`~alchemy_obs.observe.imaging.ImageResult`. WSClean's restored image is not
-JvM-corrected (``jvm_epsilon = 1``); its Briggs weighting follows the same formula as the
-built-in imager's.
+weighting names, same CLEAN controls (WSClean's own ``-auto-mask`` and ``-auto-threshold``,
+whose noise it measures on the residual), and returns an
+:class:`~alchemy_obs.observe.imaging.ImageResult`. Its restored image is
+``model * clean beam + residual``, as the built-in imager's by default; with ``jvm`` the
+residual is rescaled afterwards, and the reported noise with it. Its Briggs weighting follows
+the same formula as the built-in imager's.
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from radio_beam import Beam, Beams
 
-from alchemy_obs.observe.imaging import ImageResult, image_weights, predicted_rms, spectral_wcs
+from alchemy_obs.observe.imaging import (
+    ImageResult,
+    dirty_image,
+    image_weights,
+    jvm_epsilon,
+    predicted_rms,
+    spectral_wcs,
+)
 from alchemy_obs.observe.interferometer import GridGeometry, Visibilities
 from alchemy_obs.observe.measurement_set import write_ms
 
@@ -40,17 +49,20 @@ class WSCleanImager:
     ----------
     wcs, shape : WCS, tuple
         Image grid (phase centre at the centre pixel ``(n/2, n/2)``, WSClean's convention).
-    weighting, robust, niter, gain, mgain, threshold_sigma :
-        As for :class:`~alchemy_obs.observe.imaging.Imager`; the CLEAN threshold is
-        ``threshold_sigma`` times the predicted thermal rms.
+    weighting, robust, niter, gain, mgain, threshold_sigma, auto_mask_sigma, floor, major_cycles, jvm :
+        As for :class:`~alchemy_obs.observe.imaging.Imager`. With noise, WSClean cleans
+        to ``auto_mask_sigma`` and then, in the mask it builds, to ``threshold_sigma`` times
+        the noise it measures; without, to ``floor`` times the dirty peak.
     executable : str, optional
         Default: ``wsclean`` from the PATH.
     threads : int
         WSClean ``-j``.
     """
 
-    def __init__(self, wcs: WCS, shape: tuple[int, int], weighting: str = "briggs", robust: float = 0.0,
-                 niter: int = 2000, gain: float = 0.1, mgain: float = 0.8, threshold_sigma: float = 3.0,
+    def __init__(self, wcs: WCS, shape: tuple[int, int], *, weighting: str = "briggs",
+                 robust: float = 0.0, niter: int = 100_000, gain: float = 0.1, mgain: float = 0.8,
+                 threshold_sigma: float = 0.5, auto_mask_sigma: float | None = 5.0,
+                 floor: float = 1e-3, major_cycles: int = 20, jvm: bool = False,
                  executable: str | None = None, threads: int = 1):
         self.threads = threads
         self.executable = executable or wsclean_available()
@@ -62,28 +74,45 @@ class WSCleanImager:
         if (g.ref_x, g.ref_y) != (g.nx / 2, g.ny / 2):
             raise ValueError("WSClean puts the phase centre at pixel (n/2, n/2): set CRPIX = n/2 + 1")
         self.weighting, self.robust = weighting, robust
-        self.niter, self.gain, self.mgain, self.threshold_sigma = niter, gain, mgain, threshold_sigma
+        self.niter, self.gain, self.mgain = niter, gain, mgain
+        self.threshold_sigma, self.auto_mask_sigma, self.floor = threshold_sigma, auto_mask_sigma, floor
+        self.major_cycles, self.jvm = major_cycles, jvm
 
-    def command(self, ms: Path, name: Path, threshold: float, nchan: int) -> list[str]:
-        """The WSClean command line."""
+    def command(self, ms: Path, name: Path, nchan: int, threshold: float | None) -> list[str]:
+        """The WSClean command line; ``threshold`` (Jy/beam) replaces the noise-based stops."""
         g = self.geometry
         weight = ["-weight", "briggs", str(self.robust)] if self.weighting == "briggs" else ["-weight", self.weighting]
         cmd = [self.executable, "-quiet", "-j", str(self.threads), "-size", str(g.nx), str(g.ny),
                "-scale", f"{float((g.cell * u.rad).to_value(u.arcsec))!r}asec", *weight,
-               "-niter", str(self.niter), "-gain", str(self.gain), "-mgain", str(self.mgain),
-               "-threshold", repr(threshold), "-pol", "I", "-no-reorder", "-name", str(name)]
+               "-niter", str(self.niter), "-nmiter", str(self.major_cycles), "-gain", str(self.gain),
+               "-mgain", str(self.mgain), "-pol", "I", "-no-reorder", "-name", str(name)]
+        if threshold is not None:
+            cmd += ["-threshold", repr(threshold)]
+        else:
+            cmd += ["-auto-threshold", repr(self.threshold_sigma)]
+            if self.auto_mask_sigma is not None:
+                cmd += ["-auto-mask", repr(self.auto_mask_sigma)]
         if nchan > 1:
             cmd += ["-channels-out", str(nchan)]
         return [*cmd, str(ms)]
 
-    def image(self, vis: Visibilities, workdir: str | Path | None = None) -> ImageResult:
-        """Write ``vis`` to a MeasurementSet, run WSClean, read its FITS products."""
+    def image(self, vis: Visibilities, workdir: str | Path | None = None,
+              noise: bool = True) -> ImageResult:
+        """Write ``vis`` to a MeasurementSet, run WSClean, read its FITS products.
+
+        ``noise``: whether ``vis`` carries thermal noise (otherwise only ``floor`` stops CLEAN).
+        """
         nchan = len(vis.freq_hz)
-        rms = predicted_rms(vis, image_weights(vis, self.geometry, self.weighting, self.robust))
+        w = image_weights(vis, self.geometry, self.weighting, self.robust)
+        rms = predicted_rms(vis, w)
+        threshold = None
+        if not noise:
+            peak = np.abs(dirty_image(vis, w, self.geometry)).reshape(nchan, -1).max(axis=1)
+            threshold = float(self.floor * peak.min())
         with tempfile.TemporaryDirectory(dir=workdir) as tmp:
             ms = write_ms(vis, Path(tmp) / "mock.ms")
             name = Path(tmp) / "wsc"
-            cmd = self.command(ms, name, float(self.threshold_sigma * np.median(rms)), nchan)
+            cmd = self.command(ms, name, nchan, threshold)
             run = subprocess.run(cmd, capture_output=True, text=True)
             if run.returncode != 0:
                 raise RuntimeError(f"wsclean failed ({run.returncode}): {' '.join(cmd)}\n{run.stderr[-2000:]}")
@@ -102,12 +131,19 @@ class WSCleanImager:
                                       ("residual", planes["dirty"][-1])):
                     f = Path(f"{stem}-{kind}.fits")
                     planes[kind].append(np.asarray(fits.getdata(f)[0, 0], np.float64) if f.exists() else default)
+        image, residual = np.stack(planes["image"]), np.stack(planes["residual"])
+        eps = np.ones(nchan)
+        if self.jvm:
+            cell = (self.geometry.cell * u.rad).to(u.arcsec)
+            eps = np.array([jvm_epsilon(planes["psf"][c], beams[c], cell) for c in range(nchan)])
+            image = image + (eps[:, None, None] - 1.0) * residual
         jyb = u.Jy / u.beam
         return ImageResult(
-            image=np.stack(planes["image"]) * jyb, model=np.stack(planes["model"]) * u.Jy,
-            residual=np.stack(planes["residual"]) * jyb, dirty=np.stack(planes["dirty"]) * jyb,
+            image=image * jyb, model=np.stack(planes["model"]) * u.Jy,
+            residual=residual * jyb, dirty=np.stack(planes["dirty"]) * jyb,
             psf=np.stack(planes["psf"]), beams=Beams(beams=beams),
-            wcs=spectral_wcs(self.wcs, vis.frequencies), noise_rms=np.asarray(rms) * jyb,
-            jvm_epsilon=np.ones(nchan), frequencies=vis.frequencies,
-            meta={"weighting": self.weighting, "robust": self.robust, "imager": "wsclean"},
+            wcs=spectral_wcs(self.wcs, vis.frequencies), noise_rms=np.asarray(rms) * eps * jyb,
+            jvm_epsilon=eps, frequencies=vis.frequencies,
+            meta={"weighting": self.weighting, "robust": self.robust, "imager": "wsclean",
+                  "jvm": bool(self.jvm)},
         )
