@@ -75,3 +75,57 @@ def test_wsclean_images_like_builtin(vis, tmp_path):
     # (plus the extended source's contribution under the beam, as in the dirty image).
     assert ws.model.value[0].sum() > 0.9
     assert ws.image.value[0][96, 30] == pytest.approx(ours[0][96, 30], rel=0.03)
+
+
+def _wsclean_or_skip():
+    from alchemy_obs.observe.wsclean import wsclean_available
+
+    if wsclean_available() is None:
+        pytest.skip("wsclean is not on the PATH (apt-get install wsclean)")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("weighting", ["natural", "briggs", "uniform"])
+def test_wsclean_empty_field_rms_is_its_noise_header(weighting, tmp_path):
+    """Done-when (issue 12): the WSClean route writes NOISERMS equal to the rms of the
+    restored image it writes, on an empty field, for each weighting."""
+    from astropy.io import fits
+
+    from alchemy_obs.observe.fits import write_fits
+    from alchemy_obs.observe.wsclean import WSCleanImager
+
+    _wsclean_or_skip()
+    n = 256
+    tel = Telescope.from_config(TelescopeConfig(array="AA*", max_baseline_km=4))
+    wcs = sky_wcs(n, 2.0)
+    sky = SkyImage(np.zeros((n, n)) * u.Jy, wcs)
+    obs = Observation.from_hour_angles(tel, sky.phase_centre, (-2, 2) * u.hourangle, 1200 * u.s,
+                                       1.4 * u.GHz, 1 * u.MHz, 1)
+    v = BuiltinSimulator(seed=11).observe(sky, obs)
+    res = WSCleanImager(wcs, (n, n), weighting=weighting).image(v, workdir=tmp_path)
+    path = write_fits(res, tmp_path / "empty.fits")
+    assert fits.getdata(path).std() == pytest.approx(fits.getheader(path)["NOISERMS"], rel=0.05)
+
+
+@pytest.mark.slow
+def test_wsclean_keeps_the_flux_of_extended_emission(tmp_path):
+    """A noiseless source 15 beams across, imaged by WSClean at default settings."""
+    from alchemy_obs.observe.wsclean import WSCleanImager
+
+    _wsclean_or_skip()
+    tel = Telescope.from_config(TelescopeConfig(array="AA*", max_baseline_km=4))
+    wcs = sky_wcs(N, 2.0)
+    yy, xx = np.mgrid[:N, :N] - N / 2
+    img = np.exp(-np.hypot(xx, yy + 3.0) / 6.0)
+    img /= img.sum()
+    sky = SkyImage(img * u.Jy, wcs)
+    obs = Observation.from_hour_angles(tel, sky.phase_centre, (-2, 2) * u.hourangle, 1200 * u.s,
+                                       1.4 * u.GHz, 1 * u.MHz, 1)
+    v = BuiltinSimulator(noise=False).observe(sky, obs)
+    res = WSCleanImager(wcs, (N, N), weighting="briggs").image(v, workdir=tmp_path, noise=False)
+    beam = res.beams[0]
+    beam_pix = np.pi * beam.major.to_value(u.arcsec) * beam.minor.to_value(u.arcsec) / (
+        4 * np.log(2)) / 2.0**2
+    restored = res.image.to_value(u.Jy / u.beam)[0].sum() / beam_pix
+    # The primary beam attenuates this compact source by < 0.1 %.
+    assert restored == pytest.approx(1.0, rel=0.01)
