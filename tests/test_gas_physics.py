@@ -199,5 +199,8 @@ def test_smoothing_length_dispatch():
     assert smoothing.smoothing_length(stars, k=8).shape == (100,)
     stars.hsml = np.full(100, 0.3)
     assert np.all(smoothing.smoothing_length(stars) == 0.3)
+    # Stars ignore SubfindHsml (a dark-matter length) for their own k-th neighbour distance.
+    np.testing.assert_array_equal(smoothing.smoothing_length(stars, k=8, stars=True),
+                                  smoothing.knn_smoothing_length(stars.coordinates, k=8))
     cells = _gas(masses=np.array([4 / 3 * np.pi]), density=np.array([1.0]))
     assert smoothing.smoothing_length(cells, gas_factor=2.0)[0] == pytest.approx(2.0)
