@@ -137,8 +137,19 @@ def test_hi_radius_of_an_exponential_disc():
     radii = np.interp((np.arange(n) + 0.5) / n, cdf, grid) * u.kpc
     m = np.full(n, (2 * np.pi * sigma0 * (rd * u.kpc) ** 2).to_value(u.Msun) / n) * u.Msun
     exact = rd * np.log(10.0)
-    # R_HI is the outer edge of the outermost annulus whose mean is >= 1 Msun/pc^2.
+    # R_HI is the outer edge of the last annulus whose mean is >= 1 Msun/pc^2.
     assert hi_radius(radii, m) == 7.0 * u.kpc
+    # A companion of 2e8 Msun at R = 30 kpc (2 Msun/pc^2 averaged over its annulus) and a
+    # central hole (the inner 2 kpc emptied) leave R_HI of the disc unchanged; without the
+    # disc the companion's annulus is the HI edge.
+    hole = radii.to_value(u.kpc) > 2
+    companion = (np.append(radii[hole], 30.2 * u.kpc), np.append(m[hole], 2e8 * u.Msun))
+    assert hi_radius(*companion) == 7.0 * u.kpc
+    assert hi_radius([30.2] * u.kpc, [2e8] * u.Msun) == 30.5 * u.kpc
+    # A gap of one 0.5 kpc annulus (noise) inside the disc does not end it, a wider one does.
+    gap = (radii.to_value(u.kpc) < 5) | (radii.to_value(u.kpc) > 5.5)
+    assert hi_radius(radii[gap], m[gap]) == 7.0 * u.kpc
+    assert hi_radius(radii[gap], m[gap], max_gap=0.4 * u.kpc) == 5.0 * u.kpc
     fine = hi_radius(radii, m, bin_width=0.05 * u.kpc).to_value(u.kpc)
     assert abs(fine - exact) <= 0.05
     assert hi_radius(radii, m, threshold=20 * u.Msun / u.pc**2) == 0 * u.kpc

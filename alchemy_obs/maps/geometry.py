@@ -227,6 +227,7 @@ def hi_radius(
     *,
     threshold: u.Quantity = 1.0 * u.Msun / u.pc**2,
     bin_width: u.Quantity = 0.5 * u.kpc,
+    max_gap: u.Quantity = 1.0 * u.kpc,
 ) -> u.Quantity:
     """HI radius :math:`R_{\\rm HI}`: where the face-on azimuthally averaged
     :math:`\\Sigma_{\\rm HI}` falls to ``threshold``.
@@ -234,8 +235,10 @@ def hi_radius(
     The definition of Broeils & Rhee (1997, A&A 324, 877) and Wang et al. (2016, MNRAS 460,
     2143), whose :math:`D_{\\rm HI}`-:math:`M_{\\rm HI}` relation it allows to check.
     The profile is the HI mass in annuli of ``bin_width`` divided by their area;
-    :math:`R_{\\rm HI}` is the outer edge of the outermost annulus at or above the
-    threshold, so a ring or a companion above it counts.
+    :math:`R_{\\rm HI}` is the outer edge of the run of annuli at or above the threshold
+    that holds the most HI mass (the disc), where gaps below it no longer than ``max_gap``
+    (particle noise, arms) do not end a run: a central HI hole is crossed, while a lighter
+    companion or detached ring farther out does not count.
 
     Parameters
     ----------
@@ -247,6 +250,8 @@ def hi_radius(
         Surface density defining the edge (default 1 Msun/pc^2).
     bin_width : Quantity
         Width of the annuli.
+    max_gap : Quantity
+        Longest stretch of annuli below the threshold inside the disc.
 
     Returns
     -------
@@ -266,7 +271,15 @@ def hi_radius(
     mass, _ = np.histogram(r, edges, weights=m)
     sigma = mass / (np.pi * np.diff(edges**2)) * (u.Msun / u.kpc**2)
     above = np.flatnonzero(sigma >= threshold)
-    return (float(edges[above[-1] + 1]) if above.size else 0.0) * u.kpc
+    if above.size == 0:
+        return 0.0 * u.kpc
+    gap = int(np.floor(u.Quantity(max_gap, u.kpc).value / width + 1e-9))
+    breaks = np.flatnonzero(np.diff(above) > gap + 1)
+    first = above[np.concatenate([[0], breaks + 1])]  # first annulus of each run
+    last = above[np.concatenate([breaks, [above.size - 1]])]  # last annulus of each run
+    cumulative = np.concatenate([[0.0], np.cumsum(mass)])
+    disc = int(np.argmax(cumulative[last + 1] - cumulative[first]))
+    return float(edges[last[disc] + 1]) * u.kpc
 
 
 def field_of_view(
