@@ -194,6 +194,13 @@ def test_knn_smoothing_length_on_a_lattice():
     assert smoothing.knn_smoothing_length(pos[:1]).tolist() == [0.0]
 
 
+def test_knn_smoothing_length_does_not_depend_on_threads():
+    # Maps must be bit-reproducible across thread counts: each query is independent.
+    pos = np.random.default_rng(1).normal(size=(20_000, 3))
+    np.testing.assert_array_equal(smoothing.knn_smoothing_length(pos, 32, workers=1),
+                                  smoothing.knn_smoothing_length(pos, 32, workers=4))
+
+
 def test_smoothing_length_dispatch():
     stars = _gas(coordinates=np.random.default_rng(0).normal(size=(100, 3)), masses=np.ones(100))
     assert smoothing.smoothing_length(stars, k=8).shape == (100,)
