@@ -116,13 +116,22 @@ class MapsConfig(Section):
     """Projected maps of the physical domains and the HDF5 dataset that holds them."""
 
     npix: int = Field(512, ge=8, le=8192, description="Pixels along each side of a map.")
-    fov_r_half: float = Field(
-        2.0, gt=0,
-        description="Field of view as a multiple of the baryonic (gas + stars) 3D half-mass "
-        "radius; ignored when fov_kpc is set.",
+    fov_hi_fraction: float = Field(
+        0.99, gt=0, le=1,
+        description="Fraction of the galaxy's HI mass the field holds in every view: the field "
+        "half-side is at least the 3D radius enclosing this fraction of the HI mass "
+        "(ignored when pixel_kpc is set).",
     )
-    fov_kpc: float | None = Field(
-        None, gt=0, description="Fixed field of view in physical kpc (overrides fov_r_half)."
+    fov_stellar_r_half: float = Field(
+        3.0, gt=0,
+        description="Minimum field half-side in 3D stellar half-mass radii; sizes gas-poor "
+        "galaxies (ignored when pixel_kpc is set).",
+    )
+    pixel_kpc: float | None = Field(
+        None, gt=0,
+        description="Fixed physical pixel size in kpc: every field is npix * pixel_kpc, so "
+        "one trained model applies to all galaxies. None sizes each galaxy's field on its HI "
+        "and stellar discs (fov_hi_fraction, fov_stellar_r_half).",
     )
     slab_kpc: float | None = Field(
         None, gt=0,
@@ -138,7 +147,13 @@ class MapsConfig(Section):
     )
     knn_neighbours: int = Field(
         64, ge=1,
-        description="Neighbour rank of the DM/star kernel radius where SubfindHsml is absent.",
+        description="Neighbour rank of the dark-matter kernel radius where SubfindHsml is "
+        "absent (64 matches SubfindHsml).",
+    )
+    star_neighbours: int = Field(
+        32, ge=1,
+        description="Stellar kernel radius: distance to this nearest star (SubfindHsml, a "
+        "dark-matter length, is not used for stars).",
     )
     sf_temperature: Literal["effective", "cold"] = Field(
         "effective",

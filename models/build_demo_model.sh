@@ -88,7 +88,7 @@ card.update(
         "n_galaxies": int(len(set(test_ds.store.meta["galaxy_id"]))),
         "views_per_split": {s: int(len(test_ds.store.indices(s))) for s in ("train", "val", "test")},
         "test_galaxies": sorted({int(g) for g in meta["galaxy_id"][views]}),
-        "field_kpc": cfg.maps.fov_kpc,
+        "field_kpc": cfg.maps.npix * cfg.maps.pixel_kpc,
         "mock": {"telescope": cfg.observe.telescope.array, "mode": cfg.observe.mode,
                  "distance_mpc": cfg.mock.distance_mpc, "channels": cfg.mock.n_channels,
                  "channel_width_kms": cfg.mock.channel_width_kms,
@@ -134,7 +134,7 @@ to end; its maps say nothing about real galaxies.
 
 - method: {card['method']} (one network evaluation per map); weights `model.safetensors`,
   sha256 `{entry.sha256}` (also in `models/registry.yaml`)
-- maps: {card['npix']}x{card['npix']} pixels of {card['pixel_kpc']:g} kpc ({cfg.maps.fov_kpc:g} kpc field);
+- maps: {card['npix']}x{card['npix']} pixels of {card['pixel_kpc']:g} kpc ({cfg.maps.npix * cfg.maps.pixel_kpc:g} kpc field);
   training beam FWHM {card['beam_fwhm_kpc']:.3g} kpc ({td['mock']['beam_arcsec'][0]:.3g}" x {td['mock']['beam_arcsec'][1]:.3g}")
 - data: {td['n_galaxies']} galaxies x 3 views (face-on, edge-on, one random); views per split
   {td['views_per_split']}; splits by galaxy; normalisation in `card.json`

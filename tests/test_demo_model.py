@@ -90,7 +90,8 @@ def mock_cube(tmp_path_factory, entry) -> Path:
     cutout = tmp / f"cutout_{gid}.hdf5"
     make_synthetic_cutout(cutout, gid, 6000, seed=entry.training_data["synth_seed"])
     cfg = load_config(None, ["mock.npix=48", "mock.n_channels=24", "mock.channel_width_kms=12",
-                             "mock.products=[hi]", "observe.mode=fast", "maps.fov_kpc=48"])
+                             "mock.products=[hi]", "observe.mode=fast", "maps.npix=64",
+                             "maps.pixel_kpc=0.75"])
     label, mocks = mock_galaxy(cutout, cfg, "faceon")
     write_mock_products(mocks, tmp, "galaxy_faceon", object_name=label)
     return tmp / "galaxy_faceon_hi_image.fits"

@@ -194,10 +194,20 @@ def test_knn_smoothing_length_on_a_lattice():
     assert smoothing.knn_smoothing_length(pos[:1]).tolist() == [0.0]
 
 
+def test_knn_smoothing_length_does_not_depend_on_threads():
+    # Maps must be bit-reproducible across thread counts: each query is independent.
+    pos = np.random.default_rng(1).normal(size=(20_000, 3))
+    np.testing.assert_array_equal(smoothing.knn_smoothing_length(pos, 32, workers=1),
+                                  smoothing.knn_smoothing_length(pos, 32, workers=4))
+
+
 def test_smoothing_length_dispatch():
     stars = _gas(coordinates=np.random.default_rng(0).normal(size=(100, 3)), masses=np.ones(100))
     assert smoothing.smoothing_length(stars, k=8).shape == (100,)
     stars.hsml = np.full(100, 0.3)
     assert np.all(smoothing.smoothing_length(stars) == 0.3)
+    # Stars ignore SubfindHsml (a dark-matter length) for their own k-th neighbour distance.
+    np.testing.assert_array_equal(smoothing.smoothing_length(stars, k=8, stars=True),
+                                  smoothing.knn_smoothing_length(stars.coordinates, k=8))
     cells = _gas(masses=np.array([4 / 3 * np.pi]), density=np.array([1.0]))
     assert smoothing.smoothing_length(cells, gas_factor=2.0)[0] == pytest.approx(2.0)

@@ -67,8 +67,8 @@ def test_averages_are_weighted_and_empty_pixels_flagged():
     gas.density = np.array([1e7, 3e7])
     gas.magnetic_field = np.array([[0, 0, 2e-6], [0, 0, 6e-6]])
     galaxy = toy_galaxy(gas)
-    config = MapsConfig(npix=33, fov_kpc=20.0, domains=["gas", "temperature", "bfield",
-                                                        "bfield_vw", "bfield_los"])
+    config = MapsConfig(npix=33, pixel_kpc=20.0 / 33, domains=["gas", "temperature", "bfield",
+                                                                "bfield_vw", "bfield_los"])
     maps, meta = render_view(galaxy, np.eye(3), config)
     t = gas_temperature(gas).to_value(u.K)
     covered = maps["gas"].value > 0
@@ -98,7 +98,7 @@ def test_surface_density_conserves_mass_and_rotation_invariant():
     # A field of view far larger than every kernel: all mass lands in the map.
     gas.sfr = rng.uniform(0, 1e-3, 3000)
     gas.sfr[::2] = 0
-    config = MapsConfig(npix=48, fov_kpc=80.0, domains=["dm", "gas", "stars", "hi", "sfr"],
+    config = MapsConfig(npix=48, pixel_kpc=80.0 / 48, domains=["dm", "gas", "stars", "hi", "sfr"],
                         n_random_views=3)
     views = galaxy_views(None, 1, n_random=3, face_on=False, edge_on=False)
     pixel_area = (80.0 / 48) ** 2
@@ -115,20 +115,67 @@ def test_surface_density_conserves_mass_and_rotation_invariant():
         np.testing.assert_allclose(meta["extent_kpc"], [-40, 40, -40, 40])
 
 
-def test_field_of_view_follows_half_mass_radius_and_slab_cuts():
+def test_field_of_view_follows_the_hi_and_slab_cuts():
+    # Two equal cold cells: the field's half-side is the 3D radius of the farther one, which
+    # reaches the 99% HI mass fraction (the stellar term, 3 x 1 kpc, is smaller).
     gas = gas_cells([[0, 0, 0], [0, 0, 30.0]], 1e6, 100.0, [0, 0, 1e-6], rho=1e9)
+    gas.neutral_hydrogen_abundance[:] = 1.0
     galaxy = toy_galaxy(gas)
-    r_half = galaxy.half_mass_radius(("gas", "stars"))
     maps, meta = render_view(galaxy, np.eye(3), MapsConfig(npix=16, domains=["gas"]))
-    assert meta["r_half_kpc"] == pytest.approx(r_half)
-    np.testing.assert_allclose(meta["extent_kpc"], [-r_half, r_half, -r_half, r_half])
-    full, _ = render_view(galaxy, np.eye(3), MapsConfig(npix=16, fov_kpc=10.0, domains=["gas"]))
-    slab, m2 = render_view(galaxy, np.eye(3),
-                           MapsConfig(npix=16, fov_kpc=10.0, slab_kpc=10.0, domains=["gas"]))
+    np.testing.assert_allclose(meta["extent_kpc"], [-30, 30, -30, 30])
+    assert meta["pixel_kpc"] == pytest.approx(60 / 16)
+    # Face-on (L along +z) both cells sit at R = 0: the first 0.5 kpc annulus holds
+    # 2 x 0.76e6 Msun of HI over 0.785e6 pc^2, above 1 Msun/pc^2, so R_HI is its outer edge.
+    assert meta["r_hi_kpc"] == pytest.approx(0.5)
+    full, _ = render_view(galaxy, np.eye(3), MapsConfig(npix=16, pixel_kpc=10 / 16,
+                                                         domains=["gas"]))
+    slab, m2 = render_view(galaxy, np.eye(3), MapsConfig(npix=16, pixel_kpc=10 / 16,
+                                                         slab_kpc=10.0, domains=["gas"]))
     area = (10.0 / 16) ** 2
     assert full["gas"].value.sum() * area == pytest.approx(2e6, rel=1e-6)
     assert slab["gas"].value.sum() * area == pytest.approx(1e6, rel=1e-6)
     assert m2["n_gas"] == 1
+
+
+def test_fixed_pixel_scale_gives_npix_times_scale():
+    gas = gas_cells([[0, 0, 0], [0, 0, 30.0]], 1e6, 100.0, [0, 0, 1e-6], rho=1e9)
+    for npix, scale in ((64, 0.75), (33, 0.3), (128, 1.1)):
+        _, meta = render_view(toy_galaxy(gas), np.eye(3),
+                              MapsConfig(npix=npix, pixel_kpc=scale, domains=["gas"]))
+        half = 0.5 * npix * scale
+        assert meta["extent_kpc"].tolist() == [-half, half, -half, half]
+        assert meta["pixel_kpc"] == pytest.approx(scale, rel=1e-15)
+
+
+def test_stars_are_smoothed_at_stellar_resolution(monkeypatch):
+    # Stars on a unit cubic lattice carrying a dark-matter SubfindHsml of 5 kpc: the stellar
+    # kernel must be the distance to the k-th nearest star (1 for k = 6, sqrt(2) for k = 18
+    # at an interior star), while the dark matter keeps its SubfindHsml.
+    from alchemy_obs.maps import render
+
+    g = np.arange(-2.0, 3.0)
+    lattice = np.stack(np.meshgrid(g, g, g, indexing="ij"), axis=-1).reshape(-1, 3)
+    dm = particles([[0, 0, 0], [1.0, 0, 0]], 1e9, hsml=np.array([2.0, 3.0]))
+    galaxy = toy_galaxy(gas_cells([[0, 0, 0]], 1e6, 100.0, [0, 0, 1e-6]), dm=dm,
+                        stars=particles(lattice, 1e6, hsml=np.full(len(lattice), 5.0)))
+    galaxy.stars.velocities = np.cross([0, 0, 1.0], lattice)  # rotation about +z
+    lengths = []
+
+    def spy(x, y, h, *args, **kwargs):
+        lengths.append(np.array(h))
+        return project(x, y, h, *args, **kwargs)
+
+    project = render.project_particles
+    monkeypatch.setattr(render, "project_particles", spy)
+    centre = np.flatnonzero((lattice == 0).all(axis=1))[0]
+    for k, expected in ((6, 1.0), (18, np.sqrt(2))):
+        lengths.clear()
+        render_view(galaxy, np.eye(3), MapsConfig(npix=16, pixel_kpc=1.0, star_neighbours=k,
+                                                  domains=["stars", "dm"]))
+        h_stars, h_dm = lengths
+        assert len(h_stars) == len(lattice)
+        assert h_stars[centre] == pytest.approx(expected, rel=1e-12)
+        assert h_dm.tolist() == [2.0, 3.0]
 
 
 def test_face_on_view_is_face_on():

@@ -163,7 +163,7 @@ def test_mock_of_galaxy_matches_maps_hi(tmp_path):
 
     path = make_synthetic_cutout(tmp_path / "cutout_0.hdf5", 0, 20_000, 7)
     galaxy = load_galaxy(path)
-    maps_cfg = MapsConfig(npix=64, fov_kpc=40.0, domains=["hi"])
+    maps_cfg = MapsConfig(npix=64, pixel_kpc=0.625, domains=["hi"])
     rotation = np.eye(3)
     maps, meta = render_view(galaxy, rotation, maps_cfg)
     cfg = load_config(None, NOISELESS + ["mock.npix=64", "mock.n_channels=48",
@@ -205,7 +205,7 @@ def test_cli_galaxy_fits_and_dataset_domains(tmp_path):
     cutouts.mkdir()
     path = make_synthetic_cutout(cutouts / "cutout_3.hdf5", 3, 5_000, 11)
     small = NOISELESS + ["mock.npix=32", "mock.n_channels=24", "mock.channel_width_kms=20",
-                         "maps.npix=32", "maps.fov_kpc=40"]
+                         "maps.npix=32", "maps.pixel_kpc=1.25"]
     sets = [a for s in small for a in ("--set", s)]
     assert main(["mock", "--galaxy", str(path), "--out", str(tmp_path / "fits"), *sets]) == 0
     cube = fits.open(tmp_path / "fits" / "cutout_3_faceon_hi_image.fits")[0]

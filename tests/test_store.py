@@ -50,7 +50,7 @@ def fake_meta(galaxy_id: int) -> dict[str, np.ndarray]:
         "galaxy_id": np.full(n, galaxy_id), "subhalo_id": np.full(n, 1000 + galaxy_id),
         "snapshot": np.full(n, 99), "redshift": np.zeros(n), "view": np.array(VIEWS),
         "rotation": np.tile(np.eye(3), (n, 1, 1)), "pixel_kpc": np.full(n, 0.5),
-        "extent_kpc": np.tile([-8.0, 8, -8, 8], (n, 1)), "r_half_kpc": np.full(n, 4.0),
+        "extent_kpc": np.tile([-8.0, 8, -8, 8], (n, 1)), "r_hi_kpc": np.full(n, 4.0),
         "n_gas": np.full(n, 10), "n_stars": np.full(n, 20), "n_dm": np.full(n, 30),
     }
 

@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 # MapsConfig fields that change the values of a view's maps; the others (which views, splits,
 # compression, output folder) do not invalidate shards already written.
 _VALUE_FIELDS = (
-    "npix", "fov_r_half", "fov_kpc", "slab_kpc", "kernel", "seed", "gas_hsml_factor",
-    "knn_neighbours", "sf_temperature", "uvb", "kmt_column",
+    "npix", "fov_hi_fraction", "fov_stellar_r_half", "pixel_kpc", "slab_kpc", "kernel", "seed",
+    "gas_hsml_factor", "knn_neighbours", "star_neighbours", "sf_temperature", "uvb", "kmt_column",
 )
 
 

@@ -27,7 +27,10 @@ __all__ = [
     "face_on_matrix",
     "edge_on_matrix",
     "galaxy_views",
+    "enclosing_radius",
+    "hi_radius",
     "field_of_view",
+    "fixed_field_of_view",
     "map_extent",
 ]
 
@@ -181,29 +184,146 @@ def galaxy_views(
     return views
 
 
-def field_of_view(
-    half_mass_radius: u.Quantity, *, multiple: float = 2.0, fixed: u.Quantity | None = None
-) -> u.Quantity:
-    """Side length of the (square) field of view.
+def enclosing_radius(radii: u.Quantity, weights: np.ndarray, fraction: float) -> u.Quantity:
+    """Radius within which ``fraction`` of the total weight lies.
 
     Parameters
     ----------
-    half_mass_radius : Quantity
-        Baryonic (gas + stars) 3D half-mass radius, a length.
-    multiple : float
-        Field of view in units of the half-mass radius (default 2).
-    fixed : Quantity or None
-        A fixed side length that takes precedence over ``multiple``.
+    radii : Quantity, shape (N,)
+        Distances from the centre (a length).
+    weights : ndarray, shape (N,)
+        Non-negative weights (masses).
+    fraction : float
+        Enclosed fraction, in (0, 1].
+
+    Returns
+    -------
+    Quantity
+        kpc: the radius of the first particle (in order of radius) at which the cumulative
+        weight reaches ``fraction``, so at most ``1 - fraction`` of the weight lies strictly
+        beyond it; zero when the weights sum to zero.
+    """
+    r = u.Quantity(radii, u.kpc).value
+    w = np.asarray(weights, np.float64)
+    if r.shape != w.shape or r.ndim != 1:
+        raise ValueError(f"radii {r.shape} and weights {w.shape} must be equal 1-D arrays")
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    if np.any(w < 0):
+        raise ValueError("weights must be >= 0")
+    if w.sum() <= 0:
+        return 0.0 * u.kpc
+    order = np.argsort(r, kind="stable")
+    cumulative = np.cumsum(w[order])
+    # No interpolation below that particle: it would leave more than 1 - fraction beyond the
+    # radius when the weight there sits in one heavy particle.
+    k = min(int(np.searchsorted(cumulative, fraction * cumulative[-1])), len(r) - 1)
+    return float(r[order][k]) * u.kpc
+
+
+def hi_radius(
+    radii: u.Quantity,
+    hi_masses: u.Quantity,
+    *,
+    threshold: u.Quantity = 1.0 * u.Msun / u.pc**2,
+    bin_width: u.Quantity = 0.5 * u.kpc,
+    max_gap: u.Quantity = 1.0 * u.kpc,
+) -> u.Quantity:
+    """HI radius :math:`R_{\\rm HI}`: where the face-on azimuthally averaged
+    :math:`\\Sigma_{\\rm HI}` falls to ``threshold``.
+
+    The definition of Broeils & Rhee (1997, A&A 324, 877) and Wang et al. (2016, MNRAS 460,
+    2143), whose :math:`D_{\\rm HI}`-:math:`M_{\\rm HI}` relation it allows to check.
+    The profile is the HI mass in annuli of ``bin_width`` divided by their area;
+    :math:`R_{\\rm HI}` is the outer edge of the run of annuli at or above the threshold
+    that holds the most HI mass (the disc), where gaps below it no longer than ``max_gap``
+    (particle noise, arms) do not end a run: a central HI hole is crossed, while a lighter
+    companion or detached ring farther out does not count.
+
+    Parameters
+    ----------
+    radii : Quantity, shape (N,)
+        Cylindrical radii of the gas cells in the disc plane (the face-on view).
+    hi_masses : Quantity, shape (N,)
+        HI mass of each cell.
+    threshold : Quantity
+        Surface density defining the edge (default 1 Msun/pc^2).
+    bin_width : Quantity
+        Width of the annuli.
+    max_gap : Quantity
+        Longest stretch of annuli below the threshold inside the disc.
+
+    Returns
+    -------
+    Quantity
+        kpc; zero when no annulus reaches the threshold.
+    """
+    r = u.Quantity(radii, u.kpc).value
+    m = u.Quantity(hi_masses, u.Msun).value
+    width = u.Quantity(bin_width, u.kpc).value
+    if r.shape != m.shape or r.ndim != 1:
+        raise ValueError(f"radii {r.shape} and HI masses {m.shape} must be equal 1-D arrays")
+    if not width > 0:
+        raise ValueError(f"bin_width must be > 0, got {bin_width}")
+    if r.size == 0:
+        return 0.0 * u.kpc
+    edges = width * np.arange(int(np.floor(r.max() / width)) + 2)
+    mass, _ = np.histogram(r, edges, weights=m)
+    sigma = mass / (np.pi * np.diff(edges**2)) * (u.Msun / u.kpc**2)
+    above = np.flatnonzero(sigma >= threshold)
+    if above.size == 0:
+        return 0.0 * u.kpc
+    gap = int(np.floor(u.Quantity(max_gap, u.kpc).value / width + 1e-9))
+    breaks = np.flatnonzero(np.diff(above) > gap + 1)
+    first = above[np.concatenate([[0], breaks + 1])]  # first annulus of each run
+    last = above[np.concatenate([breaks, [above.size - 1]])]  # last annulus of each run
+    cumulative = np.concatenate([[0.0], np.cumsum(mass)])
+    disc = int(np.argmax(cumulative[last + 1] - cumulative[first]))
+    return float(edges[last[disc] + 1]) * u.kpc
+
+
+def field_of_view(
+    hi_extent: u.Quantity,
+    stellar_half_mass_radius: u.Quantity,
+    *,
+    stellar_multiple: float = 3.0,
+) -> u.Quantity:
+    """Side of a square field sized on the galaxy's HI and stellar discs.
+
+    The half-side is the larger of ``hi_extent`` and ``stellar_multiple`` stellar
+    half-mass radii. With ``hi_extent`` the 3D radius enclosing a fraction :math:`f` of the
+    HI mass (:func:`enclosing_radius`), at least :math:`f` of the HI lies in the map in
+    every view: a projected position is never farther from the centre than the 3D one, and
+    the square holds the circle of its half-side. The stellar term sizes gas-poor galaxies.
+
+    Parameters
+    ----------
+    hi_extent : Quantity
+        HI radius to enclose (a length; may be zero for a galaxy without HI).
+    stellar_half_mass_radius : Quantity
+        3D stellar half-mass radius (zero for a galaxy without stars).
+    stellar_multiple : float
+        Minimum half-side in stellar half-mass radii.
 
     Returns
     -------
     Quantity
         Side length in kpc.
     """
-    fov = fixed if fixed is not None else multiple * half_mass_radius
-    fov = u.Quantity(fov, u.kpc)
+    half = max(u.Quantity(hi_extent, u.kpc),
+               stellar_multiple * u.Quantity(stellar_half_mass_radius, u.kpc))
+    fov = 2 * half
     if not np.isfinite(fov.value) or fov.value <= 0:
-        raise ValueError(f"field of view must be a positive length, got {fov}")
+        raise ValueError(f"field of view must be a positive length, got {fov} (no HI and "
+                         "no stars?)")
+    return fov
+
+
+def fixed_field_of_view(npix: int, pixel: u.Quantity) -> u.Quantity:
+    """Side of a field of ``npix`` pixels of physical size ``pixel``: ``npix * pixel`` (kpc)."""
+    fov = npix * u.Quantity(pixel, u.kpc)
+    if npix < 1 or not np.isfinite(fov.value) or fov.value <= 0:
+        raise ValueError(f"need npix >= 1 and a positive pixel size, got {npix}, {pixel}")
     return fov
 
 

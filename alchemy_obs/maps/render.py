@@ -17,12 +17,21 @@ import numpy as np
 
 from alchemy_obs.config import MapsConfig
 from alchemy_obs.maps.domains import Domain, get_domains
-from alchemy_obs.maps.geometry import View, field_of_view, map_extent
+from alchemy_obs.maps.geometry import (
+    View,
+    enclosing_radius,
+    face_on_matrix,
+    field_of_view,
+    fixed_field_of_view,
+    hi_radius,
+    map_extent,
+)
 from alchemy_obs.maps.project import project_particles
 from alchemy_obs.maps.smoothing import smoothing_length
+from alchemy_obs.physics import gas as gas_physics
 from alchemy_obs.sim.galaxy import Galaxy, Particles
 
-__all__ = ["render_view", "render_views", "cosmology_json"]
+__all__ = ["galaxy_field", "render_view", "render_views", "cosmology_json"]
 
 _COUNTED = ("gas", "stars", "dm")
 
@@ -36,10 +45,49 @@ def cosmology_json(galaxy: Galaxy) -> str:
     })
 
 
-def _field(galaxy: Galaxy, config: MapsConfig) -> tuple[float, u.Quantity]:
-    r_half = galaxy.half_mass_radius(("gas", "stars"))
-    fixed = None if config.fov_kpc is None else config.fov_kpc * u.kpc
-    return r_half, field_of_view(r_half * u.kpc, multiple=config.fov_r_half, fixed=fixed)
+def galaxy_field(galaxy: Galaxy, config: MapsConfig) -> tuple[u.Quantity, u.Quantity]:
+    """Field of view of a galaxy's maps and its HI radius.
+
+    With ``config.pixel_kpc`` the field is ``npix * pixel_kpc``
+    (:func:`~alchemy_obs.maps.geometry.fixed_field_of_view`). Otherwise it is sized on the
+    galaxy's discs, not its hot halo (:func:`~alchemy_obs.maps.geometry.field_of_view`): the
+    half-side is the 3D radius enclosing ``fov_hi_fraction`` of the HI mass, or
+    ``fov_stellar_r_half`` stellar half-mass radii if larger, so at least that fraction of
+    the HI lies in the map in every view.
+
+    Parameters
+    ----------
+    galaxy : Galaxy
+        Centred galaxy in physical units.
+    config : MapsConfig
+
+    Returns
+    -------
+    fov : Quantity
+        Side of the square field (kpc).
+    r_hi : Quantity
+        :math:`R_{\\rm HI}` (:func:`~alchemy_obs.maps.geometry.hi_radius`) in the face-on
+        plane of the stellar angular momentum (kpc); NaN for a galaxy without angular
+        momentum.
+    """
+    gas = galaxy.gas
+    m_hi = (gas_physics.gas_hi_mass(gas, galaxy.redshift, uvb=config.uvb,
+                                    column=config.kmt_column)
+            if len(gas) else u.Quantity(np.zeros(0), u.Msun))
+    try:
+        axis = galaxy.stellar_angular_momentum()
+    except ValueError:  # no stars and no gas, or no net rotation: no disc plane
+        r_hi = np.nan * u.kpc
+    else:
+        disc_plane = face_on_matrix(axis)[:2]
+        r_hi = hi_radius(np.hypot(*(disc_plane @ gas.coordinates.T)) * u.kpc, m_hi)
+    if config.pixel_kpc is not None:
+        return fixed_field_of_view(config.npix, config.pixel_kpc * u.kpc), r_hi
+    hi_extent = enclosing_radius(np.linalg.norm(gas.coordinates, axis=1) * u.kpc,
+                                 m_hi.to_value(u.Msun), config.fov_hi_fraction)
+    r_star = (galaxy.half_mass_radius(("stars",)) if len(galaxy.stars) else 0.0) * u.kpc
+    fov = field_of_view(hi_extent, r_star, stellar_multiple=config.fov_stellar_r_half)
+    return fov, r_hi
 
 
 def _columns(domains: Sequence[Domain], p: Particles, galaxy: Galaxy, config: MapsConfig):
@@ -84,18 +132,19 @@ def render_views(
     views : sequence of View
         Orientations (see :func:`alchemy_obs.maps.geometry.galaxy_views`).
     config : MapsConfig
-        Grid size, field of view, slab, kernel and the list of domains.
+        Grid size, field of view (:func:`galaxy_field`), slab, kernel and the list of
+        domains.
 
     Returns
     -------
     list of (maps, meta)
         ``maps``: domain name -> (npix, npix) Quantity (float64); ``meta``: one row of the
         dataset's metadata table (``view``, ``rotation``, ``pixel_kpc``, ``extent_kpc``,
-        ``r_half_kpc``, ``n_gas``, ``n_stars``, ``n_dm``; counts are particles whose centre
+        ``r_hi_kpc``, ``n_gas``, ``n_stars``, ``n_dm``; counts are particles whose centre
         lies in the field of view and slab).
     """
     domains = get_domains(config.domains)
-    r_half, fov = _field(galaxy, config)
+    fov, r_hi = galaxy_field(galaxy, config)
     half = 0.5 * fov.to_value(u.kpc)
     extent = tuple(map_extent(fov).to_value(u.kpc))
     npix = config.npix
@@ -105,8 +154,10 @@ def render_views(
     for d in domains:
         by_type.setdefault(d.particle_type, []).append(d)
     hsml = {
-        t: smoothing_length(getattr(galaxy, t), gas_factor=config.gas_hsml_factor,
-                            k=config.knn_neighbours)
+        t: smoothing_length(
+            getattr(galaxy, t), gas_factor=config.gas_hsml_factor, stars=t == "stars",
+            k=config.star_neighbours if t == "stars" else config.knn_neighbours,
+        )
         for t in by_type
     }
 
@@ -115,8 +166,8 @@ def render_views(
         matrix = np.asarray(view.matrix, dtype=np.float64)
         maps: dict[str, u.Quantity] = {}
         meta: dict = {
-            "view": view.name, "rotation": matrix, "pixel_kpc": 2 * half / npix,
-            "extent_kpc": np.array(extent), "r_half_kpc": r_half,
+            "view": view.name, "rotation": matrix, "pixel_kpc": fov.to_value(u.kpc) / npix,
+            "extent_kpc": np.array(extent), "r_hi_kpc": r_hi.to_value(u.kpc),
         }
         for t in _COUNTED:
             xyz = getattr(galaxy, t).coordinates @ matrix.T

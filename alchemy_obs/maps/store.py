@@ -67,7 +67,7 @@ META_COLUMNS: dict[str, tuple[str, tuple[int, ...]]] = {
     "rotation": ("float64", (3, 3)),  # x_view = rotation @ x_sim
     "pixel_kpc": ("float64", ()),
     "extent_kpc": ("float64", (4,)),  # xmin, xmax, ymin, ymax in the rotated frame
-    "r_half_kpc": ("float64", ()),  # baryonic 3D half-mass radius used for the field of view
+    "r_hi_kpc": ("float64", ()),  # face-on HI radius at 1 Msun/pc^2 (NaN: no disc plane)
     "n_gas": ("int64", ()),  # particles of each type that entered the view
     "n_stars": ("int64", ()),
     "n_dm": ("int64", ()),

@@ -72,15 +72,14 @@ def mock_galaxy(path: Path, config: Config, view: str = "faceon") -> tuple[str, 
         ``"hi"`` and/or ``"continuum"`` (``mock.products``).
     """
     from alchemy_obs.maps.build import cutout_sources
-    from alchemy_obs.maps.geometry import field_of_view, map_extent
+    from alchemy_obs.maps.geometry import map_extent
+    from alchemy_obs.maps.render import galaxy_field
     from alchemy_obs.observe.mock import mock_view_maps
 
     source = cutout_sources([path])[0]
     galaxy = source.load()
     rotation = _view_matrix(galaxy, source.galaxy_id, view, config)
-    r_half = galaxy.half_mass_radius(("gas", "stars")) * u.kpc
-    fixed = None if config.maps.fov_kpc is None else config.maps.fov_kpc * u.kpc
-    extent = map_extent(field_of_view(r_half, multiple=config.maps.fov_r_half, fixed=fixed)).value
+    extent = map_extent(galaxy_field(galaxy, config.maps)[0]).value
     _, mocks = mock_view_maps(galaxy, rotation, extent, config.mock.npix, config.mock,
                               config.observe, config.maps)
     return source.label, mocks
