@@ -89,7 +89,7 @@ def test_mock_products_carry_provenance_and_go_back_through_infer(tmp_path, caps
     out = tmp_path / "mocks"
     opts = ["--set", "mock.npix=48", "--set", "mock.n_channels=24", "--set",
             "mock.channel_width_kms=12", "--set", "mock.products=[hi]", "--set",
-            "observe.mode=fast", "--set", "maps.fov_kpc=48"]
+            "observe.mode=fast", "--set", "maps.pixel_kpc=0.09375"]  # 512 px: 48 kpc
     assert main(["mock", "--galaxy", str(cutout), "--out", str(out), *opts]) == 0
     capsys.readouterr()
     cube, mom0, psf = (out / f"cutout_0_faceon_hi_{p}.fits" for p in ("image", "mom0", "psf"))

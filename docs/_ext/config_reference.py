@@ -2,7 +2,7 @@
 
 One table per section (``synth``, ``maps``, ``observe.imaging``, ...) with the key as written
 with ``--set``, its type, default, unit and description, so the page can never drift from
-the code. Units come from the key's suffix (``fov_kpc``: kpc), the package's naming rule.
+the code. Units come from the key's suffix (``pixel_kpc``: kpc), the package's naming rule.
 """
 
 from __future__ import annotations
