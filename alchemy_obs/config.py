@@ -582,7 +582,12 @@ class MockConfig(Section):
         128, ge=16, le=4096,
         description="Pixels per side of the sky model and mock image (field: the maps' field).",
     )
-    n_channels: int = Field(64, ge=1, description="Channels of the HI cube.")
+    n_channels: int | None = Field(
+        None, ge=1,
+        description="Channels of the HI cube. null: as many as hold every particle's line "
+        "(centred on systemic, a multiple of 16); a fixed number that cuts off part of the "
+        "line warns with the fraction of the flux lost.",
+    )
     channel_width_kms: float = Field(
         5.0, gt=0, description="HI channel width in radio velocity (km/s), nu0 dv / c in Hz."
     )

@@ -64,10 +64,10 @@ def _stage_maps(config: Config, out: Path) -> None:
 
 
 def _demo_mock_config(config: Config) -> Config:
-    """Demo sizes for mocks (64^2 sky grid, 32 channels of 10 km/s, fast image-plane mode)
-    unless ``mock.npix``, ``mock.n_channels``, ``mock.channel_width_kms`` or
-    ``observe.mode`` are set explicitly."""
-    demo = {"npix": 64, "n_channels": 32, "channel_width_kms": 10.0}
+    """Demo sizes for mocks (64^2 sky grid, channels of 10 km/s covering the line, fast
+    image-plane mode) unless ``mock.npix``, ``mock.channel_width_kms`` or ``observe.mode``
+    are set explicitly."""
+    demo = {"npix": 64, "channel_width_kms": 10.0}
     mock = config.mock.model_copy(
         update={k: v for k, v in demo.items() if k not in config.mock.model_fields_set})
     observe = config.observe

@@ -154,3 +154,10 @@ def test_sfr_to_flux_density_k_correction():
     s = radio.sfr_to_flux_density(1 * u.Msun / u.yr, 1.4 * u.GHz, 10 * u.Mpc, redshift=1.0)
     l_emit = 8.592697776915891e27 * 1e-7  # W/Hz
     assert s.to_value(u.Jy) == pytest.approx(2 * l_emit / 1e22 * 0.8357743635931361, rel=1e-6)
+
+
+def test_column_density_constant_is_per_mjy():
+    """1 Jy/beam km/s in a 10" x 10" beam is 1.104e24 / 100 cm^-2 (1.104e21 per mJy/beam)."""
+    nhi = radio.hi_column_density_from_flux(1.0 * u.Jy / u.beam * u.km / u.s, 10 * u.arcsec,
+                                            10 * u.arcsec)
+    assert nhi.to_value(u.cm**-2) == pytest.approx(1.104e22, rel=2e-3)

@@ -269,3 +269,11 @@ def test_jeans_dispersion_of_analytic_spheres():
     sis.add(1e9 * sis.r)
     sigma = sis.jeans_dispersion(sis.r**-2.0, np.array([1.0, 10.0, 100.0]))
     np.testing.assert_allclose(sigma, np.sqrt(G * 1e9 / 2), rtol=0.01)
+
+
+def test_helium_fraction_is_primordial_for_metal_free_gas():
+    """Y = Y_p + 1.7 Z: 0.2485 at Z = 0 (it was 0.227, below primordial), 0.2701 at solar."""
+    from alchemy_obs.sim.synthetic import helium_fraction
+
+    assert helium_fraction(0.0) == pytest.approx(0.2485)
+    assert helium_fraction(0.0127) == pytest.approx(0.2485 + 1.7 * 0.0127)

@@ -47,6 +47,7 @@ from alchemy_obs.observe.sky import (
     SkyPlacement,
     SpectralAxis,
     continuum_image,
+    covering_band,
     hi_cube,
 )
 from alchemy_obs.observe.telescope import Observation, Telescope
@@ -230,7 +231,8 @@ def make_mock(
     observer = simulator if simulator is not None else MockObserver(observe)
     if isinstance(source, HISource):
         if spectral is None:
-            raise ValueError("an HI mock needs a SpectralAxis")
+            raise ValueError("an HI mock needs a SpectralAxis (covering_band makes one that "
+                             "holds the source's whole line)")
         sky = hi_cube(source, placement, grid, spectral, line, kernel)
         observation = observation_for(sky, observe, telescope=observer.telescope)
         kind = "hi"
@@ -275,10 +277,16 @@ def placement_from_config(config: MockConfig, cosmology=None) -> SkyPlacement:
     return SkyPlacement(distance=config.distance_mpc * u.Mpc, **kwargs)
 
 
-def models_from_config(config: MockConfig) -> tuple[SpectralAxis, LineModel, ContinuumModel]:
-    """Spectral axis, line model and continuum model of a :class:`~alchemy_obs.config.MockConfig`."""
-    spectral = SpectralAxis(config.n_channels, config.channel_width_kms * u.km / u.s,
-                            ctype=config.spectral_axis)
+def models_from_config(config: MockConfig) -> tuple[SpectralAxis | None, LineModel, ContinuumModel]:
+    """Spectral axis, line model and continuum model of a :class:`~alchemy_obs.config.MockConfig`.
+
+    The spectral axis is ``None`` when ``n_channels`` is unset: the band then follows each
+    source (:func:`~alchemy_obs.observe.sky.covering_band`).
+    """
+    spectral = None
+    if config.n_channels is not None:
+        spectral = SpectralAxis(config.n_channels, config.channel_width_kms * u.km / u.s,
+                                ctype=config.spectral_axis)
     line = LineModel(config.turbulent_sigma_kms * u.km / u.s, config.n_sigma)
     cont = ContinuumModel(config.continuum_frequency_ghz * u.GHz, config.continuum_bandwidth_mhz * u.MHz,
                           config.diffusion_kpc * u.kpc, config.electron_temperature_k * u.K,
@@ -366,16 +374,20 @@ def mock_view_maps(
     target = map_wcs(placement, extent_kpc, map_npix)
     out, mocks = {}, {}
     for kind in mock.products:
+        band = spectral
         if kind == "hi":
             source = HISource.from_galaxy(galaxy, rotation, gas_factor=maps.gas_hsml_factor,
                                           uvb=maps.uvb, column=maps.kmt_column)
+            if band is None:
+                band = covering_band(source, placement, mock.channel_width_kms * u.km / u.s,
+                                     line, ctype=mock.spectral_axis)
         else:
             source = ContinuumSource.from_galaxy(galaxy, rotation, gas_factor=maps.gas_hsml_factor)
-        freq = (spectral.frequencies(placement).min() if kind == "hi" else cont.frequency)
+        freq = (band.frequencies(placement).min() if kind == "hi" else cont.frequency)
         obs_cfg = tapered(observe, grid.pixel_angle(placement), freq, mock.pixels_per_beam)
         key = (kind, grid.npix, round(grid.pixel_angle(placement).to_value(u.arcsec), 9))
         sim = None if simulators is None else simulators.get(key)
-        m = make_mock(source, placement, grid, obs_cfg, spectral=spectral, line=line,
+        m = make_mock(source, placement, grid, obs_cfg, spectral=band, line=line,
                       continuum=cont, kernel=maps.kernel, simulator=sim)
         if simulators is not None:
             simulators[key] = m.simulator

@@ -44,6 +44,7 @@ vectorises. ``data`` is a (channel, y, x) view of that buffer.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
@@ -56,6 +57,7 @@ from astropy.wcs import WCS
 from scipy.ndimage import gaussian_filter
 from scipy.special import ndtr
 
+from alchemy_obs.errors import AlchemyObsWarning
 from alchemy_obs.maps.kernels import kernel_tables
 from alchemy_obs.maps.project import project_particles
 from alchemy_obs.maps.smoothing import GAS_FACTOR, smoothing_length
@@ -64,6 +66,9 @@ from alchemy_obs.physics import radio
 from alchemy_obs.sim.galaxy import Galaxy
 
 __all__ = [
+    "BandTruncationWarning",
+    "covering_band",
+    "line_frequencies",
     "SkyPlacement",
     "SkyGrid",
     "SpectralAxis",
@@ -808,6 +813,80 @@ def _pixel_coordinates(positions: u.Quantity, h: u.Quantity, grid: SkyGrid, plac
     return x, y, hh
 
 
+#: A fixed band that loses more than this fraction of the HI flux warns.
+BAND_LOSS_WARNING = 1e-3
+
+
+class BandTruncationWarning(AlchemyObsWarning):
+    """Part of the HI line falls outside a mock cube's fixed band (the message gives how much)."""
+
+
+def line_frequencies(source: HISource, placement: SkyPlacement,
+                     line: LineModel = LineModel()) -> tuple[np.ndarray, np.ndarray]:
+    """Observed line-centre frequency and line width (Hz) of each particle.
+
+    The line-of-sight velocity is the particle's peculiar velocity plus the Hubble flow across
+    the galaxy's depth; the galaxy's own redshift (cosmological and peculiar) shifts it.
+    """
+    xyz = source.positions.to_value(u.kpc)
+    vel = source.velocities.to_value(u.km / u.s)
+    # Receding velocity: z' points at the observer; Hubble flow across the galaxy's depth.
+    v_los = -vel[:, 2] + placement.hubble_rate.to_value(u.km / u.s / u.kpc) * (-xyz[:, 2])
+    one_plus_z = 1.0 + placement.observed_redshift
+    nu = radio.HI_REST_FREQUENCY.to_value(u.Hz) / (one_plus_z * (1.0 + v_los / _C_KMS))
+    sigma_v = line.sigma(source.temperature).to_value(u.km / u.s)
+    return nu, nu * sigma_v / _C_KMS
+
+
+def _fraction_in_band(nu, sigma_nu, flux, freqs, step) -> float:
+    """Flux-weighted fraction of the particles' Gaussian lines between the band edges."""
+    lo = min(freqs[0], freqs[-1]) - 0.5 * abs(step)
+    hi = max(freqs[0], freqs[-1]) + 0.5 * abs(step)
+    scale = np.maximum(sigma_nu, 1e-300)
+    inside = ndtr((hi - nu) / scale) - ndtr((lo - nu) / scale)
+    total = flux.sum()
+    return float((flux * inside).sum() / total) if total > 0 else 1.0
+
+
+def covering_band(source: HISource, placement: SkyPlacement, channel_width: u.Quantity,
+                  line: LineModel = LineModel(), *, ctype: str = "FREQ",
+                  multiple: int = 16) -> SpectralAxis:
+    """The channels, centred on the systemic line, that hold every particle's line.
+
+    The band reaches, on both sides of systemic and plus one channel, the line centre plus
+    ``line.n_sigma`` of the line width of every particle but the fastest holding 1e-5 of
+    the HI, and its channel count is rounded up to a multiple of
+    ``multiple``: views of similar galaxies then share a band (and a cached fast-mode set-up).
+
+    Parameters
+    ----------
+    source : HISource
+    placement : SkyPlacement
+    channel_width : Quantity
+        In Hz or km/s of radio velocity, as for :class:`SpectralAxis`.
+    line : LineModel
+    ctype : {"FREQ", "VRAD"}
+    multiple : int
+
+    Returns
+    -------
+    SpectralAxis
+    """
+    step = SpectralAxis(1, channel_width, ctype=ctype)._width_hz()
+    nu, sigma_nu = line_frequencies(source, placement, line)
+    centre = placement.line_frequency.to_value(u.Hz)
+    reach = np.abs(nu - centre) + line.n_sigma * sigma_nu
+    # The reach of all but 1e-5 of the HI: a few hot, fast particles with a trace of HI
+    # would otherwise triple the band.
+    order = np.argsort(reach)
+    weight = np.cumsum(source.hi_mass.value[order])
+    k = np.searchsorted(weight, (1.0 - 1e-5) * weight[-1]) if len(weight) else 0
+    reach = float(reach[order][min(k, len(order) - 1)]) if len(order) else 0.0
+    n = 2 * int(np.ceil(reach / step + 1.0))
+    n = multiple * int(np.ceil(n / multiple))
+    return SpectralAxis(n, channel_width, ctype=ctype)
+
+
 def hi_cube(
     source: HISource,
     placement: SkyPlacement,
@@ -840,16 +919,8 @@ def hi_cube(
         each channel. Summing ``data * |channel width|`` gives the line flux of the particles
         inside the cube, :math:`M_{\\rm HI}/(C D_L^2)` (see :func:`~alchemy_obs.physics.radio.hi_mass`).
     """
-    z = placement.z
     d_l = placement.luminosity_distance
-    xyz = source.positions.to_value(u.kpc)
-    vel = source.velocities.to_value(u.km / u.s)
-    # Receding velocity: z' points at the observer; Hubble flow across the galaxy's depth.
-    v_los = -vel[:, 2] + placement.hubble_rate.to_value(u.km / u.s / u.kpc) * (-xyz[:, 2])
-    one_plus_z = 1.0 + placement.observed_redshift
-    nu = radio.HI_REST_FREQUENCY.to_value(u.Hz) / (one_plus_z * (1.0 + v_los / _C_KMS))
-    sigma_v = line.sigma(source.temperature).to_value(u.km / u.s)
-    sigma_nu = nu * sigma_v / _C_KMS
+    nu, sigma_nu = line_frequencies(source, placement, line)
 
     freqs = spectral.frequencies(placement).to_value(u.Hz)
     step = spectral.frequency_step().to_value(u.Hz)
@@ -859,6 +930,11 @@ def hi_cube(
 
     line_flux = radio.hi_line_flux(source.hi_mass, d_l).to_value(u.Jy * u.Hz)
     flux = np.ascontiguousarray(line_flux / abs(step))  # Jy per channel-fraction
+    lost = 1.0 - _fraction_in_band(nu, sigma_nu, line_flux, freqs, step)
+    if lost > BAND_LOSS_WARNING:
+        warnings.warn(f"{100 * lost:.1f} % of the HI flux falls outside the band of "
+                      f"{spectral.n_channels} channels; leave mock.n_channels unset for a band "
+                      "that holds the whole line", BandTruncationWarning, stacklevel=2)
 
     x, y, h = _pixel_coordinates(source.positions, source.smoothing_length, grid, placement)
     # Visiting particles in raster order of their pixel keeps the cube rows they update in

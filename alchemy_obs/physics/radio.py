@@ -230,7 +230,7 @@ def hi_column_density_from_flux(
     Rayleigh-Jeans :math:`\\int T_b\\,dV` at the rest frequency, then
     :math:`N = 1.823\\times10^{18}\\int T_b\\,dV`. At :math:`z=0` this is the familiar
     :math:`N = 1.104\\times10^{21}\\,{\\rm cm^{-2}}\\,S/(\\theta_{\\rm maj}\\theta_{\\rm min})`
-    (S in Jy/beam km/s, beam in arcsec).
+    (S in mJy/beam km/s, beam in arcsec; :math:`1.104\\times10^{24}` for S in Jy/beam km/s).
 
     Parameters
     ----------

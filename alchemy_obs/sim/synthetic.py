@@ -556,12 +556,22 @@ def _scale_factor_at_time(cosmo: FlatLambdaCDM) -> Callable[[np.ndarray], np.nda
     return lambda t_gyr: np.interp(t_gyr, t, a)
 
 
+def helium_fraction(metallicity: np.ndarray) -> np.ndarray:
+    """Helium mass fraction :math:`Y = Y_p + (\\Delta Y/\\Delta Z)\\,Z` of gas of metallicity Z.
+
+    Primordial :math:`Y_p = 0.2485` and :math:`\\Delta Y/\\Delta Z = 1.7` (Jimenez et al.
+    2003, Science 299, 1552): metal-free gas has the primordial fraction, solar gas
+    (Z = 0.0127) 0.270.
+    """
+    return 0.2485 + 1.7 * np.asarray(metallicity)
+
+
 def _gas_thermodynamics(
     rng: np.random.Generator, gas: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
     """Temperatures, ionisation state, SFR and internal energy of the gas cells."""
     z_met = gas["Z"]
-    helium = 0.2485 + 1.7 * (z_met - _Z_SUN)
+    helium = helium_fraction(z_met)
     x_h = 1.0 - helium - z_met
     rho_cgs = gas["rho"] * _MSUN_KPC3_TO_G_CM3
     n_h = x_h * rho_cgs / _M_P
