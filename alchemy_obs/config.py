@@ -605,7 +605,9 @@ class MockConfig(Section):
         100.0, gt=0, description="Continuum bandwidth (MHz), one channel for the radiometer noise."
     )
     diffusion_kpc: float = Field(
-        1.0, ge=0, description="Cosmic-ray diffusion length: Gaussian sigma (kpc) of the synchrotron."
+        0.3, ge=0,
+        description="Cosmic-ray diffusion length: Gaussian sigma (kpc) of the synchrotron "
+        "(a few hundred pc, Murphy et al. 2006, 2008).",
     )
     electron_temperature_k: float = Field(1e4, gt=0, description="HII-region T_e (free-free).")
     synchrotron_index: float = Field(-0.8, description="Synchrotron spectral index alpha.")

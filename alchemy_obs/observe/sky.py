@@ -333,7 +333,10 @@ class ContinuumModel:
         Bandwidth of the continuum observation (sets its radiometer noise).
     diffusion_length : Quantity
         Gaussian sigma (proper length) of the cosmic-ray electron diffusion kernel that
-        smooths the image (about 1-2 kpc, Murphy et al. 2008, ApJ 678, 828); 0 disables it.
+        smooths the image; 0 disables it. The default 0.3 kpc (FWHM 0.7 kpc) lies in the
+        range of cosmic-ray electron diffusion lengths, a few hundred pc, that Murphy et al.
+        (2006, ApJ 651, L111; 2008, ApJ 678, 828) find by smoothing infrared images into
+        radio continuum ones.
         The free-free part is smoothed too, a simplification (it traces HII regions).
     electron_temperature : Quantity
         HII-region electron temperature of the free-free part.
@@ -343,7 +346,7 @@ class ContinuumModel:
 
     frequency: u.Quantity = field(default_factory=lambda: 1.4 * u.GHz)
     bandwidth: u.Quantity = field(default_factory=lambda: 100 * u.MHz)
-    diffusion_length: u.Quantity = field(default_factory=lambda: 1.0 * u.kpc)
+    diffusion_length: u.Quantity = field(default_factory=lambda: 0.3 * u.kpc)
     electron_temperature: u.Quantity = field(default_factory=lambda: 1e4 * u.K)
     synchrotron_index: float = -0.8
 
