@@ -153,6 +153,18 @@ def test_hi_mass_following_vn18():
     assert gas.hi_mass(np.array([2.0]), 0.75, np.array([0.5]), 0.2)[0] == pytest.approx(0.6)
 
 
+def test_missing_metallicity_is_an_error_not_zero_h2():
+    """Star-forming gas without metallicities used to get Z' = 0, hence no H2 at all."""
+    g = _gas(masses=np.array([1e6]), density=np.array([1e8]), internal_energy=np.array([1000.0]),
+             electron_abundance=np.array([0.1]), neutral_hydrogen_abundance=np.array([0.01]),
+             sfr=np.array([0.01]))
+    with pytest.raises(ValueError, match="metallicity"):
+        gas.gas_hi_mass(g, redshift=0.0)
+    # Without star formation no H2 is assigned, and metallicities are not needed.
+    g.sfr = np.array([0.0])
+    assert gas.gas_hi_mass(g, redshift=0.0)[0].value > 0
+
+
 def test_hi_column_and_brightness():
     # 1 Msun/pc^2 of HI = 1.98841e33 g / (3.0857e18 cm)^2 / m_H = 1.2486e20 cm^-2.
     n = gas.hi_column_density(1.0 * u.Msun / u.pc**2)

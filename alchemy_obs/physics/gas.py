@@ -606,7 +606,8 @@ def gas_hi_mass(
     ----------
     gas : Particles
         Gas cells with masses, density, internal_energy, electron_abundance, sfr,
-        metallicity and neutral_hydrogen_abundance (the last two optional).
+        metallicity (needed where any cell forms stars) and neutral_hydrogen_abundance
+        (optional).
     redshift : float
         Snapshot redshift.
     uvb : {"FG09", "HM01", "HM12"}
@@ -639,8 +640,13 @@ def gas_hi_mass(
             sigma = cell_column_density(gas.density[sf], gas.masses[sf])
         else:
             raise ValueError(f"column must be 'jeans' or 'cell', got {column!r}")
-        metal = 0.0 if gas.metallicity is None else np.asarray(gas.metallicity)[sf]
-        molecular[sf] = kmt_molecular_fraction(sigma, np.asarray(metal) / solar_metallicity)
+        # Without metallicities KMT would see Z' = 0 and assign no H2 at all, silently
+        # turning every star-forming cell's molecular gas into HI.
+        if gas.metallicity is None:
+            raise ValueError("gas particles lack metallicity (GFM_Metallicity), which the KMT "
+                             "H2 fraction of the star-forming cells needs")
+        metal = np.asarray(gas.metallicity)[sf]
+        molecular[sf] = kmt_molecular_fraction(sigma, metal / solar_metallicity)
     return hi_mass(gas.masses, x_h, neutral, molecular) * u.Msun
 
 
