@@ -496,7 +496,7 @@ class ImagingConfig(Section):
         "out of the model. null: no mask.",
     )
     floor: float = Field(
-        1e-3, ge=0, lt=1,
+        3e-4, ge=0, lt=1,
         description="Also stop at this fraction of each channel's dirty peak: the only stop "
         "of a noiseless mock, deep enough that the restored image keeps the flux.",
     )

@@ -52,7 +52,10 @@ def _inclined(galaxy, degrees: float) -> np.ndarray:
 
 
 def _fits_line_flux(path) -> u.Quantity:
-    data, h = fits.getdata(path), fits.getheader(path)
+    """Sum of the restored cube divided by its primary-beam response (``*_pb.fits``), over
+    the beam area in pixels, times the channel width: what an astronomer does."""
+    pb = fits.getdata(str(path).replace("_image.fits", "_pb.fits"))
+    data, h = fits.getdata(path) / pb, fits.getheader(path)
     beam_pix = np.pi * h["BMAJ"] * h["BMIN"] / (4 * np.log(2)) / abs(h["CDELT1"] * h["CDELT2"])
     return float(np.nansum(data) / beam_pix * abs(h["CDELT3"])) * u.Jy * u.Hz
 

@@ -149,9 +149,9 @@ def test_default_clean_keeps_the_flux_of_extended_emission(obs, weighting):
     apparent = (img * _apparent(obs, imager, vis, sky.geometry.offsets() * u.rad,
                                 obs.frequencies[0])).sum()
     restored = res.image.to_value(u.Jy / u.beam)[0].sum() / beam_pix
-    # The residual left at the floor (1e-3 of the peak) is in Jy per *dirty* beam: divided by
-    # the clean beam's area it counts ~3x too much under natural weighting (+1.7 % here),
-    # 0.05 % under Briggs 0 (measured; 1e-4 brings natural to 0.1 %).
+    # The residual left at the floor (3e-4 of the peak) is in Jy per *dirty* beam: divided by
+    # the clean beam's area it counts ~3x too much under natural weighting (+1.7 % at a floor
+    # of 1e-3), little under Briggs 0 (measured; 1e-4 brings natural to 0.1 %).
     assert restored == pytest.approx(apparent, rel=0.02 if weighting == "natural" else 0.005)
     # The restored image is model * beam + residual: no JvM rescaling by default.
     assert res.jvm_epsilon[0] == 1.0

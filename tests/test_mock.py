@@ -241,5 +241,6 @@ def test_demo_mock_stage(tmp_path):
                              "observe.dump_s=600"])
     _stage_mock(cfg, tmp_path)
     assert (tmp_path / "mock.png").stat().st_size > 10_000
-    # 4 planes, PSF and sky model per product, and the HI moment-0 and column-density maps.
-    assert len(list((tmp_path / "mocks").glob("cutout_0_faceon_*.fits"))) == 14
+    # 4 planes, PSF, primary beam and sky model per product, and the HI moment-0 and
+    # column-density maps.
+    assert len(list((tmp_path / "mocks").glob("cutout_0_faceon_*.fits"))) == 16

@@ -277,3 +277,23 @@ def test_helium_fraction_is_primordial_for_metal_free_gas():
 
     assert helium_fraction(0.0) == pytest.approx(0.2485)
     assert helium_fraction(0.0127) == pytest.approx(0.2485 + 1.7 * 0.0127)
+
+
+def test_magnetic_fields_have_observed_strengths(tmp_path):
+    """Mass-weighted |B| in the disc (R < 15 kpc, |z| < 1 kpc) about 10 uG, as in nearby
+    spirals (Beck 2015, A&ARv 24, 4); volume-weighted |B| of the halo gas between 20 and 100
+    kpc 0.1-1 uG, as in the Auriga MHD haloes (Pakmor et al. 2017). Both were 3-10x weaker."""
+    discs, haloes = [], []
+    for i in range(6):
+        galaxy = load_galaxy(make_synthetic_cutout(tmp_path / f"c{i}.hdf5", i, 6000, 7,
+                                                   merger_fraction=0.0))
+        gas = galaxy.gas
+        b = np.linalg.norm(gas.magnetic_field, axis=1) * 1e6
+        axis = galaxy.stellar_angular_momentum()
+        z = np.abs(gas.coordinates @ (axis / np.linalg.norm(axis)))
+        r = np.linalg.norm(gas.coordinates, axis=1)
+        disc, halo = (r < 15) & (z < 1), (r > 20) & (r < 100)
+        discs.append(np.average(b[disc], weights=gas.masses[disc]))
+        haloes.append(np.average(b[halo], weights=(gas.masses / gas.density)[halo]))
+    assert 6.0 <= np.median(discs) <= 15.0, discs
+    assert 0.1 <= np.median(haloes) <= 1.0, haloes

@@ -32,6 +32,7 @@ from alchemy_obs.observe.imaging import (
     dirty_image,
     fit_beam,
     predicted_rms,
+    primary_beam_response,
     uv_cells,
 )
 from alchemy_obs.observe.interferometer import GridGeometry, SkyImage, Visibilities, visibility_flags
@@ -90,6 +91,7 @@ class ImagePlaneSimulator:
                 cv.ft = cv.ft.astype(np.complex64)
             self.groups.append((beams, convs))
         self.psf = psf_total
+        self.primary_beam = primary_beam_response(observation, w, geo)
         self._psf_convs: list[PSFConvolver] | None = None
         self.beams = [fit_beam(psf_total[c], imager.cell) for c in range(nchan)]
         # Noise power per uv cell, each visibility once (the real part of the sum supplies the
@@ -144,5 +146,8 @@ class ImagePlaneSimulator:
         sigma = self.rms if self.noise else np.zeros_like(self.rms)
         model, residual = im.deconvolve(dirty, self.psf, sigma, self.beams,
                                         residual_of=lambda m: dirty - self.convolve_psf(m))
-        return im.result(self.observation.frequencies, dirty, model, residual, self.psf, self.beams,
-                          self.rms, {"weighting": im.weighting, "robust": im.robust, "mode": "fast"})
+        result = im.result(self.observation.frequencies, dirty, model, residual, self.psf,
+                           self.beams, self.rms,
+                           {"weighting": im.weighting, "robust": im.robust, "mode": "fast"})
+        result.primary_beam = self.primary_beam
+        return result

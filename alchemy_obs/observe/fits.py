@@ -216,10 +216,12 @@ def write_mock_products(
     """Write mock observations as FITS files, each with the same provenance cards.
 
     For each product (``"hi"``, ``"continuum"``): ``<stem>_<product>_<plane>.fits`` for the
-    restored, dirty, residual and CLEAN-model planes, ``<stem>_<product>_psf.fits`` (the
-    dirty beam, peak 1, as imagers write it), and ``<stem>_<product>_sky.fits`` (the sky
-    model, Jy/pixel); HI also gets its moment 0 (Jy/beam km/s) and column density (cm^-2)
-    maps. Writes are atomic.
+    restored, dirty, residual and CLEAN-model planes (apparent brightness, as imagers write
+    them), ``<stem>_<product>_psf.fits`` (the dirty beam, peak 1),
+    ``<stem>_<product>_pb.fits`` (the primary-beam response the images are divided by to
+    give the sky's brightness) and ``<stem>_<product>_sky.fits`` (the sky model,
+    Jy/pixel); HI also gets its primary-beam corrected moment 0 (Jy/beam km/s) and column
+    density (cm^-2) maps. Writes are atomic.
 
     Parameters
     ----------
@@ -264,10 +266,18 @@ def write_mock_products(
         psf_hdul[0].header["BUNIT"] = ""
         psf_hdul[0].header.remove("NOISERMS", ignore_missing=True)
         put(psf_hdul, "psf", "point spread function (dirty beam)")
+        if m.result.primary_beam is not None:
+            pb_hdul = to_hdulist(m.result, m.observation, "image", restfreq, object_name, specsys)
+            pb_hdul[0].data = np.asarray(m.result.primary_beam, np.float32)[None]
+            pb_hdul[0].header["BUNIT"] = ""
+            pb_hdul[0].header.remove("NOISERMS", ignore_missing=True)
+            put(pb_hdul, "pb", "primary-beam response (divide the images by it)")
         sky = fits.HDUList([fits.PrimaryHDU(np.asarray(m.sky.data.value, np.float32), m.sky.header())])
         sky[0].header["SPECSYS"] = specsys
         put(sky, "sky", "sky model")
         if kind == "hi":
             for name, image in (("mom0", m.moment0()), ("nhi", m.column_density())):
-                put(_map_hdul(image, m.wcs, m.beam, specsys), name, f"HI {name} map")
+                hdul = _map_hdul(image, m.wcs, m.beam, specsys)
+                hdul[0].header["PBCOR"] = (True, "corrected for the primary-beam response")
+                put(hdul, name, f"HI {name} map")
     return written

@@ -60,6 +60,7 @@ __all__ = [
     "uv_cells",
     "PSFConvolver",
     "restore",
+    "primary_beam_response",
 ]
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,24 @@ def psf_image(vis: Visibilities, weights: np.ndarray, geometry: GridGeometry,
                        factor * geometry.nx / 2, factor * geometry.ny / 2)
     ones = np.ones_like(vis.data)
     return dirty_image(vis, weights, big, ones, epsilon, nthreads)
+
+
+def primary_beam_response(observation, weights: np.ndarray, geometry: GridGeometry) -> np.ndarray:
+    """The primary-beam response of a dirty image, (nchan, ny, nx), 1 at the phase centre.
+
+    Baselines of different dish-type pairs see the sky through different primary beams; the
+    image sees their imaging-weighted mean. Dividing the restored image by it gives the sky's
+    surface brightness (a "pbcor" image).
+    """
+    offsets = geometry.offsets() * u.rad
+    total = weights.sum(axis=0)
+    out = np.zeros((weights.shape[1], geometry.ny, geometry.nx))
+    for pair, rows in observation.baseline_groups().items():
+        share = weights[rows].sum(axis=0) / np.where(total > 0, total, 1.0)
+        for c, f in enumerate(observation.frequencies):
+            if share[c] > 0:
+                out[c] += share[c] * observation.baseline_beam(offsets, f, pair)
+    return out
 
 
 def _main_lobe(psf: np.ndarray, level: float) -> np.ndarray:
@@ -340,6 +359,9 @@ class ImageResult:
     frequencies : Quantity (nchan,)
     meta : dict
         Observation parameters for the FITS header.
+    primary_beam : ndarray (nchan, ny, nx) or None
+        Primary-beam response of the images (:func:`primary_beam_response`); the images are
+        apparent brightness, ``image / primary_beam`` is the sky's.
     """
 
     image: u.Quantity
@@ -353,6 +375,7 @@ class ImageResult:
     jvm_epsilon: np.ndarray
     frequencies: u.Quantity
     meta: dict = field(default_factory=dict)
+    primary_beam: np.ndarray | None = None
 
 
 def _grown(support: np.ndarray, radius_pix: float) -> np.ndarray:
@@ -476,7 +499,7 @@ class Imager:
     def __init__(self, wcs: WCS, shape: tuple[int, int], *, weighting: str = "briggs",
                  robust: float = 0.0, niter: int = 100_000, gain: float = 0.1,
                  threshold_sigma: float = 0.5, auto_mask_sigma: float | None = 5.0,
-                 floor: float = 1e-3, major_cycles: int = 20, mgain: float = 0.8,
+                 floor: float = 3e-4, major_cycles: int = 20, mgain: float = 0.8,
                  jvm: bool = False, epsilon: float = 1e-6, nthreads: int = 1):
         self.wcs = wcs.celestial
         self.geometry = GridGeometry.from_wcs(self.wcs, shape)
@@ -524,8 +547,11 @@ class Imager:
         beams = [fit_beam(psf[c], self.cell) for c in range(len(vis.freq_hz))]
         model, residual = self.deconvolve(dirty, psf, rms if noise else np.zeros_like(rms), beams,
                                           residual_of=lambda m: self._residual(vis, w, m), mask=mask)
-        return self.result(vis.frequencies, dirty, model, residual, psf, beams, rms,
-                           {"weighting": self.weighting, "robust": self.robust})
+        result = self.result(vis.frequencies, dirty, model, residual, psf, beams, rms,
+                             {"weighting": self.weighting, "robust": self.robust})
+        if vis.observation is not None:
+            result.primary_beam = primary_beam_response(vis.observation, w, geo)
+        return result
 
     def deconvolve(self, dirty: np.ndarray, psf: np.ndarray, sigma: np.ndarray, beams,
                    residual_of=None, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -119,13 +119,24 @@ class Mock:
         return radio.frequency_integral_to_velocity_integral(
             self._channel_width_hz() * u.Hz, self.sky.placement.observed_redshift).to(u.km / u.s)
 
+    def plane(self, plane: str = "image") -> u.Quantity:
+        """A plane set (Jy/beam) corrected for the primary beam: the sky's brightness.
+
+        The interferometer sees the sky attenuated by the primary beams of its dishes; the
+        written FITS images keep that (apparent) brightness, with the response beside them
+        (``*_pb.fits``), while every derived map (moments, column density, the dataset's
+        mock domains) is divided by it, so it describes the galaxy, as the paired maps do.
+        """
+        cube = getattr(self.result, plane)
+        pb = self.result.primary_beam
+        return cube if pb is None else cube / pb
+
     def moment0_frequency(self, plane: str = "image") -> u.Quantity:
-        """:math:`\\sum_c I_c |\\Delta\\nu|` of a plane set (Jy/beam Hz); no clipping, so the
-        noise stays unbiased."""
+        """:math:`\\sum_c I_c |\\Delta\\nu|` of a primary-beam corrected plane set (Jy/beam
+        Hz); no clipping, so the noise stays unbiased."""
         if self.kind != "hi":
             raise ValueError("moment 0 needs an HI mock")
-        cube = getattr(self.result, plane)
-        return cube.sum(axis=0) * self._channel_width_hz() * u.Hz
+        return self.plane(plane).sum(axis=0) * self._channel_width_hz() * u.Hz
 
     def moment0(self, plane: str = "image") -> u.Quantity:
         """HI moment 0 in Jy/beam km/s of rest-frame velocity
@@ -142,10 +153,10 @@ class Mock:
         )
 
     def continuum(self, plane: str = "image") -> u.Quantity:
-        """Continuum image (Jy/beam) of a plane set."""
+        """Primary-beam corrected continuum image (Jy/beam) of a plane set."""
         if self.kind != "continuum":
             raise ValueError("not a continuum mock")
-        return getattr(self.result, plane)[0]
+        return self.plane(plane)[0]
 
     def domains(self) -> dict[str, u.Quantity]:
         """The dataset domains of this mock on its own grid."""

@@ -857,7 +857,7 @@ def covering_band(source: HISource, placement: SkyPlacement, channel_width: u.Qu
     """The channels, centred on the systemic line, that hold every particle's line.
 
     The band reaches, on both sides of systemic and plus one channel, the line centre plus
-    ``line.n_sigma`` of the line width of every particle but the fastest holding 1e-5 of
+    ``line.n_sigma`` of the line width of every particle but the fastest holding 1e-4 of
     the HI, and its channel count is rounded up to a multiple of
     ``multiple``: views of similar galaxies then share a band (and a cached fast-mode set-up).
 
@@ -879,11 +879,11 @@ def covering_band(source: HISource, placement: SkyPlacement, channel_width: u.Qu
     nu, sigma_nu = line_frequencies(source, placement, line)
     centre = placement.line_frequency.to_value(u.Hz)
     reach = np.abs(nu - centre) + line.n_sigma * sigma_nu
-    # The reach of all but 1e-5 of the HI: a few hot, fast particles with a trace of HI
+    # The reach of all but 1e-4 of the HI: a few hot, fast particles with a trace of HI
     # would otherwise triple the band.
     order = np.argsort(reach)
     weight = np.cumsum(source.hi_mass.value[order])
-    k = np.searchsorted(weight, (1.0 - 1e-5) * weight[-1]) if len(weight) else 0
+    k = np.searchsorted(weight, (1.0 - 0.1 * BAND_LOSS_WARNING) * weight[-1]) if len(weight) else 0
     reach = float(reach[order][min(k, len(order) - 1)]) if len(order) else 0.0
     n = 2 * int(np.ceil(reach / step + 1.0))
     n = multiple * int(np.ceil(n / multiple))

@@ -29,6 +29,7 @@ from alchemy_obs.observe.imaging import (
     image_weights,
     jvm_epsilon,
     predicted_rms,
+    primary_beam_response,
     spectral_wcs,
 )
 from alchemy_obs.observe.interferometer import GridGeometry, Visibilities
@@ -71,7 +72,7 @@ class WSCleanImager:
     def __init__(self, wcs: WCS, shape: tuple[int, int], *, weighting: str = "briggs",
                  robust: float = 0.0, niter: int = 100_000, gain: float = 0.1, mgain: float = 0.8,
                  threshold_sigma: float = 0.5, auto_mask_sigma: float | None = 5.0,
-                 floor: float = 1e-3, major_cycles: int = 20, jvm: bool = False,
+                 floor: float = 3e-4, major_cycles: int = 20, jvm: bool = False,
                  executable: str | None = None, threads: int = 1):
         self.threads = threads
         self.executable = executable or wsclean_available()
@@ -157,7 +158,7 @@ class WSCleanImager:
             eps = np.array([jvm_epsilon(planes["psf"][c], beams[c], cell) for c in range(nchan)])
             image = image + (eps[:, None, None] - 1.0) * residual
         jyb = u.Jy / u.beam
-        return ImageResult(
+        result = ImageResult(
             image=image * jyb, model=np.stack(planes["model"]) * u.Jy,
             residual=residual * jyb, dirty=np.stack(planes["dirty"]) * jyb,
             psf=np.stack(planes["psf"]), beams=Beams(beams=beams),
@@ -166,3 +167,6 @@ class WSCleanImager:
             meta={"weighting": self.weighting, "robust": self.robust, "imager": "wsclean",
                   "jvm": bool(self.jvm)},
         )
+        if vis.observation is not None:  # the response of our weights: WSClean's differ little
+            result.primary_beam = primary_beam_response(vis.observation, w, self.geometry)
+        return result

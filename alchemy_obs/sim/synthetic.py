@@ -190,7 +190,7 @@ def draw_parameters(rng: np.random.Generator, merger_fraction: float) -> GalaxyP
         spiral_arms=int(rng.choice([2, 2, 3, 4])),
         pitch_angle_deg=rng.uniform(10.0, 30.0),
         arm_amplitude=rng.uniform(0.2, 0.7),
-        b0_microgauss=rng.uniform(3.0, 12.0),
+        b0_microgauss=rng.uniform(15.0, 45.0),
         turbulent_ratio=rng.uniform(0.5, 1.5),
         central_metallicity=_Z_SUN * 10 ** (0.3 * (log_ms - 10.5) + 0.15 + rng.normal(0, 0.1)),
         metallicity_gradient_dex_per_kpc=-rng.uniform(0.1, 0.3) / rd,
@@ -600,10 +600,18 @@ def _gas_thermodynamics(
 
 
 def _magnetic_field(rng: np.random.Generator, p: GalaxyParameters, gas: dict[str, np.ndarray]) -> np.ndarray:
-    """Ordered spiral disc field plus solenoidal turbulent field, Gauss, scaling as rho^0.5."""
+    """Ordered spiral disc field plus solenoidal turbulent field, Gauss.
+
+    The strength scales as :math:`\\rho^{0.5}` in the disc (equipartition with turbulence)
+    from ``b0`` at the central disc density, 15-45 uG, so that the mass-weighted disc field is
+    5-15 uG, as the total fields of nearby spirals (about 10 uG on average, Beck 2015,
+    A&ARv 24, 4), and as :math:`\\rho^{0.4}` in the hot halo, 0.1-1 uG between 20 and
+    100 kpc as in the Auriga MHD haloes (Pakmor et al. 2017, MNRAS 469, 3185).
+    """
     pos = gas["pos"]
     n = pos.shape[0]
-    strength = p.b0_microgauss * 1e-6 * np.clip(gas["rho"] / gas["rho_disc0"], 1e-6, 50.0) ** 0.5
+    slope = np.where(gas["disc"], 0.5, 0.4)
+    strength = p.b0_microgauss * 1e-6 * np.clip(gas["rho"] / gas["rho_disc0"], 1e-8, 50.0) ** slope
     phi = np.arctan2(pos[:, 1], pos[:, 0])
     pitch = math.radians(p.pitch_angle_deg)
     b_r, b_phi = -math.sin(pitch), math.cos(pitch)
