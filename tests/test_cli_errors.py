@@ -101,3 +101,17 @@ def test_written_products_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_model_names_resolve_alike_and_typos_get_a_suggestion(workdir, capsys):
+    """`evaluate` finds the shipped model by name from any folder, as `infer` does, and a
+    misspelt name is answered with the closest registered one; `models` lists them."""
+    from alchemy_obs.translate.checkpoint import resolve_model
+
+    assert (resolve_model("demo-hi2dm") / "card.json").is_file()
+    for argv in (["evaluate", "demo-hi2mm"], ["infer", "x.fits", "--model", "demo-hi2mm"]):
+        assert main(argv) == 2
+        assert "did you mean 'demo-hi2dm'" in capsys.readouterr().err
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "demo-hi2dm" in out and "hi_nhi -> dm" in out and "demonstration" in out

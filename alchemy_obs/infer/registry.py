@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from alchemy_obs.atomic import temporary_beside
 from alchemy_obs.errors import AlchemyObsError
-from alchemy_obs.translate.checkpoint import sha256_file
+from alchemy_obs.translate.checkpoint import models_folder, sha256_file
 
 __all__ = [
     "REGISTRY_FORMAT",
@@ -97,8 +97,8 @@ class Registry(BaseModel):
 
 
 def default_registry_path() -> Path:
-    """``$ALCHEMY_OBS_MODELS/registry.yaml`` (default ``models/registry.yaml``)."""
-    return Path(os.environ.get("ALCHEMY_OBS_MODELS", "models")) / "registry.yaml"
+    """``registry.yaml`` of :func:`~alchemy_obs.translate.checkpoint.models_folder`."""
+    return models_folder() / "registry.yaml"
 
 
 def registry_file(path: str | os.PathLike | None = None) -> Path:

@@ -49,6 +49,7 @@ scheduler, config), so :func:`load_model` reads them too. Nothing is ever unpick
 from __future__ import annotations
 
 import hashlib
+import difflib
 import json
 import os
 import shutil
@@ -159,18 +160,43 @@ def save_model(
     return _write_dir_atomically(Path(directory), lambda d: _write_model_files(d, state, card))
 
 
+def models_folder() -> Path:
+    """The folder of installed models: ``$ALCHEMY_OBS_MODELS`` (default ``models``).
+
+    A relative folder missing from the working directory is looked up in the source checkout
+    (the README's editable install), which holds the shipped ``models/``: every command, run
+    from any directory, finds the shipped models by name the same way.
+    """
+    folder = Path(os.environ.get("ALCHEMY_OBS_MODELS", "models"))
+    if not folder.is_absolute() and not folder.is_dir():
+        checkout = Path(__file__).resolve().parents[2] / folder
+        if checkout.is_dir():
+            return checkout
+    return folder
+
+
+def model_names(folder: Path | None = None) -> list[str]:
+    """Names of the model folders (those with a card) in ``folder`` (default :func:`models_folder`)."""
+    folder = models_folder() if folder is None else folder
+    return sorted(p.parent.name for p in folder.glob(f"*/{CARD}")) if folder.is_dir() else []
+
+
 def resolve_model(path_or_name: str | os.PathLike) -> Path:
-    """The model folder of a path (folder or ``card.json``) or of a registered name."""
+    """The model folder of a path (folder or ``card.json``) or of a name in :func:`models_folder`."""
     p = Path(path_or_name)
     if p.name == CARD and p.is_file():
         return p.parent
     if (p / CARD).is_file():
         return p
-    registry = Path(os.environ.get("ALCHEMY_OBS_MODELS", "models"))
-    if (registry / str(path_or_name) / CARD).is_file():
-        return registry / str(path_or_name)
+    folder = models_folder()
+    if (folder / str(path_or_name) / CARD).is_file():
+        return folder / str(path_or_name)
+    names = model_names(folder)
+    close = difflib.get_close_matches(str(path_or_name), names, n=1)
+    hint = (f"; did you mean {close[0]!r}?" if close
+            else f"; installed: {', '.join(names)}" if names else "")
     raise FileNotFoundError(
-        f"{path_or_name}: not a model folder (no {CARD}) nor a model name in {registry}/"
+        f"{path_or_name}: not a model folder (no {CARD}) nor a model name in {folder}/{hint}"
     )
 
 
