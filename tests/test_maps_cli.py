@@ -237,6 +237,15 @@ def test_cli_builds_reports_failures_and_resumes(cutouts, tmp_path, capsys):
     for d in store.domains:
         np.testing.assert_array_equal(again[d], random0[d])
 
+    # Other map settings: refused before any work, not a silent rewrite of every shard.
+    stamp = shard_path(out, 0).stat().st_mtime_ns
+    assert main(argv + ["--set", "maps.npix=32"]) == 2
+    err = capsys.readouterr().err
+    assert "other map settings" in err and "--overwrite" in err
+    assert shard_path(out, 0).stat().st_mtime_ns == stamp
+    assert main(argv + ["--set", "maps.npix=32", "--overwrite"]) == 1  # the broken file again
+    assert MapStore(out / "dataset.h5").npix == 32
+
 
 @pytest.mark.slow
 def test_build_dataset_in_parallel_processes(cutouts, tmp_path):

@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="processes rendering galaxies in parallel, 1 or more (default 1)")
     parser.add_argument("--plot", type=Path, default=None, metavar="PNG",
                         help="also save a grid of every domain for the first galaxy's views")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace shards written with other map settings (without it they "
+                             "are refused; shards with the same settings are kept or completed)")
 
 
 def _sources(args: argparse.Namespace, config: Config):
@@ -65,6 +68,28 @@ def _sources(args: argparse.Namespace, config: Config):
     return snapshot_sources(config.tng.snapshot_dir, config.tng.snapshot, args.ids)
 
 
+def _refuse_other_settings(out: Path, config: Config) -> None:
+    """Shards of this folder written with other map settings are not silently replaced."""
+    import h5py
+
+    from alchemy_obs.errors import UsageError
+    from alchemy_obs.maps.build import maps_hash
+
+    wanted = maps_hash(config.maps)
+    other = []
+    for shard in sorted(Path(out, "shards").glob("galaxy_*.h5")):
+        try:
+            with h5py.File(shard, "r") as f:
+                if f.attrs.get("config_hash") != wanted:
+                    other.append(shard.name)
+        except OSError:
+            continue  # unreadable (an interrupted write): rebuilt, as a rerun resumes
+    if other:
+        raise UsageError(f"--out {out}: {len(other)} shards ({other[0]}, ...) were written with "
+                         "other map settings; pass --overwrite to replace them, or choose "
+                         "another --out")
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
     from alchemy_obs.maps.build import build_dataset
     from alchemy_obs.maps.plots import plot_views
@@ -75,6 +100,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if args.workers < 1:
         raise UsageError(f"--workers {args.workers}: must be 1 or more")
     out = check_output_folder(args.out or config.maps.out_dir, "--out")
+    if not args.overwrite:
+        _refuse_other_settings(out, config)
     try:
         sources = _sources(args, config)
         report = build_dataset(sources, out, config.maps, workers=args.workers)
