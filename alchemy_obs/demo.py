@@ -78,7 +78,7 @@ def _demo_mock_config(config: Config) -> Config:
 
 def _stage_mock(config: Config, out: Path) -> None:
     """SKA-MID mock HI cube and continuum image of the first synthetic galaxy, face-on."""
-    from alchemy_obs.observe.cli import mock_galaxy, mock_settings_hash
+    from alchemy_obs.observe.cli import mock_galaxy, mock_settings_hash, mock_summary
     from alchemy_obs.observe.fits import write_mock_products
     from alchemy_obs.observe.mock import plot_mock
     from alchemy_obs.sim.synthetic import write_synthetic_cutouts
@@ -91,8 +91,9 @@ def _stage_mock(config: Config, out: Path) -> None:
                                 settings=mock_settings_hash(mock_config), seed=config.seed,
                                 overwrite=True)
     png = plot_mock(mocks, out / "mock.png")
-    log.info("wrote %d FITS files in %s and %s (restoring beam %s)", len(files), out / "mocks",
-             png, mocks[next(iter(mocks))].beam)
+    for kind, m in mocks.items():
+        log.info("%s", mock_summary(kind, m))
+    log.info("wrote %d FITS files in %s and %s", len(files), out / "mocks", png)
 
 
 def _stage_mock_dataset(config: Config, out: Path) -> None:
