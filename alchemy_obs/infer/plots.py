@@ -84,8 +84,7 @@ def plot_overlay(
     positive = finite[finite > 0]
     norm = (LogNorm(positive.min(), positive.max())
             if positive.size and positive.min() < positive.max() else None)
-    cmap = plt.get_cmap("magma").copy()
-    cmap.set_bad("0.8")
+    cmap = plt.get_cmap("magma").with_extremes(bad="0.8")
     im2 = ax2.imshow(pred, origin="lower", cmap=cmap, norm=norm)
     fig.colorbar(im2, ax=ax2, label=f"{target} [{unit.to_string('latex_inline')}]")
     ax2.set_title(f"predicted {target} (grey: not predicted)")

@@ -387,6 +387,8 @@ def _grown(support: np.ndarray, radius_pix: float) -> np.ndarray:
 
 #: Scales of the multi-scale CLEAN, as multiples of the beam's FWHM (0: point components).
 MULTISCALE_BEAMS = (0.0, 2.0, 4.0, 8.0)
+#: A multi-scale round cleans the chosen scale's pixels down to this fraction of its peak.
+ROUND_DEPTH = 0.1
 
 
 def _scale_psfs(psf: np.ndarray, beam_pix: float, shape: tuple[int, int]) -> list[tuple]:
@@ -415,11 +417,11 @@ def _multiscale_minor(residual: np.ndarray, scale_psfs: list[tuple], convolver: 
     smoothed residual peaks highest (with Cornwell's small-scale bias
     ``1 - 0.6 s / s_max``, and divided by the square root of that scale's PSF peak, a
     matched-filter normalisation under which a point source picks the point scale), runs
-    Hogbom iterations at that scale on the pixels above half its peak (:func:`_clark`, with
-    the PSF seen at that scale, ``PSF * G_s * G_s``), adds the components to ``model`` and
+    Hogbom iterations at that scale on the pixels above :data:`ROUND_DEPTH` of its peak (:func:`_clark`, with
+    the PSF seen at that scale, ``PSF * G_s * G_s``) down to :data:`ROUND_DEPTH` of it, adds the components to ``model`` and
     subtracts their exact dirty image from ``residual``. Extended emission is then removed
-    with far fewer components than with points alone. Stops when no scale's normalised peak
-    inside ``mask`` exceeds ``stop``.
+    with far fewer components than with points alone. Stops when the point-scale peak inside
+    ``mask`` is below ``stop``; no scale cleans below ``stop`` in its own noise units.
 
     Returns
     -------
@@ -433,20 +435,19 @@ def _multiscale_minor(residual: np.ndarray, scale_psfs: list[tuple], convolver: 
             break
         # Noise correlated like the PSF has rms sigma * sqrt(peak) once smoothed to a scale, so
         # peak / sqrt(peak of the scale's PSF) puts every scale in units of the point-scale
-        # noise: one stop applies to all, and a point source picks the point scale.
-        best, pick, smoothed, deepest = -1.0, scale_psfs[0], residual, 0.0
+        # noise: a point source picks the point scale, and no scale cleans below the stop.
+        if (np.abs(residual) * mask).max(initial=0.0) <= stop:
+            break
+        best, pick, smoothed = -1.0, scale_psfs[0], residual
         for scale in scale_psfs:
             size, sigma, _, peak = scale
             rs = residual if size == 0 else ndimage.gaussian_filter(residual, sigma, mode="constant")
-            normalised = (np.abs(rs) * mask).max(initial=0.0) / np.sqrt(peak)
-            deepest = max(deepest, normalised)
-            if normalised * (1 - 0.6 * size / largest) > best:
-                best, pick, smoothed = normalised * (1 - 0.6 * size / largest), scale, rs
-        if deepest <= stop:
-            break
+            value = (np.abs(rs) * mask).max(initial=0.0) / np.sqrt(peak) * (1 - 0.6 * size / largest)
+            if value > best:
+                best, pick, smoothed = value, scale, rs
         size, sigma, scale_psf, peak = pick
         level = (np.abs(smoothed) * mask).max(initial=0.0)
-        target = max(0.5 * level, stop * np.sqrt(peak))
+        target = max(ROUND_DEPTH * level, stop * np.sqrt(peak))
         ys, xs = np.nonzero((np.abs(smoothed) * mask) > target)
         components = np.zeros_like(residual)
         n = _clark(smoothed[ys, xs].astype(np.float64), ys, xs, scale_psf, gain, target,
@@ -497,7 +498,7 @@ class Imager:
     """
 
     def __init__(self, wcs: WCS, shape: tuple[int, int], *, weighting: str = "briggs",
-                 robust: float = 0.0, niter: int = 100_000, gain: float = 0.1,
+                 robust: float = 0.0, niter: int = 100_000, gain: float = 0.3,
                  threshold_sigma: float = 0.5, auto_mask_sigma: float | None = 5.0,
                  floor: float = 3e-4, major_cycles: int = 20, mgain: float = 0.8,
                  jvm: bool = False, epsilon: float = 1e-6, nthreads: int = 1):
