@@ -488,7 +488,7 @@ class ImagingConfig(Section):
         "flux).",
     )
     threshold_sigma: float = Field(
-        0.5, ge=0,
+        1.0, ge=0,
         description="Deep CLEAN inside the mask down to this multiple of the thermal noise "
         "(WSClean's -auto-threshold).",
     )

@@ -499,7 +499,7 @@ class Imager:
 
     def __init__(self, wcs: WCS, shape: tuple[int, int], *, weighting: str = "briggs",
                  robust: float = 0.0, niter: int = 100_000, gain: float = 0.3,
-                 threshold_sigma: float = 0.5, auto_mask_sigma: float | None = 5.0,
+                 threshold_sigma: float = 1.0, auto_mask_sigma: float | None = 5.0,
                  floor: float = 3e-4, major_cycles: int = 20, mgain: float = 0.8,
                  jvm: bool = False, epsilon: float = 1e-6, nthreads: int = 1):
         self.wcs = wcs.celestial
