@@ -417,9 +417,10 @@ def _multiscale_minor(residual: np.ndarray, scale_psfs: list[tuple], convolver: 
     smoothed residual peaks highest (with Cornwell's small-scale bias
     ``1 - 0.6 s / s_max``, and divided by the square root of that scale's PSF peak, a
     matched-filter normalisation under which a point source picks the point scale), runs
-    Hogbom iterations at that scale on the pixels above :data:`ROUND_DEPTH` of its peak (:func:`_clark`, with
-    the PSF seen at that scale, ``PSF * G_s * G_s``) down to :data:`ROUND_DEPTH` of it, adds the components to ``model`` and
-    subtracts their exact dirty image from ``residual``. Extended emission is then removed
+    Hogbom iterations at that scale (:func:`_clark`, with the PSF seen at that scale,
+    ``PSF * G_s * G_s``) on the pixels above :data:`ROUND_DEPTH` of its peak down to that
+    level, adds the components to ``model`` and subtracts their exact dirty image from
+    ``residual``. Extended emission is then removed
     with far fewer components than with points alone. Stops when the point-scale peak inside
     ``mask`` is below ``stop``; no scale cleans below ``stop`` in its own noise units.
 
