@@ -89,9 +89,19 @@ def _dataset_content(path: Path) -> dict:
 
 
 def _assert_same(a: dict, b: dict) -> None:
+    """Metadata equal; maps equal to float32 rounding.
+
+    Two processes can run the projection compiled by numba (in one) and reloaded from
+    numba's cache (in the other); the reload is re-optimised and its vectorised sums may add
+    in another order, so a few pixels differ in the last bits (docs/orchestration.rst).
+    """
     assert sorted(a) == sorted(b)
     for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        if k.startswith("map/"):
+            scale = np.nanmax(np.abs(a[k]))
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-6, atol=1e-6 * scale, err_msg=k)
+        else:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
 def test_runner_from_config():
