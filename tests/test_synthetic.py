@@ -297,3 +297,23 @@ def test_magnetic_fields_have_observed_strengths(tmp_path):
         haloes.append(np.average(b[halo], weights=(gas.masses / gas.density)[halo]))
     assert 6.0 <= np.median(discs) <= 15.0, discs
     assert 0.1 <= np.median(haloes) <= 1.0, haloes
+
+
+def test_plummer_subhalo_is_in_virial_equilibrium():
+    from alchemy_obs.sim.synthetic import G, _plummer_sphere
+
+    # A Plummer sphere has W = -3 pi G M^2 / (32 a), so 2K + W = 0 needs the mass-weighted
+    # <v^2> = 3 pi G M / (32 a) = 0.295 G M / a; the former single dispersion G M / (6 a)
+    # per axis gave 0.5 G M / a (30 % too high in rms speed).
+    mass, a, n = 1e9, 0.6, 400_000
+    pos, vel = _plummer_sphere(np.random.default_rng(3), n, mass, a)
+    v2 = np.mean(np.sum(vel**2, axis=1))
+    expected = 3 * np.pi * G * mass / (32 * a)
+    # Clipping at 10 a moves 1.5 % of the mass inward in the potential: a ~0.5 % effect.
+    assert v2 == pytest.approx(expected, rel=0.015)
+    # Virial theorem on the sample itself: 2K = -W = (1/2) sum m G M / sqrt(r^2 + a^2).
+    r = np.linalg.norm(pos, axis=1)
+    w_per_mass = -0.5 * np.mean(G * mass / np.sqrt(r**2 + a**2))
+    assert v2 + w_per_mass == pytest.approx(0.0, abs=0.015 * v2)
+    # Isotropic: equal dispersions along the three axes.
+    np.testing.assert_allclose(vel.var(axis=0), v2 / 3, rtol=0.02)
