@@ -38,8 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "predicting another domain is refused")
     parser.add_argument("--distance", default=None, metavar="MPC",
                         help="angular-diameter distance, in Mpc unless a unit is given (3.2 or "
-                             "3.2Mpc); default: the DISTANCE header card, else the Hubble flow "
-                             "of the systemic velocity")
+                             "3.2Mpc); default: the DISTANCE header card (angular-diameter, "
+                             "or converted from a luminosity distance: DISTLUM, or 'luminosity' "
+                             "in the comment), else the Hubble flow of the systemic velocity "
+                             "(Planck 2018)")
     parser.add_argument("--beam", default=None, metavar="BMAJ[,BMIN[,BPA]]",
                         help="restoring beam, arcsec and deg (e.g. 12,10,30); required when "
                              "the file has none or an invalid one (BMAJ=-1)")

@@ -248,7 +248,7 @@ def infer_file(
 
     t0 = time.perf_counter()
     sky = preprocess.line_integral(obs, mask_sigma=mask_sigma)
-    observable = preprocess.to_domain(sky, domain, path)
+    observable = preprocess.to_domain(sky, domain, path, training_beam=preprocess.training_beam(card))
     timings["moment0"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

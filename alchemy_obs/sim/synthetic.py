@@ -18,7 +18,8 @@ units and then converted to TNG code units with :mod:`alchemy_obs.physics.units`
   galaxies have large discs) and a hydrostatic, flaring scale height, logarithmic spiral
   arms and lognormal density fluctuations; a hot :math:`\\beta`-model halo at the virial
   temperature. Star-forming cells (:math:`n_H > 0.1\\,{\\rm cm^{-3}}`) sit on a polytropic
-  effective equation of state and form stars as in TNG, :math:`\\dot M_* = m/t_*` with
+  effective equation of state and form stars as in TNG, :math:`\\dot M_* = (1-\\beta)\\,x\\,m/t_*`
+  (cold-cloud mass fraction :math:`x \\approx 0.9`, :math:`\\beta = 0.1`) with
   :math:`t_* = 2.2\\,{\\rm Gyr}\\,(\\rho/\\rho_{\\rm th})^{-1/2}`: the volumetric
   Schmidt law :math:`\\dot\\rho_* \\propto \\rho^{1.5}` calibrated to Kennicutt (1998). Neutral fractions follow a self-shielding curve (high in cold dense
   gas, :math:`\\sim10^{-6}` in the hot halo); electron abundances follow.
@@ -58,6 +59,7 @@ from tqdm.auto import tqdm
 
 from alchemy_obs.config import SynthConfig
 from alchemy_obs.physics import units
+from alchemy_obs.physics.gas import HYDROGEN_FRACTION
 
 __all__ = [
     "TNG_COSMOLOGY",
@@ -85,6 +87,12 @@ _MSUN_KPC3_TO_G_CM3 = 1.98841e33 / (3.0856776e21) ** 3
 _Z_SUN = 0.0127  # TNG's solar metallicity
 _N_H_SF = 0.1  # cm^-3, star-formation threshold of the TNG model
 _T_STAR_0_GYR = 2.2  # Springel & Hernquist (2003) star formation timescale at threshold
+# Springel & Hernquist (2003, "SH03") two-phase ISM: mass fraction of massive stars that die
+# at once (Salpeter IMF), cloud evaporation A0, supernova and cold-cloud temperatures.
+_SH03_BETA = 0.1
+_SH03_A0 = 1000.0
+_SH03_T_SN = 1e8  # K
+_SH03_T_CLOUD = 1e3  # K
 # Mass fractions of the metals in GFM_Metals[2:9] (C, N, O, Ne, Mg, Si, Fe) and the rest,
 # solar proportions (Asplund et al. 2009).
 _METAL_MIX = np.array([0.178, 0.052, 0.431, 0.094, 0.053, 0.050, 0.096, 0.046])
@@ -366,14 +374,33 @@ def _dark_matter(rng: np.random.Generator, s: _Structure) -> dict[str, np.ndarra
         msub = ns * s.m_dm
         centre = s.r200 * rng.uniform(0.2, 0.9) * _unit_vectors(rng, 1)[0]
         a_pl = 0.6 * (msub / 1e9) ** (1 / 3)  # kpc; dense enough to survive near the host
-        rr = np.minimum(a_pl / np.sqrt(rng.random(ns) ** (-2 / 3) - 1), 10 * a_pl)
         v_orbit = s.model.vcirc(np.array([np.linalg.norm(centre)]))[0]
         direction = np.cross(centre, _unit_vectors(rng, 1)[0])
         direction /= np.linalg.norm(direction)
-        sigma = math.sqrt(G * msub / (6 * a_pl))  # Plummer: <v^2> = G M / (2 a) over 3 axes
-        pos.append(centre + rr[:, None] * _unit_vectors(rng, ns))
-        vel.append(v_orbit * direction + rng.normal(size=(ns, 3)) * sigma)
+        sub_pos, sub_vel = _plummer_sphere(rng, ns, msub, a_pl)
+        pos.append(centre + sub_pos)
+        vel.append(v_orbit * direction + sub_vel)
     return {"pos": np.concatenate(pos), "vel": np.concatenate(vel)}
+
+
+def _plummer_sphere(
+    rng: np.random.Generator, n: int, mass: float, a: float, r_max: float = 10.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (kpc) and isotropic velocities (km/s) of a Plummer sphere about the origin.
+
+    Radii invert :math:`M(<r)/M = r^3/(r^2 + a^2)^{3/2}`, held at ``r_max`` scale radii. Each
+    velocity component is Gaussian with the isotropic Jeans dispersion at the particle's
+    radius, :math:`\\sigma^2(r) = GM/(6\\sqrt{r^2 + a^2})` (the isotropic Plummer model;
+    Dejonghe 1987, MNRAS 224, 13), so that the mass-weighted
+    :math:`\\langle v^2\\rangle = 3\\pi GM/(32a)` satisfies the virial theorem
+    :math:`2K + W = 0` with :math:`W = -3\\pi GM^2/(32a)`. (One global dispersion
+    :math:`GM/(6a)`, the central value, made the sphere 30 % too hot in
+    :math:`\\sqrt{\\langle v^2\\rangle}`.)
+    """
+    r = np.minimum(a / np.sqrt(rng.random(n) ** (-2 / 3) - 1), r_max * a)
+    pos = r[:, None] * _unit_vectors(rng, n)
+    sigma = np.sqrt(G * mass / (6 * np.sqrt(r**2 + a**2)))
+    return pos, rng.normal(size=(n, 3)) * sigma[:, None]
 
 
 def _stars(rng: np.random.Generator, s: _Structure, cosmo: FlatLambdaCDM) -> dict[str, np.ndarray]:
@@ -566,6 +593,37 @@ def helium_fraction(metallicity: np.ndarray) -> np.ndarray:
     return 0.2485 + 1.7 * np.asarray(metallicity)
 
 
+def cold_cloud_fraction(density_ratio: np.ndarray) -> np.ndarray:
+    """Mass fraction in cold clouds of star-forming gas on the SH03 effective EOS.
+
+    The equilibrium of the two phases (SH03, section 3) gives
+    :math:`x = 1 + 1/(2y) - \\sqrt{1/y + 1/(4y^2)}`, the root of :math:`y(1-x)^2 = x`, with
+    :math:`y \\propto t_*\\,\\Lambda_{\\rm net}/\\rho \\propto \\rho^{1/2}` for a fixed cooling
+    function of the hot phase (its temperature rises with density, where the primordial
+    cooling function changes slowly). At the threshold, continuity of the effective EOS fixes
+    :math:`x_{\\rm th} = 1 + (A_0 + 1)(u_c - u_4)/u_{\\rm SN}` (SH03, section 5.1): 0.905 for
+    :math:`A_0 = 1000`, :math:`T_{\\rm SN} = 10^8` K, 1000 K clouds (neutral) and
+    :math:`u_4` of ionised gas at :math:`10^4` K.
+
+    Parameters
+    ----------
+    density_ratio : ndarray
+        :math:`\\rho/\\rho_{\\rm th}` (>= 1 for star-forming gas).
+
+    Returns
+    -------
+    ndarray
+        Cold cloud mass fraction :math:`x`, 0.905 at the threshold, rising towards 1.
+    """
+    mu_ionised = 4.0 / (8.0 - 5.0 * (1.0 - HYDROGEN_FRACTION))
+    mu_neutral = 4.0 / (1.0 + 3.0 * HYDROGEN_FRACTION)
+    # Specific energies in units of k_B / ((gamma - 1) m_p): T / mu.
+    u_c, u_4, u_sn = _SH03_T_CLOUD / mu_neutral, 1e4 / mu_ionised, _SH03_T_SN / mu_ionised
+    x_th = 1.0 + (_SH03_A0 + 1.0) * (u_c - u_4) / u_sn
+    y = x_th / (1.0 - x_th) ** 2 * np.sqrt(np.asarray(density_ratio, np.float64))
+    return 1.0 + 1.0 / (2.0 * y) - np.sqrt(1.0 / y + 1.0 / (4.0 * y * y))
+
+
 def _gas_thermodynamics(
     rng: np.random.Generator, gas: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
@@ -591,7 +649,10 @@ def _gas_thermodynamics(
     u = _K_B * t / ((_GAMMA - 1) * mu * _M_P) / 1e10  # (km/s)^2
     rho_th = _N_H_SF * _M_P / x_h / _MSUN_KPC3_TO_G_CM3
     t_star_yr = _T_STAR_0_GYR * 1e9 * np.sqrt(rho_th / gas["rho"])
-    sfr = np.where(sf, gas["mass"] / t_star_yr, 0.0)
+    # Only the cold clouds (mass fraction x) form stars, and the fraction beta of what they
+    # form dies at once: SFR = (1 - beta) x m / t* (SH03, as in TNG).
+    cold = cold_cloud_fraction(np.where(sf, gas["rho"] / rho_th, 1.0))
+    sfr = np.where(sf, (1.0 - _SH03_BETA) * cold * gas["mass"] / t_star_yr, 0.0)
     metals = np.empty((n_h.size, 10))
     metals[:, 0] = x_h
     metals[:, 1] = helium
