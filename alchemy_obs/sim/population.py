@@ -135,6 +135,7 @@ class GalaxyProperties:
 def hi_diameter(
     radius: u.Quantity,
     hi_mass: u.Quantity,
+    *,
     threshold: u.Quantity = 1.0 * u.Msun / u.pc**2,
     cells_per_annulus: int | None = None,
 ) -> u.Quantity:
@@ -252,7 +253,8 @@ def measure_galaxy(galaxy: Galaxy, aperture: u.Quantity = _APERTURE_KPC * u.kpc)
     Raises
     ------
     ValueError
-        If the galaxy has no stars or no gas.
+        If the galaxy has no stars or no gas, or no sphere around its centre is 200 times
+        denser than the critical density.
     """
     if len(galaxy.stars) == 0 or len(galaxy.gas) == 0:
         raise ValueError(f"{galaxy.source or 'galaxy'} needs stars and gas for a population check")
