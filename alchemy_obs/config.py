@@ -328,6 +328,12 @@ class InDIConfig(Section):
     start_channel: int = Field(
         0, ge=0, description="Input channel used as the degraded start y (target has 1 channel)."
     )
+    condition_on_start: bool = Field(
+        False,
+        description="Also give the network the start point y. It then inverts x_t = (1 - t) "
+        "x + t y exactly, so training refuses it; it is set on the cards of models trained "
+        "before this field existed, which load with their old behaviour.",
+    )
 
 
 class SDEConfig(Section):

@@ -202,7 +202,8 @@ def resolve_model(path_or_name: str | os.PathLike) -> Path:
 
 # Keys whose default changed: cards written before the key existed were trained with the
 # old behaviour, which the new default would silently replace.
-_LEGACY_DEFAULTS = {("method", "ddpm", "prediction"): "eps", ("method", "sde", "prediction"): "noise"}
+_LEGACY_DEFAULTS = {("method", "ddpm", "prediction"): "eps", ("method", "sde", "prediction"): "noise",
+                    ("method", "indi", "condition_on_start"): True}
 
 
 def saved_train_config(config: dict[str, Any]) -> TrainConfig:
