@@ -40,8 +40,12 @@ cube=$(ls demo/mocks/*_hi_image.fits | head -1)
 
 "$bin/alchemy-obs" infer "$cube" --model demo-hi2dm --out inferred --set device=cpu
 [ -f inferred/"$(basename "${cube%.fits}")"_dm.fits ] || { echo "infer wrote no map"; exit 1; }
-"$bin/alchemy-obs" models | grep -q "$work/venv/.*/alchemy_obs/models/registry.yaml" \
-    || { echo "the registry in use is not the installed package's"; exit 1; }
+registry=$("$bin/alchemy-obs" models)
+registry=${registry%%$'\n'*}
+case "$registry" in
+    "registry: $work/venv/"*/alchemy_obs/models/registry.yaml*) echo "installed: $registry" ;;
+    *) echo "the registry in use is not the installed package's: $registry"; exit 1 ;;
+esac
 
 t=$SECONDS
 ALCHEMY_CI_BIN="$bin" bash "$repo/.ci/prefect_deployment.sh"
