@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from alchemy_obs.errors import AlchemyObsError
+from alchemy_obs.shipped import config_path
 
 __all__ = [
     "config_fields",
@@ -598,7 +599,9 @@ class InferConfig(Section):
     model: str | None = Field(
         None, description="Default model: a name in the registry or a model folder."
     )
-    registry: Path = Field(Path("models/registry.yaml"), description="Model registry file.")
+    registry: Path | None = Field(
+        None, description="Model registry file; None: the installed package's "
+        "(alchemy_obs/models/registry.yaml, or $ALCHEMY_OBS_MODELS/registry.yaml).")
     out_dir: Path = Field(Path("inferred"), description="Folder receiving <input>_<target>.fits.")
     samples: int = Field(1, ge=1, description="Posterior samples (diffusion models).")
     steps: int | None = Field(None, ge=1, description="Sampler steps; None: the method's default.")
@@ -731,7 +734,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
     Parameters
     ----------
     path : path-like or None
-        YAML file; ``None`` uses the built-in defaults.
+        YAML file; ``None`` uses the built-in defaults. ``configs/<name>`` missing from the
+        working directory names a shipped configuration (:func:`alchemy_obs.shipped.config_path`).
     overrides : list of str
         Dotted assignments such as ``"maps.npix=256"``; values are parsed as YAML scalars.
 
@@ -750,7 +754,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
     if path is not None:
         source = str(path)
         try:
-            text = Path(path).read_text()
+            text = config_path(path).read_text()
         except OSError as exc:
             raise ConfigError(f"{source}: cannot read configuration ({exc.strerror})") from None
         try:

@@ -114,7 +114,8 @@ def _stage_infer(config: Config, out: Path) -> None:
     """The demonstration model's dark-matter map of the mock HI cube, with an overlay PNG.
 
     Uses ``infer.model`` when set, else the shipped :data:`DEMO_MODEL` of ``infer.registry``
-    (found from any directory, see :func:`alchemy_obs.infer.registry.registry_file`).
+    (default: the installed package's registry, see
+    :func:`alchemy_obs.infer.registry.registry_file`).
     """
     from alchemy_obs.infer import infer_file, load_translator
 
@@ -131,7 +132,7 @@ def _stage_infer(config: Config, out: Path) -> None:
              result.distance.to_value("Mpc"), result.distance_source)
 
 
-#: Registry name of the model shipped in ``models/``, used by the demo's infer stage.
+#: Registry name of the model shipped in ``alchemy_obs/models/``, used by the demo's infer stage.
 DEMO_MODEL = "demo-hi2dm"
 
 STAGES: list[tuple[str, Stage]] = [

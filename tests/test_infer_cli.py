@@ -45,13 +45,33 @@ def test_registry_file_format(registry):
     assert resolve("unknown", registry) is None
 
 
-def test_shipped_registry_is_valid():
+def test_default_registry_is_the_installed_packages(tmp_path, monkeypatch, capsys):
+    """The shipped models are found from the imported package, never from a source checkout:
+    run from a folder outside the repository, the default registry is the one inside the
+    package's own folder, and every shipped model resolves by name (checksums verified) for
+    ``infer`` and ``evaluate`` alike."""
     from pathlib import Path
 
-    shipped = Path(__file__).resolve().parents[1] / "models" / "registry.yaml"
-    registry = load_registry(shipped)
+    import alchemy_obs
+    from alchemy_obs.config import load_config
+    from alchemy_obs.infer.registry import registry_file
+    from alchemy_obs.translate.checkpoint import resolve_model
+
+    monkeypatch.delenv("ALCHEMY_OBS_MODELS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    package = Path(alchemy_obs.__file__).resolve().parent
+    assert load_config(None).infer.registry is None
+    assert registry_file() == package / "models" / "registry.yaml"
+    registry = load_registry()
+    assert "demo-hi2dm" in registry.models
     for name in registry.models:
-        assert resolve(name, shipped) is not None  # checksums of shipped models verify
+        folder, _ = resolve(name)
+        assert folder.resolve().parent == package / "models"
+        assert resolve_model(name).resolve() == folder.resolve()
+    assert main(["models"]) == 0
+    assert str(package / "models" / "registry.yaml") in capsys.readouterr().out
+    # A registry the user names is read from where it is named, not looked up elsewhere.
+    assert load_registry("models/registry.yaml").models == {}
 
 
 def test_infer_by_registry_name(tmp_path, registry, caplog):
@@ -108,13 +128,6 @@ def test_unknown_model_names_the_registry_searched(tmp_path, registry, monkeypat
     searched = re.escape(str(tmp_path / "mine" / "registry.yaml"))
     with pytest.raises(InferError, match=f"no-such-model: .*no model of that name in {searched}"):
         load_translator("no-such-model", "mine/registry.yaml")
-
-
-def test_shipped_models_are_found_from_any_directory(tmp_path, monkeypatch):
-    # The default registry path is relative (models/registry.yaml); run elsewhere, the
-    # shipped models are still found in the source checkout.
-    monkeypatch.chdir(tmp_path)
-    assert resolve("demo-hi2dm", "models/registry.yaml") is not None
 
 
 def test_wrong_target_is_refused(tmp_path, registry, capsys):

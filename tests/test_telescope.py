@@ -9,6 +9,7 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 
 from alchemy_obs.config import TelescopeConfig
+from alchemy_obs.shipped import CONFIGS
 from alchemy_obs.observe.telescope import Observation, Telescope, read_layout
 
 
@@ -199,11 +200,9 @@ def test_bad_layout_names_file(tmp_path):
 
 
 def test_telescope_yaml_files_load_and_default_mirrors_config():
-    from pathlib import Path
-
     from alchemy_obs.config import ObserveConfig, load_config
 
-    folder = Path(__file__).resolve().parents[1] / "configs" / "telescopes"
+    folder = CONFIGS / "telescopes"
     files = sorted(folder.glob("*.yaml"))
     assert files
     for f in files:

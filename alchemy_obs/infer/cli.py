@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="FITS files")
     parser.add_argument("--model", default=None, metavar="NAME_OR_PATH",
-                        help="registry name (models/registry.yaml) or model folder "
+                        help="registry name (see alchemy-obs models) or model folder "
                              "(default: infer.model)")
     parser.add_argument("--target", default=None, metavar="DOMAIN",
                         help="domain expected from the model (dm, stars, gas, ...); a model "

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Rebuild the demonstration model models/demo-hi2dm from scratch, with the project's CLI and
+# Rebuild the demonstration model alchemy_obs/models/demo-hi2dm from scratch, with the project's CLI and
 # configs/experiments/demo_model.yaml only:
 #   40 synthetic galaxies x 3 views -> 64x64 maps (48 kpc field) -> SKA-MID mock HI
 #   (fast image-plane mode, 20 Mpc) -> pix2pix, HI column density -> dark-matter surface
 #   density -> scored on the held-out test galaxies against two baselines -> published in
-#   models/ and registered in models/registry.yaml with the weights' sha256.
+#   alchemy_obs/models/ (package data, installed with the package) and registered in
+#   alchemy_obs/models/registry.yaml with the weights' sha256.
 # A DEMONSTRATION MODEL, NOT A SCIENCE RESULT: synthetic galaxies, tiny network, short run.
 #
-# Usage: models/build_demo_model.sh   (from anywhere; intermediate files go to build/demo_model/)
+# Usage: alchemy_obs/models/build_demo_model.sh   (from anywhere; intermediate files go to
+# build/demo_model/ of the repository). CFG names the shipped configuration.
 # Every stage resumes when rerun (existing cutouts, shards, mock domains and checkpoints are kept).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 CFG=configs/experiments/demo_model.yaml
 BUILD=build/demo_model
@@ -44,6 +46,7 @@ from astropy.io import fits
 from alchemy_obs.config import load_config
 from alchemy_obs.infer.registry import register_model
 from alchemy_obs.maps.store import join_shards, read_shard, shard_path, write_shard
+from alchemy_obs.shipped import MODELS
 from alchemy_obs.translate import metrics
 from alchemy_obs.translate.checkpoint import load_model, save_model
 from alchemy_obs.translate.data import PairedMapDataset
@@ -52,7 +55,7 @@ from alchemy_obs.translate.normalise import Normalisation
 
 cfg_path, build, name = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 cfg = load_config(cfg_path, [])
-folder = Path("models") / name
+folder = MODELS / name
 method, card = load_model(build / "run" / "model", device="cpu")
 norm = Normalisation.from_dict(card["normalisation"])
 (inp,), target = card["inputs"], card["target"]
@@ -81,7 +84,7 @@ card.update(
     beam_fwhm_kpc=round(beam_kpc, 4),
     training_data={
         **card["training_data"],
-        "store": f"{store} (rebuilt by models/build_demo_model.sh)",
+        "store": f"{store} (rebuilt by alchemy_obs/models/build_demo_model.sh)",
         "config": cfg_path,
         "source": "synthetic galaxies (alchemy-obs synth), not IllustrisTNG",
         "synth_seed": cfg.synth.seed,
@@ -113,7 +116,7 @@ for gid in card["training_data"]["test_galaxies"]:
                               cosmology=str(attrs["cosmology"])))
 join_shards(shards, test_dir / "dataset.h5", split_fractions={"test": 1.0})
 
-entry = register_model(folder, name, Path("models") / "registry.yaml", version="1",
+entry = register_model(folder, name, MODELS / "registry.yaml", version="1",
                        description=card["description"], demonstration=True,
                        beam_fwhm_kpc=card["beam_fwhm_kpc"])
 m, b = card["metrics"]["model"], card["metrics"]["baselines"]
@@ -133,7 +136,7 @@ network trained for {card['step']} steps on a CPU. It shows that `alchemy-obs in
 to end; its maps say nothing about real galaxies.
 
 - method: {card['method']} (one network evaluation per map); weights `model.safetensors`,
-  sha256 `{entry.sha256}` (also in `models/registry.yaml`)
+  sha256 `{entry.sha256}` (also in `alchemy_obs/models/registry.yaml`)
 - maps: {card['npix']}x{card['npix']} pixels of {card['pixel_kpc']:g} kpc ({cfg.maps.npix * cfg.maps.pixel_kpc:g} kpc field);
   training beam FWHM {card['beam_fwhm_kpc']:.3g} kpc ({td['mock']['beam_arcsec'][0]:.3g}" x {td['mock']['beam_arcsec'][1]:.3g}")
 - data: {td['n_galaxies']} galaxies x 3 views (face-on, edge-on, one random); views per split
@@ -148,7 +151,7 @@ translators' acceptance test; lower is better except SSIM and PSNR):
 Rebuild (about 6 CPU minutes, mostly the mock observations and training; 20 minutes
 of wall time on a busy shared 2-core machine):
 
-    models/build_demo_model.sh
+    alchemy_obs/models/build_demo_model.sh
 
 which runs, with `configs/experiments/demo_model.yaml`: `alchemy-obs synth`, `maps`,
 `mock --dataset`, `train`, `evaluate --split test`, then writes this folder and registers it.
@@ -160,4 +163,4 @@ EOF
 # End to end: the registered name on a mock cube, exactly as a user would run it.
 "${AO[@]}" infer "$BUILD/mocks/cutout_0_faceon_hi_image.fits" --model "$NAME" \
     --out "$BUILD/infer" --overwrite --plot
-du -sh "models/$NAME"
+du -sh "alchemy_obs/models/$NAME"
