@@ -601,7 +601,7 @@ class InferConfig(Section):
     )
     registry: Path | None = Field(
         None, description="Model registry file; None: the installed package's "
-        "(alchemy_obs/models/registry.yaml, or $ALCHEMY_OBS_MODELS/registry.yaml).")
+        "(models/registry.yaml of the package, or $ALCHEMY_OBS_MODELS/registry.yaml).")
     out_dir: Path = Field(Path("inferred"), description="Folder receiving <input>_<target>.fits.")
     samples: int = Field(1, ge=1, description="Posterior samples (diffusion models).")
     steps: int | None = Field(None, ge=1, description="Sampler steps; None: the method's default.")

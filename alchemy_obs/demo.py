@@ -132,7 +132,7 @@ def _stage_infer(config: Config, out: Path) -> None:
              result.distance.to_value("Mpc"), result.distance_source)
 
 
-#: Registry name of the model shipped in ``alchemy_obs/models/``, used by the demo's infer stage.
+#: Registry name of the model shipped in ``models/``, used by the demo's infer stage.
 DEMO_MODEL = "demo-hi2dm"
 
 STAGES: list[tuple[str, Stage]] = [

@@ -1,10 +1,10 @@
-"""Files shipped inside the installed package: configurations, models, Prefect deployments.
+"""Files shipped with the package: configurations, models, Prefect deployments.
 
-They live in the package folder itself (``alchemy_obs/configs``, ``alchemy_obs/models``,
-``alchemy_obs/flows/prefect.yaml``) and are installed with it as package data, so they are
-found the same way from a source checkout, an editable install (``pip install -e .``) and a
-plain one (``pip install .``), from any working directory. Nothing here looks at the layout
-of a repository.
+In the source tree they are the top-level folders ``configs/``, ``models/`` and ``flows/``;
+``pip install .`` installs them inside the package (``alchemy_obs/configs``,
+``alchemy_obs/models``, ``alchemy_obs/flows``; see ``[tool.setuptools.package-dir]`` in
+``pyproject.toml``). An editable install and a source checkout read them where they are. So
+they are found the same way from any working directory, installed either way.
 """
 
 from __future__ import annotations
@@ -16,12 +16,20 @@ __all__ = ["PACKAGE_DIR", "CONFIGS", "MODELS", "PREFECT_YAML", "config_path"]
 
 #: The folder of the imported ``alchemy_obs`` package.
 PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _shipped(name: str) -> Path:
+    """``name`` inside an installed package, else beside the package in the source tree."""
+    installed = PACKAGE_DIR / name
+    return installed if installed.is_dir() else PACKAGE_DIR.parent / name
+
+
 #: Shipped YAML configurations (``configs/...`` on the command line, see :func:`config_path`).
-CONFIGS = PACKAGE_DIR / "configs"
+CONFIGS = _shipped("configs")
 #: Shipped translators and their ``registry.yaml``.
-MODELS = PACKAGE_DIR / "models"
+MODELS = _shipped("models")
 #: Prefect deployments of the flows (``prefect deploy --prefect-file``).
-PREFECT_YAML = PACKAGE_DIR / "flows" / "prefect.yaml"
+PREFECT_YAML = _shipped("flows") / "prefect.yaml"
 
 
 def config_path(path: str | os.PathLike) -> Path:

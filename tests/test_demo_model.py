@@ -1,4 +1,4 @@
-"""The demonstration model shipped in ``alchemy_obs/models/`` (built by its ``build_demo_model.sh``)."""
+"""The demonstration model shipped in ``models/`` (built by its ``build_demo_model.sh``)."""
 
 from __future__ import annotations
 

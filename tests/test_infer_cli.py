@@ -46,30 +46,27 @@ def test_registry_file_format(registry):
 
 
 def test_default_registry_is_the_installed_packages(tmp_path, monkeypatch, capsys):
-    """The shipped models are found from the imported package, never from a source checkout:
-    run from a folder outside the repository, the default registry is the one inside the
-    package's own folder, and every shipped model resolves by name (checksums verified) for
-    ``infer`` and ``evaluate`` alike."""
-    from pathlib import Path
-
-    import alchemy_obs
+    """The shipped models are found from the imported package: run from a folder outside
+    the repository, the default registry is the package's shipped one (``alchemy_obs.shipped``:
+    inside an installed package, beside it in a source tree), and every shipped model
+    resolves by name (checksums verified) for ``infer`` and ``evaluate`` alike."""
     from alchemy_obs.config import load_config
     from alchemy_obs.infer.registry import registry_file
+    from alchemy_obs.shipped import MODELS
     from alchemy_obs.translate.checkpoint import resolve_model
 
     monkeypatch.delenv("ALCHEMY_OBS_MODELS", raising=False)
     monkeypatch.chdir(tmp_path)
-    package = Path(alchemy_obs.__file__).resolve().parent
     assert load_config(None).infer.registry is None
-    assert registry_file() == package / "models" / "registry.yaml"
+    assert registry_file() == MODELS / "registry.yaml"
     registry = load_registry()
     assert "demo-hi2dm" in registry.models
     for name in registry.models:
         folder, _ = resolve(name)
-        assert folder.resolve().parent == package / "models"
+        assert folder.resolve().parent == MODELS
         assert resolve_model(name).resolve() == folder.resolve()
     assert main(["models"]) == 0
-    assert str(package / "models" / "registry.yaml") in capsys.readouterr().out
+    assert str(MODELS / "registry.yaml") in capsys.readouterr().out
     # A registry the user names is read from where it is named, not looked up elsewhere.
     assert load_registry("models/registry.yaml").models == {}
 

@@ -35,18 +35,23 @@ def test_shipped_configs_are_found_by_name_from_any_folder(tmp_path, monkeypatch
 
 
 def test_shipped_files_are_declared_package_data():
-    """Every shipped config, model file and the Prefect deployments match a package-data
-    pattern of pyproject.toml (else ``pip install .`` silently leaves them out)."""
+    """Every subpackage is listed, and every shipped config, model file and the Prefect
+    deployments match a package-data pattern of pyproject.toml (else ``pip install .``
+    silently leaves them out)."""
     tomllib = pytest.importorskip("tomllib")
-    tree = tomllib.loads((REPO / "pyproject.toml").read_text())
-    patterns = tree["tool"]["setuptools"]["package-data"]["alchemy_obs"]
-    declared = {p for pattern in patterns for p in PACKAGE_DIR.glob(pattern) if p.is_file()}
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    source = {name: REPO / folder for name, folder in setuptools["package-dir"].items()}
+    source.setdefault("alchemy_obs", REPO / "alchemy_obs")
+    subpackages = {".".join(p.parent.relative_to(REPO).parts)
+                   for p in (REPO / "alchemy_obs").rglob("__init__.py")}
+    assert subpackages | set(setuptools["package-dir"]) == set(setuptools["packages"])
+    declared = {p for name, patterns in setuptools["package-data"].items()
+                for pattern in patterns for p in source[name].glob(pattern) if p.is_file()}
     shipped = {p for folder in (CONFIGS, MODELS) for p in folder.rglob("*")
-               if p.is_file() and p.suffix not in (".sh", ".pyc")}
+               if p.is_file() and p.suffix != ".pyc"}
     shipped.add(PREFECT_YAML)
     assert (MODELS / "registry.yaml") in shipped and (CONFIGS / "pipeline.yaml") in shipped
     assert not shipped - declared, f"not package data: {sorted(shipped - declared)}"
-    assert MODELS / "build_demo_model.sh" not in declared  # builds from a checkout only
 
 
 def test_prefect_yaml_entrypoints_are_module_paths_of_installed_flows(tmp_path, monkeypatch):

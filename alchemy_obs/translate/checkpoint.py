@@ -39,7 +39,7 @@ A model folder holds ``model.safetensors`` (the state dicts of the method's netw
     SHA-256 of ``model.safetensors``; :func:`load_model` refuses a mismatch.
 
 Names are resolved in the models folder (:func:`models_folder`: ``$ALCHEMY_OBS_MODELS``,
-default the package's installed ``alchemy_obs/models``): ``load_model("gas2dm")`` loads
+default the package's ``models`` folder): ``load_model("gas2dm")`` loads
 ``<models folder>/gas2dm/``.
 
 Training checkpoints (:func:`save_training_state`) are model folders with two more files,

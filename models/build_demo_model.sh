@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# Rebuild the demonstration model alchemy_obs/models/demo-hi2dm from scratch, with the project's CLI and
+# Rebuild the demonstration model models/demo-hi2dm from scratch, with the project's CLI and
 # configs/experiments/demo_model.yaml only:
 #   40 synthetic galaxies x 3 views -> 64x64 maps (48 kpc field) -> SKA-MID mock HI
 #   (fast image-plane mode, 20 Mpc) -> pix2pix, HI column density -> dark-matter surface
 #   density -> scored on the held-out test galaxies against two baselines -> published in
-#   alchemy_obs/models/ (package data, installed with the package) and registered in
-#   alchemy_obs/models/registry.yaml with the weights' sha256.
+#   models/ (package data, installed with the package) and registered in
+#   models/registry.yaml with the weights' sha256.
 # A DEMONSTRATION MODEL, NOT A SCIENCE RESULT: synthetic galaxies, tiny network, short run.
 #
-# Usage: alchemy_obs/models/build_demo_model.sh   (from anywhere; intermediate files go to
+# Usage: models/build_demo_model.sh   (from anywhere; intermediate files go to
 # build/demo_model/ of the repository). CFG names the shipped configuration.
 # Every stage resumes when rerun (existing cutouts, shards, mock domains and checkpoints are kept).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 
 CFG=configs/experiments/demo_model.yaml
 BUILD=build/demo_model
@@ -84,7 +84,7 @@ card.update(
     beam_fwhm_kpc=round(beam_kpc, 4),
     training_data={
         **card["training_data"],
-        "store": f"{store} (rebuilt by alchemy_obs/models/build_demo_model.sh)",
+        "store": f"{store} (rebuilt by models/build_demo_model.sh)",
         "config": cfg_path,
         "source": "synthetic galaxies (alchemy-obs synth), not IllustrisTNG",
         "synth_seed": cfg.synth.seed,
@@ -136,7 +136,7 @@ network trained for {card['step']} steps on a CPU. It shows that `alchemy-obs in
 to end; its maps say nothing about real galaxies.
 
 - method: {card['method']} (one network evaluation per map); weights `model.safetensors`,
-  sha256 `{entry.sha256}` (also in `alchemy_obs/models/registry.yaml`)
+  sha256 `{entry.sha256}` (also in `models/registry.yaml`)
 - maps: {card['npix']}x{card['npix']} pixels of {card['pixel_kpc']:g} kpc ({cfg.maps.npix * cfg.maps.pixel_kpc:g} kpc field);
   training beam FWHM {card['beam_fwhm_kpc']:.3g} kpc ({td['mock']['beam_arcsec'][0]:.3g}" x {td['mock']['beam_arcsec'][1]:.3g}")
 - data: {td['n_galaxies']} galaxies x 3 views (face-on, edge-on, one random); views per split
@@ -151,7 +151,7 @@ translators' acceptance test; lower is better except SSIM and PSNR):
 Rebuild (about 6 CPU minutes, mostly the mock observations and training; 20 minutes
 of wall time on a busy shared 2-core machine):
 
-    alchemy_obs/models/build_demo_model.sh
+    models/build_demo_model.sh
 
 which runs, with `configs/experiments/demo_model.yaml`: `alchemy-obs synth`, `maps`,
 `mock --dataset`, `train`, `evaluate --split test`, then writes this folder and registers it.
@@ -163,4 +163,4 @@ EOF
 # End to end: the registered name on a mock cube, exactly as a user would run it.
 "${AO[@]}" infer "$BUILD/mocks/cutout_0_faceon_hi_image.fits" --model "$NAME" \
     --out "$BUILD/infer" --overwrite --plot
-du -sh "alchemy_obs/models/$NAME"
+du -sh "models/$NAME"
