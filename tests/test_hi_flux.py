@@ -31,7 +31,7 @@ A10 = 2.8843e-15 / u.s  # Einstein coefficient of the 21 cm line
 NU0 = 1420.405751768 * u.MHz
 #: Synthetic galaxies (seed 7, no companion) and their peak circular velocity (km/s),
 #: sqrt(G M(<r) / r) of all particles between 2 and 25 kpc.
-GALAXIES = {7: 88, 2: 150, 9: 252}
+GALAXIES = {7: 85, 2: 151, 9: 244}
 G = 4.30091e-6  # kpc (km/s)^2 / Msun
 
 
