@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Deploy make-mocks from prefect.yaml to a real Prefect server on 127.0.0.1, run it through a
-# process worker, check the run completed and wrote its output, and stop what was started.
+# Deploy make-mocks from the prefect.yaml shipped in the installed package to a real Prefect
+# server on 127.0.0.1, run it through a process worker, check the run completed and wrote its
+# output, and stop what was started. Everything runs in a temporary folder, not the repository:
+# the deployment must work from the installed package alone.
+#   ALCHEMY_CI_BIN: bin/ of the environment to use (default: the repository's .venv/bin)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-bin="$PWD/.venv/bin"
+bin=${ALCHEMY_CI_BIN:-"$(cd "$(dirname "$0")/.." && pwd)/.venv/bin"}
 work=$(mktemp -d)
+cd "$work"
 export PREFECT_HOME="$work/prefect-home"
 port=${PREFECT_CI_PORT:-4287}
 export PREFECT_API_URL="http://127.0.0.1:$port/api"
@@ -33,7 +36,7 @@ echo "prefect: server up (pid $server_pid)"
 
 out="$work/mocks"
 "$bin/prefect" work-pool create alchemy-process --type process
-"$bin/prefect" --no-prompt deploy --name make-mocks
+"$bin/prefect" --no-prompt deploy --name make-mocks --prefect-file "$("$bin/python" -m alchemy_obs.flows)"
 run_out=$("$bin/prefect" deployment run make-mocks/make-mocks \
     --param "overrides=[\"maps.out_dir=$out\", \"synth.out_dir=$work/synthetic\"]")
 echo "$run_out"

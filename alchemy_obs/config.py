@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from alchemy_obs.errors import AlchemyObsError
+from alchemy_obs.shipped import config_path
 
 __all__ = [
     "config_fields",
@@ -329,6 +330,12 @@ class InDIConfig(Section):
     start_channel: int = Field(
         0, ge=0, description="Input channel used as the degraded start y (target has 1 channel)."
     )
+    condition_on_start: bool = Field(
+        False,
+        description="Also give the network the start point y. It then inverts x_t = (1 - t) "
+        "x + t y exactly, so training refuses it; it is set on the cards of models trained "
+        "before this field existed, which load with their old behaviour.",
+    )
 
 
 class SDEConfig(Section):
@@ -438,13 +445,50 @@ class TrainConfig(Section):
     eval_maps: int = Field(16, ge=0, description="Validation maps scored at the end of training.")
 
 
+#: T_sys/eta_A (K) of the dish types against frequency (GHz), from the model of Braun et al.
+#: (2019, arXiv:1912.12699): receiver, spillover, median Galactic (T_408 = 25.2 K, index
+#: 2.75), CMB and 1.3 K atmosphere over feed, surface and diffraction efficiencies (see
+#: docs/observing.rst; tests/test_telescope.py recomputes them). MeerKAT's UHF receiver
+#: starts at 0.58 GHz and its L-band receiver stops at 1.712 GHz.
+_TSYS_OVER_ETA_K = {
+    "ska": {
+        "1": [(0.35, 99.5), (0.38, 82.9), (0.42, 67.7), (0.46, 57.5), (0.5, 50.2), (0.55, 43.8),
+              (0.6, 39.3), (0.65, 36.0), (0.7, 33.7), (0.8, 30.9), (0.9, 29.8), (1.05, 30.6)],
+        "2": [(0.95, 19.7), (1.05, 18.8), (1.2, 18.0), (1.4, 17.4), (1.6, 17.1), (1.76, 16.9)],
+    },
+    "meerkat": {
+        "1": [(0.58, 42.6), (0.62, 39.2), (0.66, 36.5), (0.7, 34.4), (0.8, 30.5), (0.9, 27.8),
+              (1.05, 25.1)],
+        "2": [(0.95, 29.6), (1.05, 27.4), (1.2, 25.0), (1.4, 22.6), (1.6, 21.2), (1.712, 21.0)],
+    },
+}
+
+
 class DishConfig(Section):
     """One dish type: aperture and system temperature over aperture efficiency per band."""
 
     diameter_m: float = Field(..., gt=0, description="Geometric dish diameter (m).")
-    tsys_over_eta_k: dict[str, float] = Field(
-        ..., description="T_sys/eta_A (K) per SKA-MID band name ('1', '2'); SEFD = 2k(T/eta)/A."
+    tsys_over_eta_k: dict[str, float | list[tuple[float, float]]] = Field(
+        ...,
+        description="T_sys/eta_A (K) per SKA-MID band name ('1', '2'): one value for the band, "
+        "or [frequency (GHz), K] nodes in increasing frequency, interpolated linearly; "
+        "frequencies outside the nodes have no receiver. SEFD = 2k(T/eta)/A.",
     )
+
+    @field_validator("tsys_over_eta_k")
+    @classmethod
+    def _nodes_increase(cls, value: dict) -> dict:
+        for band, entry in value.items():
+            if isinstance(entry, list):
+                freqs = [f for f, _ in entry]
+                if len(entry) < 2 or any(b <= a for a, b in zip(freqs, freqs[1:])):
+                    raise ValueError(f"band {band!r}: give at least two [GHz, K] nodes in "
+                                     "increasing frequency")
+                if any(f <= 0 or t <= 0 for f, t in entry):
+                    raise ValueError(f"band {band!r}: frequencies and T_sys/eta must be positive")
+            elif entry <= 0:
+                raise ValueError(f"band {band!r}: T_sys/eta must be positive, got {entry}")
+        return value
 
 
 class TelescopeConfig(Section):
@@ -461,8 +505,8 @@ class TelescopeConfig(Section):
     )
     dishes: dict[str, DishConfig] = Field(
         {
-            "ska": DishConfig(diameter_m=15.0, tsys_over_eta_k={"1": 28.0, "2": 20.0}),
-            "meerkat": DishConfig(diameter_m=13.5, tsys_over_eta_k={"1": 27.0, "2": 22.0}),
+            "ska": DishConfig(diameter_m=15.0, tsys_over_eta_k=_TSYS_OVER_ETA_K["ska"]),
+            "meerkat": DishConfig(diameter_m=13.5, tsys_over_eta_k=_TSYS_OVER_ETA_K["meerkat"]),
         },
         description="Dish types named in the layout's type column.",
     )
@@ -556,7 +600,9 @@ class InferConfig(Section):
     model: str | None = Field(
         None, description="Default model: a name in the registry or a model folder."
     )
-    registry: Path = Field(Path("models/registry.yaml"), description="Model registry file.")
+    registry: Path | None = Field(
+        None, description="Model registry file; None: the installed package's "
+        "(models/registry.yaml of the package, or $ALCHEMY_OBS_MODELS/registry.yaml).")
     out_dir: Path = Field(Path("inferred"), description="Folder receiving <input>_<target>.fits.")
     samples: int = Field(1, ge=1, description="Posterior samples (diffusion models).")
     steps: int | None = Field(None, ge=1, description="Sampler steps; None: the method's default.")
@@ -725,7 +771,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
     Parameters
     ----------
     path : path-like or None
-        YAML file; ``None`` uses the built-in defaults.
+        YAML file; ``None`` uses the built-in defaults. ``configs/<name>`` missing from the
+        working directory names a shipped configuration (:func:`alchemy_obs.shipped.config_path`).
     overrides : list of str
         Dotted assignments such as ``"maps.npix=256"``; values are parsed as YAML scalars.
 
@@ -744,7 +791,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
     if path is not None:
         source = str(path)
         try:
-            text = Path(path).read_text()
+            text = config_path(path).read_text()
         except OSError as exc:
             raise ConfigError(f"{source}: cannot read configuration ({exc.strerror})") from None
         try:

@@ -114,7 +114,8 @@ def _stage_infer(config: Config, out: Path) -> None:
     """The demonstration model's dark-matter map of the mock HI cube, with an overlay PNG.
 
     Uses ``infer.model`` when set, else the shipped :data:`DEMO_MODEL` of ``infer.registry``
-    (found from any directory, see :func:`alchemy_obs.infer.registry.registry_file`).
+    (default: the installed package's registry, see
+    :func:`alchemy_obs.infer.registry.registry_file`).
     """
     from alchemy_obs.infer import infer_file, load_translator
 

@@ -65,7 +65,7 @@ def direct(config_path: str, overrides: list[str]) -> float:
 
 
 def with_flows(config_path: str, overrides: list[str]) -> float:
-    from flows.mocks import make_mocks
+    from alchemy_obs.flows.mocks import make_mocks
 
     t0 = time.perf_counter()
     make_mocks(config_path, overrides)
@@ -74,7 +74,7 @@ def with_flows(config_path: str, overrides: list[str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=str(ROOT / "configs" / "flows" / "demo.yaml"))
+    parser.add_argument("--config", default="configs/flows/demo.yaml")
     parser.add_argument("--galaxies", type=int, default=6)
     parser.add_argument("--particles", type=int, default=10000)
     parser.add_argument("--repeat", type=int, default=2, help="runs per configuration; best kept")

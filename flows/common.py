@@ -16,8 +16,9 @@ __all__ = ["flow_config", "file_stamp", "cache_key", "completed_ids"]
 
 
 def flow_config(config: str | None, overrides: list[str] | None) -> Config:
-    """The configuration a flow run uses: a YAML path (relative to the working directory)
-    plus dotted overrides, exactly as on the command line."""
+    """The configuration a flow run uses: a YAML path (relative to the working directory,
+    or ``configs/<name>`` of a shipped one) plus dotted overrides, exactly as on the command
+    line."""
     return load_config(config, overrides or [])
 
 

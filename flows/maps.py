@@ -17,8 +17,8 @@ from alchemy_obs.config import Config, MapsConfig, SynthConfig
 from alchemy_obs.maps.build import GalaxySource, build_shard, cutout_sources, tng_sources
 from alchemy_obs.maps.store import join_shards, shard_path
 from alchemy_obs.sim.synthetic import is_valid_cutout, make_synthetic_cutout
-from flows.common import cache_key, completed_ids, file_stamp, flow_config
-from flows.runners import task_runner_from_config
+from alchemy_obs.flows.common import cache_key, completed_ids, file_stamp, flow_config
+from alchemy_obs.flows.runners import task_runner_from_config
 
 __all__ = ["build_maps", "galaxy_sources", "synthetic_cutout", "render_shard", "join_dataset"]
 

@@ -14,9 +14,9 @@ from alchemy_obs.config import MapsConfig, MockConfig, ObserveConfig
 from alchemy_obs.maps.build import GalaxySource
 from alchemy_obs.maps.store import shard_path
 from alchemy_obs.observe.mock import add_mock_domains
-from flows.common import cache_key, completed_ids, file_stamp, flow_config
-from flows.maps import build_maps, galaxy_sources, join_dataset
-from flows.runners import task_runner_from_config
+from alchemy_obs.flows.common import cache_key, completed_ids, file_stamp, flow_config
+from alchemy_obs.flows.maps import build_maps, galaxy_sources, join_dataset
+from alchemy_obs.flows.runners import task_runner_from_config
 
 __all__ = ["make_mocks", "mock_shard"]
 
@@ -52,7 +52,7 @@ def make_mocks(
 ) -> str:
     """Add SKA-MID mock domains (``hi_mom0``, ``hi_nhi``, ``continuum``) to a map dataset.
 
-    Parameters are those of :func:`flows.maps.build_maps`. With ``build_missing_maps`` the
+    Parameters are those of :func:`alchemy_obs.flows.maps.build_maps`. With ``build_missing_maps`` the
     maps of galaxies without a shard are built first (by the ``build-maps`` flow), so the
     deployment can run on an empty folder.
     """

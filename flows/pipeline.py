@@ -1,6 +1,6 @@
 """``pipeline``: maps, mocks, training and evaluation in one flow run.
 
-    python -m flows.pipeline --config configs/flows/demo.yaml --experiment configs/experiments/indi_demo64.yaml
+    python -m alchemy_obs.flows.pipeline --config configs/flows/demo.yaml --experiment configs/experiments/indi_demo64.yaml
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import argparse
 
 from prefect import flow
 
-from flows.maps import build_maps
-from flows.mocks import make_mocks
-from flows.training import evaluate_translator, train_translator
+from alchemy_obs.flows.maps import build_maps
+from alchemy_obs.flows.mocks import make_mocks
+from alchemy_obs.flows.training import evaluate_translator, train_translator
 
 __all__ = ["pipeline", "main"]
 

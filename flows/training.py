@@ -16,7 +16,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
-from flows.common import flow_config
+from alchemy_obs.flows.common import flow_config
 
 __all__ = ["train_translator", "evaluate_translator", "torchrun_command"]
 

@@ -4,10 +4,12 @@
 #   40 synthetic galaxies x 3 views -> 64x64 maps (48 kpc field) -> SKA-MID mock HI
 #   (fast image-plane mode, 20 Mpc) -> pix2pix, HI column density -> dark-matter surface
 #   density -> scored on the held-out test galaxies against two baselines -> published in
-#   models/ and registered in models/registry.yaml with the weights' sha256.
+#   models/ (package data, installed with the package) and registered in
+#   models/registry.yaml with the weights' sha256.
 # A DEMONSTRATION MODEL, NOT A SCIENCE RESULT: synthetic galaxies, tiny network, short run.
 #
-# Usage: models/build_demo_model.sh   (from anywhere; intermediate files go to build/demo_model/)
+# Usage: models/build_demo_model.sh   (from anywhere; intermediate files go to
+# build/demo_model/ of the repository). CFG names the shipped configuration.
 # Every stage resumes when rerun (existing cutouts, shards, mock domains and checkpoints are kept).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +46,7 @@ from astropy.io import fits
 from alchemy_obs.config import load_config
 from alchemy_obs.infer.registry import register_model
 from alchemy_obs.maps.store import join_shards, read_shard, shard_path, write_shard
+from alchemy_obs.shipped import MODELS
 from alchemy_obs.translate import metrics
 from alchemy_obs.translate.checkpoint import load_model, save_model
 from alchemy_obs.translate.data import PairedMapDataset
@@ -52,7 +55,7 @@ from alchemy_obs.translate.normalise import Normalisation
 
 cfg_path, build, name = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 cfg = load_config(cfg_path, [])
-folder = Path("models") / name
+folder = MODELS / name
 method, card = load_model(build / "run" / "model", device="cpu")
 norm = Normalisation.from_dict(card["normalisation"])
 (inp,), target = card["inputs"], card["target"]
@@ -113,7 +116,7 @@ for gid in card["training_data"]["test_galaxies"]:
                               cosmology=str(attrs["cosmology"])))
 join_shards(shards, test_dir / "dataset.h5", split_fractions={"test": 1.0})
 
-entry = register_model(folder, name, Path("models") / "registry.yaml", version="1",
+entry = register_model(folder, name, MODELS / "registry.yaml", version="1",
                        description=card["description"], demonstration=True,
                        beam_fwhm_kpc=card["beam_fwhm_kpc"])
 m, b = card["metrics"]["model"], card["metrics"]["baselines"]

@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from alchemy_obs.config import Config, ConfigError, load_config
+from alchemy_obs.shipped import CONFIGS
 
-PIPELINE = Path(__file__).resolve().parents[1] / "configs" / "pipeline.yaml"
+PIPELINE = CONFIGS / "pipeline.yaml"
 
 
 def test_pipeline_yaml_validates_and_mirrors_defaults():

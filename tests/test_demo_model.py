@@ -1,4 +1,4 @@
-"""The demonstration model shipped in ``models/`` (built by ``models/build_demo_model.sh``)."""
+"""The demonstration model shipped in ``models/`` (built by its ``build_demo_model.sh``)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from astropy.wcs import WCS, FITSFixedWarning
 from alchemy_obs.cli import main
 from alchemy_obs.demo import DEMO_MODEL
 from alchemy_obs.infer.registry import load_registry, resolve
+from alchemy_obs.shipped import MODELS
 from alchemy_obs.translate.checkpoint import load_model, sha256_file
 
-REPO = Path(__file__).resolve().parents[1]
-REGISTRY = REPO / "models" / "registry.yaml"
+REGISTRY = MODELS / "registry.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ def test_demo_infer_stage_uses_the_shipped_model(mock_cube, tmp_path):
     shutil.copy(mock_cube, tmp_path / "mocks" / mock_cube.name)
     name, stage = STAGES[-1]
     assert "infer" in name
-    stage(load_config(None, [f"infer.registry={REGISTRY}", "device=cpu"]), tmp_path)
+    stage(load_config(None, ["device=cpu"]), tmp_path)  # the default registry: the package's
     out = tmp_path / "inferred" / f"{mock_cube.stem}_dm.fits"
     assert fits.getheader(out)["MODEL"] == DEMO_MODEL
     assert out.with_suffix(".png").is_file()

@@ -18,7 +18,7 @@ pytest.importorskip("prefect")
 from alchemy_obs.config import load_config  # noqa: E402
 from alchemy_obs.maps.store import MapStore  # noqa: E402
 
-from flows.runners import task_runner_from_config  # noqa: E402
+from alchemy_obs.flows.runners import task_runner_from_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,24 +54,24 @@ def prefect_api():
 _RUN_WITHOUT_HEARTBEAT = """
 import sys
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-from flows.maps import main
+from alchemy_obs.flows.maps import main
 with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
     main(sys.argv[1:])
 """
 
 _RUN_KILLED_AT_THIRD_SHARD = """
 import os, signal, sys
-import flows.maps
+import alchemy_obs.flows.maps
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-real, started = flows.maps.build_shard, []
+real, started = alchemy_obs.flows.maps.build_shard, []
 def build_shard(*args, **kwargs):
     started.append(1)
     if len(started) == 3:
         os.kill(os.getpid(), signal.SIGKILL)
     return real(*args, **kwargs)
-flows.maps.build_shard = build_shard
+alchemy_obs.flows.maps.build_shard = build_shard
 with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-    flows.maps.main(sys.argv[1:])
+    alchemy_obs.flows.maps.main(sys.argv[1:])
 """
 
 
@@ -89,9 +89,19 @@ def _dataset_content(path: Path) -> dict:
 
 
 def _assert_same(a: dict, b: dict) -> None:
+    """Metadata equal; maps equal to float32 rounding.
+
+    Two processes can run the projection compiled by numba (in one) and reloaded from
+    numba's cache (in the other); the reload is re-optimised and its vectorised sums may add
+    in another order, so a few pixels differ in the last bits (docs/orchestration.rst).
+    """
     assert sorted(a) == sorted(b)
     for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        if k.startswith("map/"):
+            scale = np.nanmax(np.abs(a[k]))
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-6, atol=1e-6 * scale, err_msg=k)
+        else:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
 def test_runner_from_config():
@@ -110,7 +120,7 @@ def test_runner_from_config():
 
 def test_jobqueue_config_makes_a_valid_slurm_script():
     dask_jobqueue = pytest.importorskip("dask_jobqueue")
-    cfg = load_config(REPO / "configs" / "flows" / "slurm.yaml").flows
+    cfg = load_config("configs/flows/slurm.yaml").flows
     runner = task_runner_from_config(cfg)
     assert runner.resolved_cluster_class is dask_jobqueue.SLURMCluster
     assert runner.adapt_kwargs == {"minimum": 1, "maximum": 32}
@@ -123,7 +133,7 @@ def test_jobqueue_config_makes_a_valid_slurm_script():
 
 @pytest.mark.slow
 def test_threads_and_dask_give_identical_datasets(prefect_api, tmp_path):
-    from flows.mocks import make_mocks
+    from alchemy_obs.flows.mocks import make_mocks
 
     results = {}
     for runner in ("threads", "dask"):
@@ -138,7 +148,7 @@ def test_threads_and_dask_give_identical_datasets(prefect_api, tmp_path):
 
 @pytest.mark.slow
 def test_killed_build_maps_resumes_to_the_same_dataset(prefect_api, tmp_path):
-    from flows.maps import build_maps
+    from alchemy_obs.flows.maps import build_maps
 
     reference = Path(build_maps(overrides=_overrides(tmp_path / "ref", "synth.n_galaxies=4")))
 
@@ -172,7 +182,7 @@ def test_train_flow_launches_torchrun_and_evaluates(prefect_api, tmp_path, monke
     from translate_helpers import write_toy_store
 
     from alchemy_obs.translate.train import latest_checkpoint
-    from flows.training import evaluate_translator, train_translator
+    from alchemy_obs.flows.training import evaluate_translator, train_translator
 
     store = write_toy_store(tmp_path / "store", n_galaxies=6, n_views=2, npix=32)
     overrides = [

@@ -274,7 +274,7 @@ def test_natural_noise_is_the_textbook_array_sensitivity():
                                        1.4 * u.GHz, 200 * u.kHz, 1)
     vis = BuiltinSimulator(seed=11).observe(sky, obs)  # 28 baselines x 119 dumps
     assert not vis.flag.any()
-    sefd = tel.dish_types["ska"].sefd("2").to_value(u.Jy)
+    sefd = tel.dish_types["ska"].sefd("2", 1.4 * u.GHz).to_value(u.Jy)
     t_total = obs.n_times * 60.0
     textbook = sefd / np.sqrt(2 * 8 * 7 * 200e3 * t_total)
     imager = Imager(wcs, (N, N), weighting="natural")

@@ -45,13 +45,30 @@ def test_registry_file_format(registry):
     assert resolve("unknown", registry) is None
 
 
-def test_shipped_registry_is_valid():
-    from pathlib import Path
+def test_default_registry_is_the_installed_packages(tmp_path, monkeypatch, capsys):
+    """The shipped models are found from the imported package: run from a folder outside
+    the repository, the default registry is the package's shipped one (``alchemy_obs.shipped``:
+    inside an installed package, beside it in a source tree), and every shipped model
+    resolves by name (checksums verified) for ``infer`` and ``evaluate`` alike."""
+    from alchemy_obs.config import load_config
+    from alchemy_obs.infer.registry import registry_file
+    from alchemy_obs.shipped import MODELS
+    from alchemy_obs.translate.checkpoint import resolve_model
 
-    shipped = Path(__file__).resolve().parents[1] / "models" / "registry.yaml"
-    registry = load_registry(shipped)
+    monkeypatch.delenv("ALCHEMY_OBS_MODELS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert load_config(None).infer.registry is None
+    assert registry_file() == MODELS / "registry.yaml"
+    registry = load_registry()
+    assert "demo-hi2dm" in registry.models
     for name in registry.models:
-        assert resolve(name, shipped) is not None  # checksums of shipped models verify
+        folder, _ = resolve(name)
+        assert folder.resolve().parent == MODELS
+        assert resolve_model(name).resolve() == folder.resolve()
+    assert main(["models"]) == 0
+    assert str(MODELS / "registry.yaml") in capsys.readouterr().out
+    # A registry the user names is read from where it is named, not looked up elsewhere.
+    assert load_registry("models/registry.yaml").models == {}
 
 
 def test_infer_by_registry_name(tmp_path, registry, caplog):
@@ -108,13 +125,6 @@ def test_unknown_model_names_the_registry_searched(tmp_path, registry, monkeypat
     searched = re.escape(str(tmp_path / "mine" / "registry.yaml"))
     with pytest.raises(InferError, match=f"no-such-model: .*no model of that name in {searched}"):
         load_translator("no-such-model", "mine/registry.yaml")
-
-
-def test_shipped_models_are_found_from_any_directory(tmp_path, monkeypatch):
-    # The default registry path is relative (models/registry.yaml); run elsewhere, the
-    # shipped models are still found in the source checkout.
-    monkeypatch.chdir(tmp_path)
-    assert resolve("demo-hi2dm", "models/registry.yaml") is not None
 
 
 def test_wrong_target_is_refused(tmp_path, registry, capsys):

@@ -315,10 +315,10 @@ def test_simulated_ska_mid_cube(tmp_path, model_dir):
                       restfreq=HI_REST_FREQUENCY)
     sky = line_integral(read_observation(path))
     assert sky.redshift == pytest.approx(m.sky.placement.observed_redshift, abs=1e-7)
-    mom0 = m.moment0()
+    mom0 = m.moment0(pbcor=False)  # the written cube is the apparent brightness
     np.testing.assert_allclose(to_domain(sky, "hi_mom0").to_value(mom0.unit), mom0.value,
                                rtol=1e-6, atol=1e-6 * np.abs(mom0.value).max())
-    nhi = m.column_density()
+    nhi = m.column_density(pbcor=False)
     np.testing.assert_allclose(to_domain(sky, "hi_nhi").to_value(nhi.unit), nhi.value,
                                rtol=1e-6, atol=1e-6 * np.abs(nhi.value).max())
     assert main(["infer", str(path), "--model", str(model_dir), "--distance", "20",
@@ -329,3 +329,44 @@ def test_simulated_ska_mid_cube(tmp_path, model_dir):
     # an edge of the field lies outside it and stays blank.
     assert data.shape == (32, 32) and np.isfinite(data).mean() > 0.9
     assert_same_sky(fits.getheader(out), fits.getheader(path), data.shape)
+
+
+def test_luminosity_distance_cards_become_angular_diameter_distances():
+    from alchemy_obs.infer.preprocess import resolve_distance
+    from alchemy_obs.physics.units import COSMOLOGY
+
+    # Mocks write both: DISTANCE is D_A and wins.
+    h = fits.Header()
+    h["DISTANCE"] = (95.0, "[Mpc] angular-diameter distance")
+    h["DISTLUM"] = (104.8, "[Mpc] luminosity distance")
+    h["REDSHIFT"] = 0.05
+    assert resolve_distance(h, None) == (95.0 * u.Mpc, "header DISTANCE")
+    # A luminosity distance alone: D_A = D_L / (1 + z)^2 = 104.8 / 1.1025 = 95.06 Mpc.
+    del h["DISTANCE"]
+    d, source = resolve_distance(h, None)
+    assert d.to_value(u.Mpc) == pytest.approx(104.8 / 1.05**2, rel=1e-12)
+    assert source == "header DISTLUM (luminosity)"
+    # A DISTANCE card that says it is a luminosity distance, redshift from the line.
+    g = fits.Header()
+    g["DISTANCE"] = (104.8, "luminosity distance [Mpc]")
+    assert resolve_distance(g, 0.04)[0].to_value(u.Mpc) == pytest.approx(104.8 / 1.04**2)
+    # No redshift anywhere: the redshift of D_L in the package cosmology (Planck 2018).
+    z = 0.05
+    g["DISTANCE"] = (COSMOLOGY.luminosity_distance(z).to_value(u.Mpc), "luminosity distance")
+    d, _ = resolve_distance(g, None)
+    assert d.to_value(u.Mpc) == pytest.approx(COSMOLOGY.angular_diameter_distance(z).to_value(u.Mpc),
+                                              rel=1e-6)
+
+
+def test_one_cosmology_for_mock_placements_and_inference():
+    import inspect
+
+    from astropy.cosmology import Planck18
+
+    from alchemy_obs.infer.preprocess import resolve_distance
+    from alchemy_obs.observe.sky import SkyPlacement
+    from alchemy_obs.physics.units import COSMOLOGY
+
+    assert COSMOLOGY is Planck18
+    assert SkyPlacement(redshift=0.01).cosmology is COSMOLOGY
+    assert inspect.signature(resolve_distance).parameters["cosmology"].default is COSMOLOGY

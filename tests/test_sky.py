@@ -151,7 +151,7 @@ def test_line_of_sight_velocity_and_hubble_flow_signs():
     # 100 km/s * nu_sys / nu0 (velocities compose as (1+z)(1+v/c)).
     assert centre_velocity(_single(vz=100.0)) - v0 == pytest.approx(-100 / 1.01, rel=1e-3)
     # 1 Mpc behind the centre recedes with the Hubble flow H(z) * 1 Mpc.
-    hz = Planck15.H(0.01).to_value(u.km / u.s / u.Mpc)
+    hz = place.cosmology.H(0.01).to_value(u.km / u.s / u.Mpc)
     assert centre_velocity(_single(z=-1000.0)) - v0 == pytest.approx(hz / 1.01, rel=1e-3)
 
 

@@ -31,15 +31,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="FITS files")
     parser.add_argument("--model", default=None, metavar="NAME_OR_PATH",
-                        help="registry name (models/registry.yaml) or model folder "
+                        help="registry name (see alchemy-obs models) or model folder "
                              "(default: infer.model)")
     parser.add_argument("--target", default=None, metavar="DOMAIN",
                         help="domain expected from the model (dm, stars, gas, ...); a model "
                              "predicting another domain is refused")
     parser.add_argument("--distance", default=None, metavar="MPC",
                         help="angular-diameter distance, in Mpc unless a unit is given (3.2 or "
-                             "3.2Mpc); default: the DISTANCE header card, else the Hubble flow "
-                             "of the systemic velocity")
+                             "3.2Mpc); default: the DISTANCE header card (angular-diameter, "
+                             "or converted from a luminosity distance: DISTLUM, or 'luminosity' "
+                             "in the comment), else the Hubble flow of the systemic velocity "
+                             "(Planck 2018)")
     parser.add_argument("--beam", default=None, metavar="BMAJ[,BMIN[,BPA]]",
                         help="restoring beam, arcsec and deg (e.g. 12,10,30); required when "
                              "the file has none or an invalid one (BMAJ=-1)")

@@ -85,9 +85,10 @@ def load_translator(
     Parameters
     ----------
     name_or_path : str or path-like
-        A name in ``models/registry.yaml`` or a model folder.
+        A name in the registry or a model folder.
     registry_path : path-like, optional
-        Registry file.
+        Registry file (default: the installed package's, see
+        :func:`~alchemy_obs.infer.registry.registry_file`).
     device : str, optional
         Torch device (default: CUDA if available).
 
@@ -248,7 +249,7 @@ def infer_file(
 
     t0 = time.perf_counter()
     sky = preprocess.line_integral(obs, mask_sigma=mask_sigma)
-    observable = preprocess.to_domain(sky, domain, path)
+    observable = preprocess.to_domain(sky, domain, path, training_beam=preprocess.training_beam(card))
     timings["moment0"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

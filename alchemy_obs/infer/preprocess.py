@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from astropy import units as u
-from astropy.cosmology import Cosmology, Planck18
+from astropy.cosmology import Cosmology, z_at_value
 from astropy.io import fits
 from astropy.wcs import WCS
 from radio_beam import Beam
@@ -36,6 +36,7 @@ from alchemy_obs.maps.domains import DOMAINS
 from alchemy_obs.observe.mock import MOCK_DOMAINS
 from alchemy_obs.observe.resample import sky_grid
 from alchemy_obs.physics import radio
+from alchemy_obs.physics.units import COSMOLOGY
 
 __all__ = [
     "DOMAIN_UNITS",
@@ -43,6 +44,7 @@ __all__ = [
     "noise_mask",
     "line_integral",
     "to_domain",
+    "training_beam",
     "resolve_distance",
     "galaxy_centre",
     "model_grid",
@@ -199,8 +201,17 @@ def line_integral(obs: Observation, mask_sigma: float | None = None) -> SkyMap:
 _REFERENCE_BEAM = Beam(1 * u.arcsec)
 
 
-def to_domain(sky: SkyMap, domain: str, path: str | os.PathLike = "") -> u.Quantity:
+def to_domain(
+    sky: SkyMap, domain: str, path: str | os.PathLike = "", *, training_beam: Beam | None = None
+) -> u.Quantity:
     """The map in the units of a model input domain.
+
+    ``hi_mom0`` is in Jy/beam km/s *per the restoring beam of the training mocks*: a
+    surface brightness per beam scales with the beam's solid angle, so an observation with
+    beam :math:`\\Omega_{\\rm obs}` is put on the training beam :math:`\\Omega_{\\rm train}`
+    by :math:`S\\,\\Omega_{\\rm train}/\\Omega_{\\rm obs}` (for a mock read back the two are
+    equal). A brightness-temperature input needs no observation beam then. Without
+    ``training_beam`` the values stay per the observation's beam (logged).
 
     Parameters
     ----------
@@ -210,6 +221,8 @@ def to_domain(sky: SkyMap, domain: str, path: str | os.PathLike = "") -> u.Quant
         One of :data:`DOMAIN_UNITS`.
     path : path-like
         File name used in error messages.
+    training_beam : radio_beam.Beam, optional
+        Restoring beam of the model's training mocks (for ``hi_mom0``).
 
     Returns
     -------
@@ -244,15 +257,16 @@ def to_domain(sky: SkyMap, domain: str, path: str | os.PathLike = "") -> u.Quant
         factor = radio.kelvin_to_jy_per_beam(1.0 * u.K, freq, ref.major, ref.minor)
         data = data.to(per_unit) / u.K * factor
         beam = ref
-        if domain == "hi_mom0" and sky.beam is None:
+        if domain == "hi_mom0" and sky.beam is None and training_beam is None:
             raise InferError(path, "converting K to Jy/beam needs the beam; pass --beam")
+    if domain == "hi_mom0" and (data.unit.is_equivalent(u.Jy / u.beam * u.Hz)
+                                or data.unit.is_equivalent(u.Jy / u.beam * u.km / u.s)):
+        if data.unit.is_equivalent(u.Jy / u.beam * u.Hz):
+            data = radio.frequency_integral_to_velocity_integral(data, z)
+        return _per_training_beam(data.to(target), beam, training_beam, path)
     if data.unit.is_equivalent(u.Jy / u.beam * u.Hz):
-        if domain == "hi_mom0":
-            return radio.frequency_integral_to_velocity_integral(data, z).to(target)
         nhi = radio.hi_column_density_from_flux(data, beam.major, beam.minor, z)
     elif data.unit.is_equivalent(u.Jy / u.beam * u.km / u.s):
-        if domain == "hi_mom0":
-            return data.to(target)
         if beam is None:
             raise InferError(path, "converting Jy/beam km/s to column density needs the beam; "
                                    "pass --beam")
@@ -272,22 +286,65 @@ def to_domain(sky: SkyMap, domain: str, path: str | os.PathLike = "") -> u.Quant
     raise InferError(path, f"cannot convert {data.unit} to {domain} ({target})")
 
 
+def training_beam(card: dict) -> Beam | None:
+    """Restoring beam of a model's training mocks, from its card's
+    ``training_data.mock.beam_arcsec`` ([major, minor] FWHM, arcsec); ``None`` if absent."""
+    fwhm = card.get("training_data", {}).get("mock", {}).get("beam_arcsec")
+    if not fwhm:
+        return None
+    major, minor = (float(fwhm[0]), float(fwhm[-1]))
+    return Beam(major=major * u.arcsec, minor=minor * u.arcsec)
+
+
+def _per_training_beam(data: u.Quantity, beam: Beam | None, training_beam: Beam | None,
+                       path: str | os.PathLike) -> u.Quantity:
+    """A Jy/beam map per ``beam`` rescaled to ``training_beam`` (Omega_train / Omega_obs)."""
+    if training_beam is None:
+        log.warning("%s: hi_mom0 stays per the observation's beam: the model's training beam "
+                    "is unknown", path)
+        return data
+    if beam is None:
+        raise InferError(path, "putting a Jy/beam moment-0 on the model's training beam needs "
+                               "the observation's beam; pass --beam")
+    ratio = (radio.beam_solid_angle(training_beam.major, training_beam.minor)
+             / radio.beam_solid_angle(beam.major, beam.minor)).to_value(u.one)
+    return data * ratio
+
+
 _DISTANCE_KEYS = ("DISTANCE", "DIST", "OBJ_DIST")
+#: Card of a luminosity distance (written by the mocks beside ``DISTANCE``).
+_LUMINOSITY_DISTANCE_KEY = "DISTLUM"
+
+
+def _angular_from_luminosity(d_l: u.Quantity, header: fits.Header, redshift: float | None,
+                             cosmology: Cosmology) -> u.Quantity:
+    """:math:`D_A = D_L/(1+z)^2` with z from a ``REDSHIFT`` card, the line, or D_L itself."""
+    z = header.get("REDSHIFT")
+    if not isinstance(z, (int, float)) or not z > 0:
+        z = redshift if redshift is not None and redshift > 0 else None
+    if z is None:
+        z = float(z_at_value(cosmology.luminosity_distance, d_l))
+    return (d_l / (1.0 + z) ** 2).to(u.Mpc)
 
 
 def resolve_distance(
     header: fits.Header,
     redshift: float | None,
     distance: u.Quantity | None = None,
-    cosmology: Cosmology = Planck18,
+    cosmology: Cosmology = COSMOLOGY,
     path: str | os.PathLike = "",
 ) -> tuple[u.Quantity, str]:
-    """The distance to the galaxy and where it came from.
+    """The angular-diameter distance to the galaxy and where it came from.
 
-    Priority: ``distance`` (the ``--distance`` option), a ``DISTANCE``/``DIST`` header card
-    (in Mpc unless its comment says kpc), then the angular-diameter distance of the line's
-    redshift in ``cosmology`` (the Hubble flow), refused below
-    :data:`MIN_HUBBLE_VELOCITY` where peculiar velocities dominate.
+    The model grid is laid out with the angular-diameter distance :math:`D_A` (pixel angle =
+    length / :math:`D_A`). Priority: ``distance`` (the ``--distance`` option, an
+    angular-diameter distance), a ``DISTANCE``/``DIST`` header card (in Mpc unless its
+    comment says kpc; an angular-diameter distance, as the mocks write it, unless its comment
+    says "luminosity"), a ``DISTLUM`` luminosity-distance card, then the angular-diameter
+    distance of the line's redshift in ``cosmology`` (the Hubble flow), refused below
+    :data:`MIN_HUBBLE_VELOCITY` where peculiar velocities dominate. A luminosity distance
+    :math:`D_L` becomes :math:`D_A = D_L/(1+z)^2` with z from a ``REDSHIFT`` card, else the
+    line's redshift, else the redshift of :math:`D_L` in ``cosmology``.
 
     Parameters
     ----------
@@ -296,26 +353,32 @@ def resolve_distance(
     redshift : float or None
         Redshift of the HI line (``None`` for images).
     distance : Quantity, optional
-        Explicit distance.
+        Explicit angular-diameter distance.
     cosmology : astropy.cosmology.Cosmology
-        Cosmology for redshift-based distances.
+        Cosmology for redshift-based distances (the package's
+        :data:`~alchemy_obs.physics.units.COSMOLOGY`, Planck 2018).
     path : path-like
         File name for error messages.
 
     Returns
     -------
     distance : Quantity
-        In Mpc.
+        Angular-diameter distance in Mpc.
     source : str
-        ``"option"``, ``"header DISTANCE"`` or ``"redshift z=..."``.
+        ``"option"``, ``"header DISTANCE"``, ``"header DISTLUM (luminosity)"`` or
+        ``"redshift z=..."``.
     """
     if distance is not None:
         return u.Quantity(distance, u.Mpc).to(u.Mpc), "option"
-    for key in _DISTANCE_KEYS:
+    for key in (*_DISTANCE_KEYS, _LUMINOSITY_DISTANCE_KEY):
         value = header.get(key)
-        if isinstance(value, (int, float)) and value > 0:
-            unit = u.kpc if "kpc" in header.comments[key].lower() else u.Mpc
-            return (value * unit).to(u.Mpc), f"header {key}"
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            comment = header.comments[key].lower()
+            d = (value * (u.kpc if "kpc" in comment else u.Mpc)).to(u.Mpc)
+            if key == _LUMINOSITY_DISTANCE_KEY or "luminosity" in comment:
+                return (_angular_from_luminosity(d, header, redshift, cosmology),
+                        f"header {key} (luminosity)")
+            return d, f"header {key}"
     if redshift is None or not redshift > 0:
         raise InferError(path, "no distance: pass --distance (Mpc); the file has no DISTANCE card "
                                "and no spectral axis to take a redshift from")

@@ -102,18 +102,13 @@ def default_registry_path() -> Path:
 
 
 def registry_file(path: str | os.PathLike | None = None) -> Path:
-    """The registry file to read: ``path``, else :func:`default_registry_path`.
+    """The registry file to read: ``path`` as given, else :func:`default_registry_path`.
 
-    A relative path missing from the working directory is looked up in the source checkout
-    (the README's editable install), which holds the shipped ``models/``, so commands run
-    from any directory find the shipped models.
+    A path given by the user is read from there (relative to the working directory); only
+    the default is the installed package's, so it does not depend on where a command runs
+    or on a source checkout.
     """
-    path = Path(path) if path is not None else default_registry_path()
-    if not path.is_absolute() and not path.is_file():
-        checkout = Path(__file__).resolve().parents[2] / path
-        if checkout.is_file():
-            return checkout
-    return path
+    return Path(path) if path is not None else default_registry_path()
 
 
 def load_registry(path: str | os.PathLike | None = None) -> Registry:

@@ -55,6 +55,9 @@ _GX, _GW = np.polynomial.legendre.leggauss(3)
 _U0 = np.uint64(0)
 _BREAKS = np.array(POLY_BREAKS)
 #: Reassociation lets LLVM vectorise the pixel loops; no finite-math assumptions are made.
+#: Without it the projection is 1.8x slower. The price: numba re-optimises the code it
+#: reloads from its cache, so a process that compiled the projection and one that loaded
+#: it may differ in the last bit of a few pixels.
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
@@ -555,7 +558,7 @@ def _project(part, first, row_lo, row_hi, hmax, inv_dx, inv_dy, nw, nx, ny, pack
 # the reach of its kernels), summed in band order at the end: the largest power of two of
 # at most one band per _PARTICLES_PER_BAND input particles, and at most _N_BUFFERS. The
 # number depends on the input only, not on numba's thread count, so that a map is the same
-# to the last bit whatever the threads (a thread pool, Dask workers, another machine); it
+# to the last bit whatever the threads (one process's thread pool or numba threads); it
 # also bounds the threads a projection can use. A power of two shares out evenly over 2, 4
 # or 8 threads (3 bands on 2 threads would leave one idle a third of the time). Fewer bands
 # for small inputs keep the buffers' overlap cheap.

@@ -67,7 +67,7 @@ class ImagePlaneSimulator:
         geo = imager.geometry
         flag = visibility_flags(observation, geo)
         a1, a2, t = observation.rows()
-        sigma = np.broadcast_to(observation.sigma()[:, None], flag.shape).copy()
+        sigma = np.broadcast_to(observation.sigma(), flag.shape).copy()
         template = Visibilities(observation.uvw(), a1, a2, np.zeros(len(a1)), observation.frequencies,
                                 np.ones(flag.shape, np.complex128), sigma, flag, observation)
         w = imager.weights(template)

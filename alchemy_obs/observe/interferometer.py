@@ -388,7 +388,7 @@ class BuiltinSimulator:
                                        self.epsilon, self.nthreads)[:, 0]
         a1, a2, t = observation.rows()
         mjd_s = observation.times.utc.mjd * 86400.0
-        sigma = np.broadcast_to(observation.sigma()[:, None], data.shape).copy()
+        sigma = np.broadcast_to(observation.sigma(), data.shape).copy()
         return Visibilities(uvw, a1, a2, mjd_s[t], observation.frequencies, data, sigma, flag,
                             observation)
 

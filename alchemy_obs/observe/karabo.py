@@ -166,7 +166,7 @@ class KaraboSimulator:
                 ours = (t * obs.telescope.n_antennas + a1) * obs.telescope.n_antennas + a2
                 pos = np.searchsorted(ours, key)
                 data[pos, c] = ms["data"][:, 0, 0] if ms["data"].shape[2] == 1 else ms["data"][:, 0, [0, -1]].mean(1)
-        sigma = np.broadcast_to(obs.sigma()[:, None], data.shape).copy()
+        sigma = np.broadcast_to(obs.sigma(), data.shape).copy()
         flag = np.zeros(data.shape, bool)
         if self.noise:
             data = data + sigma * (self.rng.standard_normal(data.shape) + 1j * self.rng.standard_normal(data.shape))

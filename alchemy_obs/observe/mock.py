@@ -119,7 +119,7 @@ class Mock:
         return radio.frequency_integral_to_velocity_integral(
             self._channel_width_hz() * u.Hz, self.sky.placement.observed_redshift).to(u.km / u.s)
 
-    def plane(self, plane: str = "image") -> u.Quantity:
+    def plane(self, plane: str = "image", pbcor: bool = True) -> u.Quantity:
         """A plane set (Jy/beam) corrected for the primary beam: the sky's brightness.
 
         The interferometer sees the sky attenuated by the primary beams of its dishes; the
@@ -129,26 +129,26 @@ class Mock:
         """
         cube = getattr(self.result, plane)
         pb = self.result.primary_beam
-        return cube if pb is None else cube / pb
+        return cube if pb is None or not pbcor else cube / pb
 
-    def moment0_frequency(self, plane: str = "image") -> u.Quantity:
+    def moment0_frequency(self, plane: str = "image", pbcor: bool = True) -> u.Quantity:
         """:math:`\\sum_c I_c |\\Delta\\nu|` of a primary-beam corrected plane set (Jy/beam
         Hz); no clipping, so the noise stays unbiased."""
         if self.kind != "hi":
             raise ValueError("moment 0 needs an HI mock")
-        return self.plane(plane).sum(axis=0) * self._channel_width_hz() * u.Hz
+        return self.plane(plane, pbcor).sum(axis=0) * self._channel_width_hz() * u.Hz
 
-    def moment0(self, plane: str = "image") -> u.Quantity:
+    def moment0(self, plane: str = "image", pbcor: bool = True) -> u.Quantity:
         """HI moment 0 in Jy/beam km/s of rest-frame velocity
         (:func:`~alchemy_obs.physics.radio.frequency_integral_to_velocity_integral`)."""
         z = self.sky.placement.observed_redshift
-        return radio.frequency_integral_to_velocity_integral(self.moment0_frequency(plane), z)
+        return radio.frequency_integral_to_velocity_integral(self.moment0_frequency(plane, pbcor), z)
 
-    def column_density(self, plane: str = "image") -> u.Quantity:
+    def column_density(self, plane: str = "image", pbcor: bool = True) -> u.Quantity:
         """HI column density (cm^-2) of the restored moment 0 with the restoring beam."""
         beam = self.beam
         return radio.hi_column_density_from_flux(
-            self.moment0_frequency(plane), beam.major, beam.minor,
+            self.moment0_frequency(plane, pbcor), beam.major, beam.minor,
             redshift=self.sky.placement.observed_redshift,
         )
 

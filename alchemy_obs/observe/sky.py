@@ -52,7 +52,7 @@ import numba
 import numpy as np
 from astropy import constants as const
 from astropy import units as u
-from astropy.cosmology import FlatLambdaCDM, Planck15, z_at_value
+from astropy.cosmology import FlatLambdaCDM, z_at_value
 from astropy.wcs import WCS
 from scipy.ndimage import gaussian_filter
 from scipy.special import ndtr
@@ -62,7 +62,7 @@ from alchemy_obs.maps.kernels import kernel_tables
 from alchemy_obs.maps.project import project_particles
 from alchemy_obs.maps.smoothing import GAS_FACTOR, smoothing_length
 from alchemy_obs.physics import gas as gas_physics
-from alchemy_obs.physics import radio
+from alchemy_obs.physics import radio, units
 from alchemy_obs.sim.galaxy import Galaxy
 
 __all__ = [
@@ -119,7 +119,9 @@ class SkyPlacement:
     peculiar_velocity : Quantity
         Line-of-sight peculiar velocity of the galaxy as a whole (receding positive).
     cosmology : astropy.cosmology.FLRW
-        Cosmology for distances and the Hubble rate (Planck 2015, as in IllustrisTNG).
+        Cosmology for distances and the Hubble rate; default the package's
+        :data:`~alchemy_obs.physics.units.COSMOLOGY` (Planck 2018). Mocks of a simulated
+        galaxy pass the simulation's own.
     """
 
     redshift: float | None = None
@@ -127,7 +129,7 @@ class SkyPlacement:
     ra: u.Quantity = field(default_factory=lambda: 150.0 * u.deg)
     dec: u.Quantity = field(default_factory=lambda: -30.0 * u.deg)
     peculiar_velocity: u.Quantity = field(default_factory=lambda: 0.0 * u.km / u.s)
-    cosmology: FlatLambdaCDM = field(default_factory=lambda: Planck15)
+    cosmology: FlatLambdaCDM = field(default_factory=lambda: units.COSMOLOGY)
 
     def __post_init__(self) -> None:
         if (self.redshift is None) == (self.distance is None):

@@ -16,7 +16,9 @@ Conventions
   so that u points east and v north at the phase centre.
 * The hour angle comes from astropy's mean sidereal time (IAU 1982, UT1 = UTC) at the array
   longitude, and the ICRS right ascension of the phase centre.
-* SEFD of a dish type: ``2 k (T_sys/eta_A) / A_geom`` with A_geom = pi D^2 / 4.
+* SEFD of a dish type: ``2 k (T_sys/eta_A) / A_geom`` with A_geom = pi D^2 / 4; T_sys/eta_A
+  is one value per band or a table against frequency (default: the model of Braun et al.
+  2019, which rises from 30 K at 0.9 GHz to 99 K at 0.35 GHz for an SKA dish).
 * Primary beam of a dish: a Gaussian power pattern of FWHM ``f lambda / D`` (f = 1.2 by
   default); the beam of a baseline is the geometric mean of its two dishes' patterns.
 
@@ -105,24 +107,55 @@ class DishType:
         Name used in the layout's type column (``"ska"``, ``"meerkat"``).
     diameter : Quantity
         Geometric diameter.
-    tsys_over_eta : dict of str to Quantity
-        System temperature over aperture efficiency (K) per band name.
+    tsys_over_eta : dict
+        System temperature over aperture efficiency per band name: a scalar Quantity (K) for
+        the whole band, or a pair ``(frequencies, values)`` of increasing node frequencies and
+        K, interpolated linearly (the dish has no receiver outside the nodes).
     """
 
     name: str
     diameter: u.Quantity
-    tsys_over_eta: dict[str, u.Quantity]
+    tsys_over_eta: dict[str, u.Quantity | tuple[u.Quantity, u.Quantity]]
 
     @property
     def area(self) -> u.Quantity:
         """Geometric collecting area pi D^2 / 4."""
         return (np.pi * self.diameter**2 / 4).to(u.m**2)
 
-    def sefd(self, band: str) -> u.Quantity:
-        """System equivalent flux density 2 k (T_sys/eta) / A in Jy for ``band``."""
+    def tsys_over_eta_at(self, band: str, frequency: u.Quantity | None = None) -> u.Quantity:
+        """T_sys/eta_A (K) in ``band`` at ``frequency`` (any shape; may be omitted for a
+        band with one value).
+
+        Raises
+        ------
+        ValueError
+            For an unknown band, a frequency outside the band's nodes, or a tabulated band
+            without a frequency.
+        """
         if band not in self.tsys_over_eta:
             raise ValueError(f"dish type {self.name!r} has no T_sys/eta for band {band!r}")
-        return (2 * const.k_B * self.tsys_over_eta[band] / self.area).to(u.Jy)
+        entry = self.tsys_over_eta[band]
+        if not isinstance(entry, tuple):
+            value = u.Quantity(entry, u.K)
+            return value if frequency is None else np.full(np.shape(frequency), value.value) * u.K
+        if frequency is None:
+            raise ValueError(f"dish type {self.name!r}: T_sys/eta of band {band!r} depends on "
+                             "frequency; give the frequency")
+        nodes = entry[0].to_value(u.GHz)
+        f = u.Quantity(frequency, u.Hz).to_value(u.GHz)
+        # A relative 1e-9 lets channel centres computed in Hz sit on the end nodes.
+        if np.any(f < nodes[0] * (1 - 1e-9)) or np.any(f > nodes[-1] * (1 + 1e-9)):
+            raise ValueError(
+                f"dish type {self.name!r} receives band {band!r} only from {nodes[0]} to "
+                f"{nodes[-1]} GHz, got {np.min(f):.4f}-{np.max(f):.4f} GHz (choose an array "
+                "without these dishes, e.g. AA2, or other frequencies)"
+            )
+        return np.interp(f, nodes, entry[1].to_value(u.K)) * u.K
+
+    def sefd(self, band: str, frequency: u.Quantity | None = None) -> u.Quantity:
+        """System equivalent flux density 2 k (T_sys/eta) / A in Jy for ``band`` (at
+        ``frequency``, shaped like it; see :meth:`tsys_over_eta_at`)."""
+        return (2 * const.k_B * self.tsys_over_eta_at(band, frequency) / self.area).to(u.Jy)
 
     def beam_fwhm(self, frequency: u.Quantity, factor: float = 1.2) -> u.Quantity:
         """FWHM ``factor * lambda / D`` of the Gaussian primary beam (radian)."""
@@ -235,12 +268,15 @@ class Telescope:
         keep = table[config.array]
         if config.max_baseline_km is not None:
             keep &= np.hypot(table["enu"][:, 0], table["enu"][:, 1]) <= config.max_baseline_km * 1e3
+        def curve(value: float | list[tuple[float, float]]) -> u.Quantity | tuple[u.Quantity, u.Quantity]:
+            if isinstance(value, list):
+                nodes = np.array(value, dtype=np.float64)
+                return nodes[:, 0] * u.GHz, nodes[:, 1] * u.K
+            return value * u.K
+
         dish_types = {
-            name: DishType(
-                name,
-                d.diameter_m * u.m,
-                {band: t * u.K for band, t in d.tsys_over_eta_k.items()},
-            )
+            name: DishType(name, d.diameter_m * u.m,
+                           {band: curve(t) for band, t in d.tsys_over_eta_k.items()})
             for name, d in config.dishes.items()
         }
         location = EarthLocation.from_geodetic(
@@ -266,9 +302,11 @@ class Telescope:
         """Dish diameters, shape (N,)."""
         return u.Quantity([self.dish_types[t].diameter.to_value(u.m) for t in self.dish_type], u.m)
 
-    def sefd(self, band: str) -> u.Quantity:
-        """SEFD of every dish in ``band``, shape (N,), Jy."""
-        return u.Quantity([self.dish_types[t].sefd(band).to_value(u.Jy) for t in self.dish_type], u.Jy)
+    def sefd(self, band: str, frequency: u.Quantity | None = None) -> u.Quantity:
+        """SEFD of every dish in ``band``, Jy: shape (N,), or (N, C) at C ``frequency`` values."""
+        per_type = {name: dish.sefd(band, None if frequency is None else np.atleast_1d(frequency))
+                    for name, dish in self.dish_types.items() if name in set(self.dish_type)}
+        return u.Quantity([per_type[t].to_value(u.Jy) for t in self.dish_type], u.Jy)
 
     def equatorial_xyz(self) -> np.ndarray:
         """Local equatorial coordinates (X, Y, Z) in metres, shape (N, 3)."""
@@ -501,9 +539,10 @@ class Observation:
 
         The radiometer equation for one polarisation product of baseline (i, j),
         ``sqrt(SEFD_i SEFD_j) / sqrt(2 dnu dt)``, divided by ``sqrt(n_pol)`` because
-        Stokes I averages the ``n_pol`` independent products. Shape (T*B,).
+        Stokes I averages the ``n_pol`` independent products. The SEFDs are those of each
+        channel's frequency. Shape (T*B, C).
         """
-        sefd = self.telescope.sefd(self.band).to_value(u.Jy)
+        sefd = self.telescope.sefd(self.band, self.frequencies).to_value(u.Jy)
         a1, a2, _ = self.rows()
         dnu = self.channel_width.to_value(u.Hz)
         dt = self.dump_time.to_value(u.s)

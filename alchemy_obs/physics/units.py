@@ -23,6 +23,8 @@ Functions take plain arrays (or scalars) in code units with ``a`` and ``h`` and 
 arrays in the physical unit named in their docstring; each ``*_factor`` function returns the
 multiplicative factor so that the inverse conversion (used by the synthetic cutout writer)
 is a division by the same number.
+
+The module also holds :data:`COSMOLOGY`, the package's one cosmology for observations.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from astropy.cosmology import Planck18
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
+    "COSMOLOGY",
     "TNG_UNIT_LENGTH_CM",
     "TNG_UNIT_MASS_G",
     "TNG_UNIT_VELOCITY_CM_S",
@@ -51,6 +55,14 @@ __all__ = [
     "density_to_msun_kpc3",
     "magnetic_field_to_gauss",
 ]
+
+#: The package's cosmology for observations, Planck 2018 (Planck Collaboration 2020, A&A 641,
+#: A6; astropy's ``Planck18``): redshift-distance relations of real galaxies in ``infer`` and
+#: of mock placements given without a cosmology. A simulated galaxy keeps its simulation's
+#: own cosmology (from its header; Planck 2015 for IllustrisTNG), which set its redshift and
+#: ages, so mocks of it use that one. Distances follow one convention everywhere: *luminosity*
+#: distance for fluxes, *angular-diameter* distance :math:`D_A = D_L/(1+z)^2` for angles.
+COSMOLOGY = Planck18
 
 #: TNG unit length: 1 kpc in cm (header ``UnitLength_in_cm``).
 TNG_UNIT_LENGTH_CM = 3.085678e21

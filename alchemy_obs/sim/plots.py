@@ -16,7 +16,7 @@ from scipy import ndimage  # noqa: E402
 
 from alchemy_obs.sim.galaxy import Galaxy, load_galaxy  # noqa: E402
 
-__all__ = ["plot_particles"]
+__all__ = ["plot_particles", "save_png"]
 
 #: Standard deviation (pixels) of the Gaussian that smooths the particle histograms.
 SMOOTH_PIXELS = 1.5
@@ -62,7 +62,6 @@ def plot_particles(
     pathlib.Path
         The PNG file.
     """
-    png = Path(png)
     paths = list(paths)
     if not paths:
         raise ValueError("plot_particles needs at least one cutout file")
@@ -96,9 +95,34 @@ def plot_particles(
             ax.set_xlabel("x [kpc]")
             ax.set_ylabel("y [kpc]")
     fig.tight_layout()
+    return save_png(fig, png, dpi=80)
+
+
+def save_png(fig: plt.Figure, png: str | os.PathLike, dpi: int = 80) -> Path:
+    """Write ``fig`` as a PNG atomically (temporary file, then rename) and close it.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+    png : path-like
+        Output file; its folder is created.
+    dpi : int
+        Resolution.
+
+    Returns
+    -------
+    pathlib.Path
+        The PNG file.
+    """
+    png = Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
     tmp = png.with_name(f".{png.name}.{os.getpid()}.tmp")
-    fig.savefig(tmp, dpi=80, format="png")
-    plt.close(fig)
-    os.replace(tmp, png)
+    try:
+        fig.savefig(tmp, dpi=dpi, format="png")
+        os.replace(tmp, png)
+    finally:
+        plt.close(fig)
+        if tmp.exists():
+            tmp.unlink()
     return png

@@ -14,11 +14,16 @@ units and then converted to TNG code units with :mod:`alchemy_obs.physics.units`
   plus a Hernquist bulge. Formation times from a delayed-tau star formation history, a
   metallicity that follows the gas gradient and decreases with age; a few wind particles
   (``GFM_StellarFormationTime <= 0``) above and below the disc.
-* **Gas**: an exponential disc with a near-universal central surface density (so gas-rich
-  galaxies have large discs) and a hydrostatic, flaring scale height, logarithmic spiral
+* **Gas**: an atomic exponential disc with a near-universal central surface density (so
+  gas-rich galaxies have large discs, Wang et al. 2016) and HI fractions falling with
+  stellar mass as in xGASS (Catinella et al. 2018), plus a molecular exponential disc
+  with the stellar scale length whose mass is the Speagle et al. (2014) main-sequence SFR
+  times a depletion time (so star formation rises with redshift); a hydrostatic, flaring
+  scale height, logarithmic spiral
   arms and lognormal density fluctuations; a hot :math:`\\beta`-model halo at the virial
   temperature. Star-forming cells (:math:`n_H > 0.1\\,{\\rm cm^{-3}}`) sit on a polytropic
-  effective equation of state and form stars as in TNG, :math:`\\dot M_* = m/t_*` with
+  effective equation of state and form stars as in TNG, :math:`\\dot M_* = (1-\\beta)\\,x\\,m/t_*`
+  (cold-cloud mass fraction :math:`x \\approx 0.9`, :math:`\\beta = 0.1`) with
   :math:`t_* = 2.2\\,{\\rm Gyr}\\,(\\rho/\\rho_{\\rm th})^{-1/2}`: the volumetric
   Schmidt law :math:`\\dot\\rho_* \\propto \\rho^{1.5}` calibrated to Kennicutt (1998). Neutral fractions follow a self-shielding curve (high in cold dense
   gas, :math:`\\sim10^{-6}` in the hot halo); electron abundances follow.
@@ -30,7 +35,13 @@ units and then converted to TNG code units with :mod:`alchemy_obs.physics.units`
   both scaling as :math:`\\rho^{1/2}`, a few μG in the disc.
 * **Black hole**: one particle at the centre, mass from the Kormendy & Ho (2013)
   :math:`M_{BH}-M_{\\rm bulge}` relation, at least TNG's seed mass.
+* **Metals**: a negative radial gradient whose value at the star-forming radius follows
+  the Curti et al. (2020) mass-metallicity relation (0.07 dex scatter).
 * Sometimes (``merger_fraction``) a **merging companion** with mass ratio 0.1-0.4 falls in.
+
+The relations come from :mod:`alchemy_obs.sim.relations`; whether the written particles
+follow them is checked by :mod:`alchemy_obs.sim.population`
+(``alchemy-obs synth --population-check``).
 
 Particle numbers are set by the caller; 40 % go to dark matter, 30 % each to gas and stars
 (the companion takes its mass share), so per-type particle masses differ as in a zoom
@@ -58,6 +69,15 @@ from tqdm.auto import tqdm
 
 from alchemy_obs.config import SynthConfig
 from alchemy_obs.physics import units
+from alchemy_obs.physics.gas import HYDROGEN_FRACTION
+from alchemy_obs.sim.relations import (
+    MOSTER2013_SCATTER,
+    SOLAR_OXYGEN_ABUNDANCE,
+    SPEAGLE2014_SCATTER,
+    curti2020_oxygen_abundance,
+    moster2013_stellar_mass,
+    speagle2014_sfr,
+)
 
 __all__ = [
     "TNG_COSMOLOGY",
@@ -85,10 +105,32 @@ _MSUN_KPC3_TO_G_CM3 = 1.98841e33 / (3.0856776e21) ** 3
 _Z_SUN = 0.0127  # TNG's solar metallicity
 _N_H_SF = 0.1  # cm^-3, star-formation threshold of the TNG model
 _T_STAR_0_GYR = 2.2  # Springel & Hernquist (2003) star formation timescale at threshold
+# Springel & Hernquist (2003, "SH03") two-phase ISM: mass fraction of massive stars that die
+# at once (Salpeter IMF), cloud evaporation A0, supernova and cold-cloud temperatures.
+_SH03_BETA = 0.1
+_SH03_A0 = 1000.0
+_SH03_T_SN = 1e8  # K
+_SH03_T_CLOUD = 1e3  # K
 # Mass fractions of the metals in GFM_Metals[2:9] (C, N, O, Ne, Mg, Si, Fe) and the rest,
 # solar proportions (Asplund et al. 2009).
 _METAL_MIX = np.array([0.178, 0.052, 0.431, 0.094, 0.053, 0.050, 0.096, 0.046])
 _GAMMA = 5.0 / 3.0
+# log(M_atomic/M*) = slope (log M* - 10) + norm: the xGASS median HI fractions (Catinella et
+# al. 2018) once the HI model's ionised and molecular shares are taken off.
+_ATOMIC_SLOPE = -0.8
+_ATOMIC_NORM = -0.6
+# Depletion time M_gas/SFR of the dense (molecular) gas disc under the Springel & Hernquist
+# (2003) law at the synthetic discs' densities, Gyr: 0.3 Gyr puts the galaxies on the main
+# sequence (alchemy-obs synth --population-check). Observed molecular depletion times are
+# 1-2 Gyr (Leroy et al. 2008; Saintonge et al. 2017), so these molecular discs are 3-6
+# times lighter than real ones: the thin synthetic layers are denser than TNG's coarse-
+# grained ISM, on which the law was calibrated.
+_T_DEPLETION_GYR = 0.3
+# Radius, in disc scale lengths, at which the gas metallicity is that of the mass-metallicity
+# relation: about the SFR-weighted radius of the star-forming gas.
+_MZR_RADIUS_RD = 1.2
+# 1-sigma spread of the gas-phase metallicity at fixed stellar mass, dex (Curti et al. 2020).
+_MZR_SCATTER = 0.07
 
 
 @dataclass(frozen=True)
@@ -104,6 +146,7 @@ class GalaxyParameters:
     bulge_fraction: float
     disc_scale_length: float
     cold_gas_mass: float
+    molecular_fraction: float
     hot_gas_mass: float
     gas_central_surface_density: float
     spiral_arms: int
@@ -126,13 +169,6 @@ def tng_cosmology() -> FlatLambdaCDM:
     )
 
 
-def _moster_stellar_mass(m200: float) -> float:
-    """Moster, Naab & White (2013) z=0 stellar-to-halo mass relation (their eq. 2)."""
-    m1, n, beta, gamma = 10**11.59, 0.0351, 1.376, 0.608
-    ratio = 2 * n / ((m200 / m1) ** -beta + (m200 / m1) ** gamma)
-    return ratio * m200
-
-
 def _concentration(m200: float, z: float, h: float) -> float:
     """Dutton & Macciò (2014) c200(M200, z) for NFW haloes in Planck cosmology."""
     b = -0.101 + 0.026 * z
@@ -145,8 +181,10 @@ def draw_parameters(rng: np.random.Generator, merger_fraction: float) -> GalaxyP
 
     Halo mass is log-uniform in :math:`10^{11}-10^{12.6}\\,M_\\odot`; concentration,
     stellar mass (the z=0 Moster et al. 2013 relation, used at all redshifts), bulge
-    fraction, disc size (halo spin), cold and hot gas masses, spiral structure, magnetic
-    field strength, metallicity and star formation history follow from it with scatter.
+    fraction, disc size (halo spin), atomic gas (xGASS HI fractions), molecular gas (the
+    Speagle et al. 2014 main-sequence SFR at the galaxy's cosmic time times a depletion
+    time), hot gas, spiral structure, magnetic field strength, metallicity (Curti et al.
+    2020) and star formation history follow from it with scatter.
 
     Parameters
     ----------
@@ -160,43 +198,70 @@ def draw_parameters(rng: np.random.Generator, merger_fraction: float) -> GalaxyP
     GalaxyParameters
     """
     h = TNG_COSMOLOGY["h"]
+    cosmo = tng_cosmology()
     snapshot = int(rng.choice(list(_SNAPSHOTS)))
     z = _SNAPSHOTS[snapshot]
     m200 = 10 ** rng.uniform(11.0, 12.6)
     conc = _concentration(m200, z, h) * 10 ** rng.normal(0, 0.11)
-    mstar = _moster_stellar_mass(m200) * 10 ** rng.normal(0, 0.15)
-    log_ms = math.log10(mstar)
+    log_ms = float(moster2013_stellar_mass(math.log10(m200))) + rng.normal(0, MOSTER2013_SCATTER)
+    mstar = 10**log_ms
     bulge = float(np.clip(0.1 + 0.25 * (log_ms - 10.0) + rng.normal(0, 0.1), 0.02, 0.7))
-    r200 = _r200(m200, tng_cosmology(), z)
+    r200 = _r200(m200, cosmo, z)
     spin = 0.035 * math.exp(rng.normal(0, 0.4))
     # Mo, Mao & White (1998) R_d = lambda R200 / sqrt(2), lowered by 40 % for the disc's
     # smaller specific angular momentum: 3 kpc for a Milky Way halo.
     rd = float(np.clip(0.6 * spin / math.sqrt(2) * r200, 0.7, 7.0))
-    cold = mstar * 10 ** (-0.6 * (log_ms - 10.0) - 0.3 + rng.normal(0, 0.25))
+    # Atomic gas (HI + helium): HI gas fractions falling with stellar mass as the xGASS
+    # medians (Catinella et al. 2018), measured through the HI model of physics.gas.
+    atomic = mstar * 10 ** (_ATOMIC_SLOPE * (log_ms - 10.0) + _ATOMIC_NORM + rng.normal(0, 0.25))
     f_b = TNG_COSMOLOGY["OmegaBaryon"] / TNG_COSMOLOGY["Omega0"]
-    hot = max(rng.uniform(0.1, 0.5) * (f_b * m200 - mstar - cold), 0.05 * cold)
+    hot_share = rng.uniform(0.1, 0.5)
+    box_size = float(rng.choice(_BOXES))
+    sigma0 = rng.uniform(0.8e7, 2.5e7)
+    arms = int(rng.choice([2, 2, 3, 4]))
+    pitch = rng.uniform(10.0, 30.0)
+    arm_amplitude = rng.uniform(0.2, 0.7)
+    b0 = rng.uniform(15.0, 45.0)
+    turbulent_ratio = rng.uniform(0.5, 1.5)
+    z_scatter = rng.normal(0, _MZR_SCATTER)
+    gradient = -rng.uniform(0.1, 0.3) / rd
+    # Gas-phase metallicity where the star-forming gas is on the Curti et al. (2020)
+    # mass-metallicity relation.
+    oxygen = float(curti2020_oxygen_abundance(log_ms)) + z_scatter - gradient * _MZR_RADIUS_RD * rd
+    central_z = _Z_SUN * 10 ** (oxygen - SOLAR_OXYGEN_ABUNDANCE)
+    tau_sfh = rng.uniform(2.0, 10.0)
+    merger = bool(rng.random() < merger_fraction)
+    merger_ratio = rng.uniform(0.1, 0.4)
+    # Molecular gas: the main-sequence SFR (Speagle et al. 2014) at this cosmic time times
+    # the depletion time, so that the star formation rate rises with redshift as observed.
+    t_now = cosmo.age(z).to_value("Gyr")
+    sfr_ms = 10 ** float(speagle2014_sfr(log_ms, t_now) + rng.normal(0, SPEAGLE2014_SCATTER))
+    molecular = sfr_ms * _T_DEPLETION_GYR * 1e9
+    cold = atomic + molecular
+    hot = max(hot_share * (f_b * m200 - mstar - cold), 0.05 * cold)
     return GalaxyParameters(
         snapshot=snapshot,
         redshift=z,
-        box_size=float(rng.choice(_BOXES)),
+        box_size=box_size,
         m200=m200,
         concentration=conc,
         stellar_mass=mstar,
         bulge_fraction=bulge,
         disc_scale_length=rd,
         cold_gas_mass=cold,
+        molecular_fraction=molecular / cold,
         hot_gas_mass=hot,
-        gas_central_surface_density=rng.uniform(0.8e7, 2.5e7),
-        spiral_arms=int(rng.choice([2, 2, 3, 4])),
-        pitch_angle_deg=rng.uniform(10.0, 30.0),
-        arm_amplitude=rng.uniform(0.2, 0.7),
-        b0_microgauss=rng.uniform(15.0, 45.0),
-        turbulent_ratio=rng.uniform(0.5, 1.5),
-        central_metallicity=_Z_SUN * 10 ** (0.3 * (log_ms - 10.5) + 0.15 + rng.normal(0, 0.1)),
-        metallicity_gradient_dex_per_kpc=-rng.uniform(0.1, 0.3) / rd,
-        tau_sfh_gyr=rng.uniform(2.0, 10.0),
-        merger=bool(rng.random() < merger_fraction),
-        merger_mass_ratio=rng.uniform(0.1, 0.4),
+        gas_central_surface_density=sigma0,
+        spiral_arms=arms,
+        pitch_angle_deg=pitch,
+        arm_amplitude=arm_amplitude,
+        b0_microgauss=b0,
+        turbulent_ratio=turbulent_ratio,
+        central_metallicity=central_z,
+        metallicity_gradient_dex_per_kpc=gradient,
+        tau_sfh_gyr=tau_sfh,
+        merger=merger,
+        merger_mass_ratio=merger_ratio,
     )
 
 
@@ -261,9 +326,11 @@ class _Structure:
     m_dm: float
     mstar: float
     mcold: float
+    mmol: float
     mhot: float
     rd: float
     rg: float
+    rmol: float
     a_bulge: float
     t_now: float
     n_dm: int
@@ -282,9 +349,21 @@ class _Structure:
         m = self.mstar * (1 - self.p.bulge_fraction)
         return m / (2 * math.pi * self.rd**2) * np.exp(-big_r / self.rd)
 
+    def _sigma_atomic(self, big_r: np.ndarray) -> np.ndarray:
+        m = self.mcold - self.mmol
+        return m / (2 * math.pi * self.rg**2) * np.exp(-big_r / self.rg)
+
+    def _sigma_molecular(self, big_r: np.ndarray) -> np.ndarray:
+        return self.mmol / (2 * math.pi * self.rmol**2) * np.exp(-big_r / self.rmol)
+
     def sigma_gas(self, big_r: np.ndarray) -> np.ndarray:
-        """Surface density of the cold gas disc, Msun/kpc^2."""
-        return self.mcold / (2 * math.pi * self.rg**2) * np.exp(-big_r / self.rg)
+        """Surface density of the cold gas disc (atomic plus molecular), Msun/kpc^2."""
+        return self._sigma_atomic(big_r) + self._sigma_molecular(big_r)
+
+    def gas_log_slope(self, big_r: np.ndarray) -> np.ndarray:
+        """:math:`-d\\ln\\Sigma_{\\rm gas}/d\\ln R` of the cold gas disc."""
+        atomic, molecular = self._sigma_atomic(big_r), self._sigma_molecular(big_r)
+        return big_r * (atomic / self.rg + molecular / self.rmol) / np.maximum(atomic + molecular, 1e-300)
 
     def gas_metallicity(self, big_r: np.ndarray) -> np.ndarray:
         """Gas-phase metal mass fraction of the disc at radius R (kpc)."""
@@ -308,11 +387,14 @@ def _structure(
     m_dm_total = (1 - f_b) * m200
     mstar = p.stellar_mass * scale
     mcold = p.cold_gas_mass * scale
+    mmol = mcold * p.molecular_fraction
     mhot = p.hot_gas_mass * scale if with_halo_gas else 0.0
     rd = p.disc_scale_length * scale ** (1 / 3)
-    # Cold gas discs have nearly universal central surface densities (10-25 Msun/pc^2; cf.
-    # the HI size-mass relation, Wang et al. 2016), so gas-rich galaxies have large discs.
-    rg = max(math.sqrt(mcold / (2 * math.pi * p.gas_central_surface_density)), 1.2 * rd)
+    # Atomic gas discs have nearly universal central surface densities (8-25 Msun/pc^2; cf.
+    # the HI size-mass relation, Wang et al. 2016), so gas-rich galaxies have large discs;
+    # molecular gas follows the stars (Leroy et al. 2008: H2 scale length ~ stellar R_d).
+    rg = max(math.sqrt((mcold - mmol) / (2 * math.pi * p.gas_central_surface_density)), 1.2 * rd)
+    rmol = rd
     a_bulge = 0.2 * rd
 
     n_dm = max(int(round((0.4 * n_particles) if m_dm is None else (m_dm_total / m_dm))), 32)
@@ -330,7 +412,8 @@ def _structure(
     model.add(m_dm_total * _nfw_m(np.minimum(r, r200) / rs) / _nfw_m(p.concentration))
     model.add(mstar * p.bulge_fraction * r**2 / (r + a_bulge) ** 2)
     model.add(mstar * (1 - p.bulge_fraction) * (1 - (1 + r / rd) * np.exp(-r / rd)))
-    model.add(mcold * (1 - (1 + r / rg) * np.exp(-r / rg)))
+    model.add((mcold - mmol) * (1 - (1 + r / rg) * np.exp(-r / rg)))
+    model.add(mmol * (1 - (1 + r / rmol) * np.exp(-r / rmol)))
     # Hot beta-model halo between half the gas disc scale length and R200.
     r_core = rng.uniform(0.05, 0.15) * r200
     beta = rng.uniform(0.5, 0.75)
@@ -340,7 +423,8 @@ def _structure(
         model.add(mhot * hot_cdf / hot_cdf[-1])
     return _Structure(
         p=p, scale=scale, m200=m200, r200=r200, m_dm_total=m_dm_total, m_dm=m_dm, mstar=mstar, mcold=mcold,
-        mhot=mhot, rd=rd, rg=rg, a_bulge=a_bulge, t_now=cosmo.age(z).to_value("Gyr"), n_dm=n_dm,
+        mmol=mmol, mhot=mhot, rd=rd, rg=rg, rmol=rmol, a_bulge=a_bulge, t_now=cosmo.age(z).to_value("Gyr"),
+        n_dm=n_dm,
         n_disc=n_star - n_wind - n_bulge, n_bulge=n_bulge, n_wind=n_wind, n_cold=n_cold,
         n_hot=n_gas - n_cold if mhot > 0 else 0, model=model, r_core=r_core, beta=beta,
         hot_cdf=hot_cdf,
@@ -366,14 +450,33 @@ def _dark_matter(rng: np.random.Generator, s: _Structure) -> dict[str, np.ndarra
         msub = ns * s.m_dm
         centre = s.r200 * rng.uniform(0.2, 0.9) * _unit_vectors(rng, 1)[0]
         a_pl = 0.6 * (msub / 1e9) ** (1 / 3)  # kpc; dense enough to survive near the host
-        rr = np.minimum(a_pl / np.sqrt(rng.random(ns) ** (-2 / 3) - 1), 10 * a_pl)
         v_orbit = s.model.vcirc(np.array([np.linalg.norm(centre)]))[0]
         direction = np.cross(centre, _unit_vectors(rng, 1)[0])
         direction /= np.linalg.norm(direction)
-        sigma = math.sqrt(G * msub / (6 * a_pl))  # Plummer: <v^2> = G M / (2 a) over 3 axes
-        pos.append(centre + rr[:, None] * _unit_vectors(rng, ns))
-        vel.append(v_orbit * direction + rng.normal(size=(ns, 3)) * sigma)
+        sub_pos, sub_vel = _plummer_sphere(rng, ns, msub, a_pl)
+        pos.append(centre + sub_pos)
+        vel.append(v_orbit * direction + sub_vel)
     return {"pos": np.concatenate(pos), "vel": np.concatenate(vel)}
+
+
+def _plummer_sphere(
+    rng: np.random.Generator, n: int, mass: float, a: float, r_max: float = 10.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (kpc) and isotropic velocities (km/s) of a Plummer sphere about the origin.
+
+    Radii invert :math:`M(<r)/M = r^3/(r^2 + a^2)^{3/2}`, held at ``r_max`` scale radii. Each
+    velocity component is Gaussian with the isotropic Jeans dispersion at the particle's
+    radius, :math:`\\sigma^2(r) = GM/(6\\sqrt{r^2 + a^2})` (the isotropic Plummer model;
+    Dejonghe 1987, MNRAS 224, 13), so that the mass-weighted
+    :math:`\\langle v^2\\rangle = 3\\pi GM/(32a)` satisfies the virial theorem
+    :math:`2K + W = 0` with :math:`W = -3\\pi GM^2/(32a)`. (One global dispersion
+    :math:`GM/(6a)`, the central value, made the sphere 30 % too hot in
+    :math:`\\sqrt{\\langle v^2\\rangle}`.)
+    """
+    r = np.minimum(a / np.sqrt(rng.random(n) ** (-2 / 3) - 1), r_max * a)
+    pos = r[:, None] * _unit_vectors(rng, n)
+    sigma = np.sqrt(G * mass / (6 * np.sqrt(r**2 + a**2)))
+    return pos, rng.normal(size=(n, 3)) * sigma[:, None]
 
 
 def _stars(rng: np.random.Generator, s: _Structure, cosmo: FlatLambdaCDM) -> dict[str, np.ndarray]:
@@ -431,8 +534,10 @@ def _stars(rng: np.random.Generator, s: _Structure, cosmo: FlatLambdaCDM) -> dic
 
 def _gas(rng: np.random.Generator, s: _Structure) -> dict[str, np.ndarray]:
     """Cold disc with spiral arms and a hot halo: positions, velocities, masses, densities."""
-    p, rd, rg, n_cold, n_hot = s.p, s.rd, s.rg, s.n_cold, s.n_hot
-    big_r = np.minimum(rng.gamma(2.0, 1.0, n_cold) * rg, 7 * rg)
+    p, rd, n_cold, n_hot = s.p, s.rd, s.n_cold, s.n_hot
+    # Each cell belongs to the atomic or the molecular exponential with its mass share.
+    scale_length = np.where(rng.random(n_cold) < p.molecular_fraction, s.rmol, s.rg)
+    big_r = np.minimum(rng.gamma(2.0, 1.0, n_cold), 7.0) * scale_length
     phi = _spiral_phases(rng, big_r, np.full(n_cold, p.arm_amplitude), p, rd)
     # Hydrostatic scale height h = sigma_eff^2 / (pi G Sigma_tot) of a self-gravitating
     # layer; sigma_eff includes the effective-EOS pressure of the star-forming ISM.
@@ -445,8 +550,8 @@ def _gas(rng: np.random.Generator, s: _Structure) -> dict[str, np.ndarray]:
     clumping = np.exp(rng.normal(-0.06, 0.35, n_cold))  # lognormal turbulent density contrast
     rho_cold = s.sigma_gas(big_r) / (2 * h_g) / np.cosh(zz / h_g) ** 2 * arm * clumping
     sig_gas = rng.uniform(7.0, 14.0)
-    # Pressure support lowers rotation: v_phi^2 = V_c^2 - sigma^2 * 2R/R_g (exponential disc).
-    v_phi = np.sqrt(np.maximum(s.model.vcirc(big_r) ** 2 - sig_gas**2 * 2 * big_r / rg, 0.0))
+    # Pressure support lowers rotation: v_phi^2 = V_c^2 - sigma^2 * 2 (-dln Sigma/dln R).
+    v_phi = np.sqrt(np.maximum(s.model.vcirc(big_r) ** 2 - sig_gas**2 * 2 * s.gas_log_slope(big_r), 0.0))
     vel_cold = _cylindrical_velocities(rng, phi, v_phi, sig_gas, sig_gas, sig_gas)
 
     r_hot = _sample_cdf(rng, n_hot, s.model.r, s.hot_cdf)
@@ -566,6 +671,37 @@ def helium_fraction(metallicity: np.ndarray) -> np.ndarray:
     return 0.2485 + 1.7 * np.asarray(metallicity)
 
 
+def cold_cloud_fraction(density_ratio: np.ndarray) -> np.ndarray:
+    """Mass fraction in cold clouds of star-forming gas on the SH03 effective EOS.
+
+    The equilibrium of the two phases (SH03, section 3) gives
+    :math:`x = 1 + 1/(2y) - \\sqrt{1/y + 1/(4y^2)}`, the root of :math:`y(1-x)^2 = x`, with
+    :math:`y \\propto t_*\\,\\Lambda_{\\rm net}/\\rho \\propto \\rho^{1/2}` for a fixed cooling
+    function of the hot phase (its temperature rises with density, where the primordial
+    cooling function changes slowly). At the threshold, continuity of the effective EOS fixes
+    :math:`x_{\\rm th} = 1 + (A_0 + 1)(u_c - u_4)/u_{\\rm SN}` (SH03, section 5.1): 0.905 for
+    :math:`A_0 = 1000`, :math:`T_{\\rm SN} = 10^8` K, 1000 K clouds (neutral) and
+    :math:`u_4` of ionised gas at :math:`10^4` K.
+
+    Parameters
+    ----------
+    density_ratio : ndarray
+        :math:`\\rho/\\rho_{\\rm th}` (>= 1 for star-forming gas).
+
+    Returns
+    -------
+    ndarray
+        Cold cloud mass fraction :math:`x`, 0.905 at the threshold, rising towards 1.
+    """
+    mu_ionised = 4.0 / (8.0 - 5.0 * (1.0 - HYDROGEN_FRACTION))
+    mu_neutral = 4.0 / (1.0 + 3.0 * HYDROGEN_FRACTION)
+    # Specific energies in units of k_B / ((gamma - 1) m_p): T / mu.
+    u_c, u_4, u_sn = _SH03_T_CLOUD / mu_neutral, 1e4 / mu_ionised, _SH03_T_SN / mu_ionised
+    x_th = 1.0 + (_SH03_A0 + 1.0) * (u_c - u_4) / u_sn
+    y = x_th / (1.0 - x_th) ** 2 * np.sqrt(np.asarray(density_ratio, np.float64))
+    return 1.0 + 1.0 / (2.0 * y) - np.sqrt(1.0 / y + 1.0 / (4.0 * y * y))
+
+
 def _gas_thermodynamics(
     rng: np.random.Generator, gas: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
@@ -591,7 +727,10 @@ def _gas_thermodynamics(
     u = _K_B * t / ((_GAMMA - 1) * mu * _M_P) / 1e10  # (km/s)^2
     rho_th = _N_H_SF * _M_P / x_h / _MSUN_KPC3_TO_G_CM3
     t_star_yr = _T_STAR_0_GYR * 1e9 * np.sqrt(rho_th / gas["rho"])
-    sfr = np.where(sf, gas["mass"] / t_star_yr, 0.0)
+    # Only the cold clouds (mass fraction x) form stars, and the fraction beta of what they
+    # form dies at once: SFR = (1 - beta) x m / t* (SH03, as in TNG).
+    cold = cold_cloud_fraction(np.where(sf, gas["rho"] / rho_th, 1.0))
+    sfr = np.where(sf, (1.0 - _SH03_BETA) * cold * gas["mass"] / t_star_yr, 0.0)
     metals = np.empty((n_h.size, 10))
     metals[:, 0] = x_h
     metals[:, 1] = helium

@@ -38,8 +38,9 @@ A model folder holds ``model.safetensors`` (the state dicts of the method's netw
 ``weights_sha256``
     SHA-256 of ``model.safetensors``; :func:`load_model` refuses a mismatch.
 
-Names are resolved in a model registry folder (``$ALCHEMY_OBS_MODELS``, default
-``./models``): ``load_model("gas2dm")`` loads ``models/gas2dm/``.
+Names are resolved in the models folder (:func:`models_folder`: ``$ALCHEMY_OBS_MODELS``,
+default the package's ``models`` folder): ``load_model("gas2dm")`` loads
+``<models folder>/gas2dm/``.
 
 Training checkpoints (:func:`save_training_state`) are model folders with two more files,
 ``state.safetensors`` (optimiser moments, EMA weights, RNG states) and ``state.json`` (step,
@@ -61,6 +62,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from alchemy_obs.config import TrainConfig
+from alchemy_obs.shipped import MODELS
 from alchemy_obs.translate.methods import Method, build_method
 
 __all__ = [
@@ -161,18 +163,14 @@ def save_model(
 
 
 def models_folder() -> Path:
-    """The folder of installed models: ``$ALCHEMY_OBS_MODELS`` (default ``models``).
+    """The folder of installed models: ``$ALCHEMY_OBS_MODELS``, else the package's own.
 
-    A relative folder missing from the working directory is looked up in the source checkout
-    (the README's editable install), which holds the shipped ``models/``: every command, run
-    from any directory, finds the shipped models by name the same way.
+    The default is :data:`alchemy_obs.shipped.MODELS`, the ``models`` folder installed with
+    the package (editable or not), so every command finds the shipped models by name the
+    same way from any working directory.
     """
-    folder = Path(os.environ.get("ALCHEMY_OBS_MODELS", "models"))
-    if not folder.is_absolute() and not folder.is_dir():
-        checkout = Path(__file__).resolve().parents[2] / folder
-        if checkout.is_dir():
-            return checkout
-    return folder
+    folder = os.environ.get("ALCHEMY_OBS_MODELS")
+    return Path(folder) if folder else MODELS
 
 
 def model_names(folder: Path | None = None) -> list[str]:
@@ -202,7 +200,8 @@ def resolve_model(path_or_name: str | os.PathLike) -> Path:
 
 # Keys whose default changed: cards written before the key existed were trained with the
 # old behaviour, which the new default would silently replace.
-_LEGACY_DEFAULTS = {("method", "ddpm", "prediction"): "eps", ("method", "sde", "prediction"): "noise"}
+_LEGACY_DEFAULTS = {("method", "ddpm", "prediction"): "eps", ("method", "sde", "prediction"): "noise",
+                    ("method", "indi", "condition_on_start"): True}
 
 
 def saved_train_config(config: dict[str, Any]) -> TrainConfig:

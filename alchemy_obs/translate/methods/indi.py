@@ -1,13 +1,35 @@
-"""Inversion by Direct Iteration (Delbracio and Milanfar 2023).
+"""Inversion by Direct Iteration (Delbracio and Milanfar 2023, TMLR).
 
-Training draws a continuous ``t ~ U(0, 1)`` and the point
-``x_t = (1 - t) x + t y + t sigma eps`` between the clean target ``x`` and the degraded start
-``y`` (the observation, or one channel of it); the network sees ``concat(x_t, condition)``
-and ``t`` and predicts ``x`` (L2 loss, so it learns ``E[x | x_t, condition]``).
+Training draws ``t ~ U(0, 1)`` and the point ``x_t = (1 - t) x + t y + t sigma eps`` between
+the clean target ``x`` and the degraded start ``y`` (their eq. with the noise ``epsilon_t``,
+here of constant ``sigma``); the restoration network ``F(x_t, t)`` predicts ``x`` with an L2
+loss, so it learns ``E[x | x_t]``.
 
-Sampling starts at ``x_1 = y + sigma eps`` and takes ``N`` steps on the same continuous
-grid ``t_k = k / N``: ``x_{t - d} = (d / t) F(x_t, t) + (1 - d / t) x_t`` with ``d = 1/N``.
-With the exact ``F`` every iterate lies on the training path, whatever ``N``.
+Sampling starts at ``x_1 = y + sigma eps`` and takes ``N`` steps on the continuous grid
+``t_k = k / N``: ``x_{t - d} = (d / t) F(x_t, t) + (1 - d / t) x_t`` with ``d = 1/N`` (their
+small-step iteration; with a constant ``sigma`` it adds no fresh noise). With the exact
+``F`` every iterate lies on the training path, whatever ``N``.
+
+What the network sees. ``F`` gets the iterate ``x_t`` and ``t``, never the start ``y``
+itself: given ``y``, the noise-free target is ``(x_t - t y) / (1 - t)`` for every
+``t < 1``, a linear inversion that a network learns at once, so training would be spent on
+cases that teach nothing and the sampler's later steps would only re-apply the first one's
+answer. From ``x_t`` alone, pairs ``(x, y)`` and ``(x + u, y - (1 - t) u / t)`` are
+indistinguishable, so ``F`` has to know what dark matter and HI look like to separate them.
+
+Start point. Here ``x`` (e.g. dark matter) and ``y`` (e.g. an HI map) are different physical
+quantities, each normalised to order-unity numbers by
+:class:`~alchemy_obs.translate.normalise.Normalisation`, so ``x_t`` mixes two normalised
+maps. When the condition has as many channels as the target it is ``y``; when the target has
+one channel, ``y`` is the condition's channel ``indi.start_channel`` and the other input
+channels (other domains) are concatenated to ``x_t`` as side information. A side channel
+that is (nearly) a copy of the start channel would bring the shortcut back; choose the
+start channel so that none is. Other channel counts have no start point in target space and
+are refused.
+
+Models trained before ``indi.condition_on_start`` existed gave the network the whole
+condition, ``y`` included; their cards load with it set and keep that behaviour, and
+training with it is refused (docs/translators.rst).
 """
 
 from __future__ import annotations
@@ -39,9 +61,18 @@ class InDI(Method):
         if out_channels == 1 and cfg.start_channel >= in_channels:
             raise ValueError(f"indi.start_channel={cfg.start_channel} but input has {in_channels}")
 
+    @staticmethod
+    def network_channels(config: MethodConfig, in_channels: int, out_channels: int) -> int:
+        """Input channels of ``F``: the iterate, then the side (or, legacy, all) channels."""
+        if config.indi.condition_on_start:
+            return out_channels + in_channels
+        side = 0 if out_channels == in_channels else in_channels - 1
+        return out_channels + side
+
     @classmethod
     def from_config(cls, config, network: NetworkConfig, in_channels, out_channels) -> InDI:
-        net = build_network(network, in_channels + out_channels, out_channels, time=True)
+        net = build_network(network, cls.network_channels(config, in_channels, out_channels),
+                            out_channels, time=True)
         return cls({"net": net}, in_channels, out_channels, config)
 
     def start(self, condition: Tensor) -> Tensor:
@@ -50,6 +81,13 @@ class InDI(Method):
             return condition
         c = self.config.indi.start_channel
         return condition[:, c : c + 1]
+
+    def side(self, condition: Tensor) -> Tensor:
+        """The condition's channels other than the start point (possibly none)."""
+        if self.out_channels == self.in_channels:
+            return condition[:, :0]
+        c = self.config.indi.start_channel
+        return torch.cat([condition[:, :c], condition[:, c + 1 :]], dim=1)
 
     def path(self, x: Tensor, y: Tensor, t: Tensor, noise: Tensor | None = None) -> Tensor:
         """``x_t = (1 - t) x + t y (+ t sigma eps)`` for per-sample ``t`` (B,)."""
@@ -60,9 +98,17 @@ class InDI(Method):
         return xt
 
     def predict(self, xt: Tensor, condition: Tensor, t: Tensor) -> Tensor:
-        return self.net("net")(torch.cat([xt, condition], dim=1), t)
+        """``F(x_t, t)``, with the side channels of ``condition`` (see the module docstring)."""
+        extra = condition if self.config.indi.condition_on_start else self.side(condition)
+        return self.net("net")(torch.cat([xt, extra.to(xt.dtype)], dim=1), t)
 
     def loss(self, batch: Batch) -> Tensor:
+        if self.config.indi.condition_on_start:
+            raise ValueError(
+                "indi.condition_on_start=true gives the network the start point y, from which "
+                "it inverts x_t = (1 - t) x + t y exactly; it only loads models trained that "
+                "way before. Train with indi.condition_on_start=false (docs/translators.rst)."
+            )
         x, cond = batch["target"], batch["input"]
         t = torch.rand(x.shape[0], device=x.device)
         xt = self.path(x, self.start(cond), t, torch.randn_like(x))
