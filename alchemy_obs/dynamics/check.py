@@ -438,6 +438,7 @@ def dynamics_check(
     ml_bulge: float = 0.7,
     depth: u.Quantity | None = None,
     cosmology: Cosmology | None = None,
+    redshift: float = 0.0,
 ) -> DynamicsCheck:
     """Compare a predicted mass map with haloes fitted to the rotation curve.
 
@@ -464,6 +465,9 @@ def dynamics_check(
     cosmology : astropy.cosmology.Cosmology, optional
         Critical density of :math:`r_{200}` (default
         :func:`~alchemy_obs.dynamics.fit.default_cosmology`).
+    redshift : float
+        Epoch of that critical density: 0 for nearby galaxies; the snapshot's redshift for
+        a simulated galaxy, whose cutout ends near the :math:`r_{200}` of its epoch.
 
     Returns
     -------
@@ -486,7 +490,7 @@ def dynamics_check(
     dynamical: dict[str, u.Quantity] = {}
     for model in haloes:
         fits[model] = {which: fit_halo(curve, model, ml_disk=ml, ml_bulge=ml_bulge,
-                                       cosmology=cosmology)
+                                       cosmology=cosmology, redshift=redshift)
                        for which, ml in (("nominal", ml_disk), ("low", lo_ml), ("high", hi_ml))}
         masses = u.Quantity([f.halo.projected_mass(radius, depth=depth, truncation=f.r200)
                              for f in fits[model].values()])
