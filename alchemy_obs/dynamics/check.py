@@ -90,8 +90,6 @@ def _parse_centre(text: str) -> tuple[float, float] | None:
 
 def _map_centre(data: np.ndarray, wcs: WCS, header: fits.Header, how: str, path) -> SkyCoord:
     """Sky position of the centre: ``model``, ``header``, ``flux`` or ``"lon,lat"`` (deg)."""
-    from alchemy_obs.infer.preprocess import SkyMap, galaxy_centre
-
     frame_of = lambda lon, lat: wcs.pixel_to_world(*wcs.world_to_pixel_values(lon, lat))  # noqa: E731
     explicit = _parse_centre(how)
     if explicit is not None:
@@ -101,9 +99,14 @@ def _map_centre(data: np.ndarray, wcs: WCS, header: fits.Header, how: str, path)
             return frame_of(float(header["CENLON"]), float(header["CENLAT"]))
         log.info("%s: no CENLON/CENLAT (not an infer output): centre from the map's mass", path)
         how = "flux"
-    if how not in ("flux", "header"):
+    if how == "header":
+        return frame_of(*wcs.wcs.crval[:2])
+    if how != "flux":
         raise DynamicsError(f"--centre {how!r}: use model, flux, header or LON,LAT in degrees")
-    lon, lat = galaxy_centre(SkyMap(data * _SURFACE, wcs, None), how)
+    # Imported here: the infer package loads torch, which the other centres do not need.
+    from alchemy_obs.infer.preprocess import SkyMap, galaxy_centre
+
+    lon, lat = galaxy_centre(SkyMap(data * _SURFACE, wcs, None), "flux")
     return frame_of(lon, lat)
 
 
@@ -371,8 +374,8 @@ class DynamicsCheck:
             "line_of_sight": ("whole halo, truncated at the fitted r200" if self.depth is None
                               else f"slab of {self.depth.to_value(u.kpc):g} kpc, halo truncated at r200"),
             "map_edge_kpc": round(float(self.enclosed.edge.to_value(u.kpc)), 3),
-            "fits": {model: {which: _fit_meta(f) for which, f in fits.items()}
-                     for model, fits in self.fits.items()},
+            "fits": {model: {which: _fit_meta(f) for which, f in trio.items()}
+                     for model, trio in self.fits.items()},
         })
         return t
 
@@ -383,9 +386,9 @@ class DynamicsCheck:
                  f"centre {self.mass_map.centre.to_string('hmsdms', precision=1)}, "
                  + ("whole halo to r200" if self.depth is None
                     else f"slab {self.depth.to_value(u.kpc):g} kpc")]
-        for fits in self.fits.values():
+        for trio in self.fits.values():
             for which in ("low", "nominal", "high"):
-                lines.append("  " + fits[which].summary())
+                lines.append("  " + trio[which].summary())
         head = f"{'R/kpc':>7} {'M_pred/Msun':>11}"
         for model in self.dynamical:
             label = HALO_MODELS[model].label[:9]
@@ -577,9 +580,9 @@ def plot_check(check: DynamicsCheck, path: str | os.PathLike, *, overwrite: bool
     ax_v.plot(r, np.sign(v_dm2) * np.sqrt(np.abs(v_dm2)), "s", ms=2, color="C1",
               label=r"$V_{\rm DM}$ (obs $-$ baryons)")
     fine = np.linspace(r[0], r_top, 200) * u.kpc
-    for model, fits in check.fits.items():
+    for model, trio in check.fits.items():
         c = colours.get(model, "C4")
-        vs = np.array([f.halo.circular_velocity(fine).value for f in fits.values()])
+        vs = np.array([f.halo.circular_velocity(fine).value for f in trio.values()])
         ax_v.fill_between(fine.value, vs.min(0), vs.max(0), color=c, alpha=0.2, lw=0)
         ax_v.plot(fine.value, vs[0], color=c, label=f"{HALO_MODELS[model].label} halo")
     ax_v.set_ylabel("V [km/s]")
@@ -589,13 +592,13 @@ def plot_check(check: DynamicsCheck, path: str | os.PathLike, *, overwrite: bool
 
     ax_m.plot(grid.value, enclosed.mass.to_value(u.Msun), color="k", lw=1.8,
               label="predicted map")
-    for model, fits in check.fits.items():
+    for model, trio in check.fits.items():
         c = colours.get(model, "C4")
         ms = u.Quantity([f.halo.projected_mass(grid, depth=check.depth, truncation=f.r200)
-                         for f in fits.values()]).to_value(u.Msun)
+                         for f in trio.values()]).to_value(u.Msun)
         ax_m.fill_between(grid.value, ms.min(0), ms.max(0), color=c, alpha=0.2, lw=0,
                           label=rf"{HALO_MODELS[model].label}, $\Upsilon_d$ "
-                                f"{fits['low'].ml_disk:g}-{fits['high'].ml_disk:g}")
+                                f"{trio['low'].ml_disk:g}-{trio['high'].ml_disk:g}")
         ax_m.plot(grid.value, ms[0], color=c)
         with np.errstate(invalid="ignore", divide="ignore"):
             d = np.log10(enclosed.mass.to_value(u.Msun) / ms)

@@ -73,6 +73,33 @@ def _floats(text: str, option: str, count: int | None = None) -> list[float]:
     return values
 
 
+def _parse_distance(text: str):
+    """``--distance``: Mpc, or a length with its unit (as ``alchemy-obs infer`` reads it)."""
+    import astropy.units as u
+
+    from alchemy_obs.errors import UsageError
+
+    try:
+        value = u.Quantity(text)
+        value = value * u.Mpc if value.unit == u.one else value.to(u.Mpc)
+    except (TypeError, ValueError, u.UnitsError):
+        raise UsageError(f"--distance {text!r}: expected a length such as 3.2 (Mpc) or "
+                         "3200kpc") from None
+    if not (value.isscalar and value.value > 0):
+        raise UsageError(f"--distance {text!r}: must be a positive length")
+    return value
+
+
+def _outputs(map_path: Path, out_dir: Path) -> tuple[Path, Path]:
+    """``OUT/<map stem>_dynamics.ecsv`` and ``.png``."""
+    name = map_path.name
+    for suffix in (".fits.gz", ".fits.fz", ".fits", ".fit", ".fts"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return out_dir / f"{name}_dynamics.ecsv", out_dir / f"{name}_dynamics.png"
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
     """Run the check; 0 on success, 2 (through the package error handler) on bad input."""
     import astropy.units as u
@@ -88,8 +115,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
     )
     from alchemy_obs.dynamics.rotmod import read_rotation_curve
     from alchemy_obs.errors import UsageError
-    from alchemy_obs.infer.cli import _parse_distance
-    from alchemy_obs.infer.write import output_path
 
     check_input_file(args.map, "MAP", "FITS map")
     check_input_file(args.curve, "--curve", "rotation curve")
@@ -108,11 +133,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     lo, hi = settings.ml_disk_range
     if not lo <= settings.ml_disk <= hi:
         raise UsageError(f"--ml-disk {settings.ml_disk:g}: outside the range {lo:g}-{hi:g}")
-    distance = None
-    if args.distance is not None:
-        distance, problem = _parse_distance(args.distance)
-        if problem:
-            raise UsageError(problem)
+    distance = None if args.distance is None else _parse_distance(args.distance)
     if args.depth is None:
         depth = None if config.maps.slab_kpc is None else config.maps.slab_kpc * u.kpc
     elif args.depth.strip().lower() == "full":
@@ -126,8 +147,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if radii is not None and not np.all(radii.value > 0):
         raise UsageError(f"--radii {args.radii}: radii must be > 0")
     out_dir = check_output_folder(settings.out_dir, "--out")
-    stem = output_path(args.map, out_dir, "dynamics")
-    table_path, png_path = stem.with_suffix(".ecsv"), stem.with_suffix(".png")
+    table_path, png_path = _outputs(args.map, out_dir)
     if not args.overwrite:
         for p in (table_path, png_path):
             if p.exists():
