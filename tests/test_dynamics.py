@@ -277,6 +277,26 @@ def test_masked_radii_are_reported_not_filled(tmp_path):
     assert "masked" in check.summary().splitlines()[-1]
 
 
+def test_check_projects_through_the_slab_and_moves_the_curve_to_the_map(tmp_path):
+    """A slab depth reaches the projection (less mass than the whole halo), and a curve
+    at 5 Mpc is moved to the map's 10 Mpc before the fit (radii double)."""
+    path = _sky_map(tmp_path / "flat.fits", np.full((32, 32), 2e7), 0.5, 10.0)
+    m = read_mass_map(path, centre="header")
+    curve = _curve_of(NFW.from_m200(2e11 * u.Msun, 12.0, RHO_C))
+    radii = [3.0, 6.0] * u.kpc
+    whole = dynamics_check(m, curve, radius=radii, haloes=("nfw",))
+    slab = dynamics_check(m, curve, radius=radii, haloes=("nfw",), depth=20 * u.kpc)
+    assert whole.curve.distance == 10 * u.Mpc
+    np.testing.assert_allclose(whole.curve.radius.to_value(u.kpc),
+                               2 * curve.radius.to_value(u.kpc))
+    fit = slab.fits["nfw"]["nominal"]
+    np.testing.assert_allclose(
+        slab.dynamical["nfw"][0].to_value(u.Msun),
+        fit.halo.projected_mass(radii, depth=20 * u.kpc, truncation=fit.r200).to_value(u.Msun))
+    assert np.all(slab.dynamical["nfw"][0] < whole.dynamical["nfw"][0])
+    assert "slab of 20 kpc" in slab.table().meta["line_of_sight"]
+
+
 @pytest.mark.parametrize("bunit, needle", [("Jy/beam", "not a surface density"),
                                            (None, "no BUNIT")])
 def test_map_reader_refuses_other_units(tmp_path, bunit, needle):
