@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alchemy_obs.config import Config
+
+if TYPE_CHECKING:
+    from astropy.units import Quantity
 
 __all__ = ["add_arguments", "run"]
 
@@ -73,7 +77,7 @@ def _floats(text: str, option: str, count: int | None = None) -> list[float]:
     return values
 
 
-def _parse_distance(text: str):
+def _parse_distance(text: str) -> Quantity:
     """``--distance``: Mpc, or a length with its unit (as ``alchemy-obs infer`` reads it)."""
     import astropy.units as u
 

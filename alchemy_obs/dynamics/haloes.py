@@ -39,6 +39,8 @@ import numpy as np
 from astropy.constants import G as _G
 from scipy import integrate, optimize
 
+from alchemy_obs.dynamics.rotmod import DynamicsError
+
 __all__ = ["G_KPC", "Halo", "NFW", "Burkert", "PseudoIsothermal", "HALO_MODELS"]
 
 #: Newton's constant in kpc (km/s)^2 / Msun.
@@ -68,7 +70,7 @@ class Halo(ABC):
         self._rho = float(density.to_value(_DENSITY))
         self._rs = float(radius.to_value(u.kpc))
         if not (self._rho > 0 and self._rs > 0 and math.isfinite(self._rho * self._rs)):
-            raise ValueError(f"{type(self).__name__}: density and radius must be positive and finite")
+            raise DynamicsError(f"{type(self).__name__}: density and radius must be positive and finite")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(density={self._rho:.4g} Msun/kpc3, radius={self._rs:.4g} kpc)"
@@ -121,7 +123,7 @@ class Halo(ABC):
             3 * float(self._mass(math.exp(lnr))) / (4 * math.pi * math.exp(3 * lnr)) / (200 * rho_c))
         lo, hi = math.log(1e-4 * self._rs), math.log(1e4 * self._rs)
         if excess(lo) < 0 or excess(hi) > 0:
-            raise ValueError(f"{self!r}: r200 lies outside 1e-4..1e4 scale radii")
+            raise DynamicsError(f"{self!r}: r200 lies outside 1e-4..1e4 scale radii")
         return math.exp(optimize.brentq(excess, lo, hi, xtol=1e-12)) * u.kpc
 
     def m200(self, critical_density: u.Quantity) -> u.Quantity:
