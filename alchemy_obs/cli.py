@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("alchemy_obs.demo", "run the whole pipeline on built-in synthetic galaxies"),
     "train": ("alchemy_obs.translate.cli", "train a map-to-map translator (pix2pix, DDPM, InDI, score SDE; U-Net or DiM)"),
     "evaluate": ("alchemy_obs.translate.evaluate", "score a trained translator and plot its maps"),
+    "dynamics-check": ("alchemy_obs.dynamics.cli", "check a predicted dark-matter map against the galaxy's rotation curve"),
     "models": ("alchemy_obs.infer.models_cli", "list the registered translators and their held-out errors"),
     "config": ("alchemy_obs.config_cli", "print the effective configuration (defaults, --config, --set)"),
 }
@@ -37,7 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 _SET_EXAMPLES = {"synth": "synth.n_galaxies=10", "tng": "tng.simulation=TNG50-1",
                  "maps": "maps.npix=256", "mock": "observe.noise=false",
                  "infer": "infer.samples=8", "demo": "synth.n_galaxies=10",
-                 "train": "train.steps=2000", "evaluate": "seed=1", "models": "infer.registry=my.yaml",
+                 "train": "train.steps=2000", "evaluate": "seed=1", "dynamics-check": "dynamics.ml_bulge=0.6", "models": "infer.registry=my.yaml",
                  "config": "observe.imaging.weighting=natural"}
 
 log = logging.getLogger("alchemy_obs")

@@ -55,6 +55,7 @@ __all__ = [
     "OptimConfig",
     "TrainConfig",
     "InferConfig",
+    "DynamicsConfig",
     "MockConfig",
     "Config",
     "load_config",
@@ -617,6 +618,41 @@ class InferConfig(Section):
     overwrite: bool = Field(False, description="Replace existing outputs.")
 
 
+class DynamicsConfig(Section):
+    """The check of a predicted dark-matter map against a rotation curve
+    (``alchemy-obs dynamics-check``); the line-of-sight depth is ``maps.slab_kpc``."""
+
+    ml_disk: float = Field(
+        0.5, ge=0, description="Nominal stellar mass-to-light ratio of the disc (Msun/Lsun, "
+        "3.6 um for SPARC mass models; Lelli et al. 2016).",
+    )
+    ml_disk_range: tuple[float, float] = Field(
+        (0.3, 0.7), description="Ends of the disc mass-to-light range (Msun/Lsun); every halo "
+        "is refitted at both, which gives the band of the dynamical mass.",
+    )
+    ml_bulge: float = Field(
+        0.7, ge=0, description="Stellar mass-to-light ratio of the bulge (Msun/Lsun, 3.6 um).")
+    haloes: list[Literal["nfw", "burkert", "iso"]] = Field(
+        ["nfw", "burkert"], min_length=1,
+        description="Haloes fitted to the rotation curve: NFW (cusp) and the cored Burkert "
+        "and pseudo-isothermal (iso) profiles.",
+    )
+    centre: str = Field(
+        "model", description="Galaxy centre on the map: model (the translator's grid centre, "
+        "CENLON/CENLAT of an infer output), flux (mass-weighted), header (CRVAL) or "
+        "'LON,LAT' in degrees.",
+    )
+    out_dir: Path = Field(
+        Path("dynamics"), description="Folder receiving <map>_dynamics.ecsv and .png.")
+
+    @field_validator("ml_disk_range")
+    @classmethod
+    def _check_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= value[0] <= value[1]:
+            raise ValueError(f"need 0 <= low <= high, got {list(value)}")
+        return value
+
+
 class MockConfig(Section):
     """Sky models of a galaxy (HI cube, radio continuum) and the mock-observation products."""
 
@@ -684,6 +720,7 @@ class Config(Section):
     observe: ObserveConfig = ObserveConfig()
     mock: MockConfig = MockConfig()
     infer: InferConfig = InferConfig()
+    dynamics: DynamicsConfig = DynamicsConfig()
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Torch device; auto is cuda when available, else cpu.")
     seed: int = Field(0, description="Seed of training, sampling and noise draws of a run.")

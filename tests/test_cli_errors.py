@@ -44,6 +44,14 @@ MISTAKES = {
                           "--out"),
     "target the model does not predict": (["infer", "x.fits", "--model", "demo-hi2dm",
                                            "--target", "stars"], "predicts 'dm'"),
+    "dynamics check of a missing map": (["dynamics-check", "x.fits", "--curve", "c.dat"],
+                                        "x.fits"),
+    "mass-to-light outside its range": (["dynamics-check", "a_file.txt", "--curve",
+                                         "a_file.txt", "--ml-disk", "0.9"], "--ml-disk"),
+    "unknown halo": (["dynamics-check", "a_file.txt", "--curve", "a_file.txt", "--haloes",
+                      "nfw,einasto"], "--haloes"),
+    "dynamics check of a text file": (["dynamics-check", "a_file.txt", "--curve", "a_file.txt"],
+                                      "a_file.txt: not a readable FITS file"),
 }
 
 
