@@ -391,74 +391,108 @@ MULTISCALE_BEAMS = (0.0, 2.0, 4.0, 8.0)
 ROUND_DEPTH = 0.1
 
 
-def _scale_psfs(psf: np.ndarray, beam_pix: float, shape: tuple[int, int]) -> list[tuple]:
-    """Per scale of :data:`MULTISCALE_BEAMS` that fits the image: ``(fwhm_pix, sigma_pix,
-    PSF * G_s * G_s normalised to peak 1, its peak before normalising)``."""
-    fwhm = np.sqrt(8 * np.log(2))
-    out = []
-    for s in MULTISCALE_BEAMS:
-        size = s * beam_pix
-        if size > min(shape) / 4:
-            break
-        sigma = size / fwhm
-        p = psf if size == 0 else ndimage.gaussian_filter(psf, sigma * np.sqrt(2), mode="constant")
-        peak = float(p.max())
-        out.append((size, sigma, np.ascontiguousarray(p / peak), peak))
-    return out
+class _Scales:
+    """The scales of a multi-scale CLEAN of one plane.
+
+    Per scale of :data:`MULTISCALE_BEAMS` that fits the image (FWHM at most a quarter of
+    its side): the FWHM and Gaussian sigma in pixels, the PSF seen at that scale
+    (``PSF * G_s * G_s``, normalised to peak 1) and its peak before normalising.
+
+    Images are smoothed to every scale from one forward FFT (zero padding of five sigmas of
+    the largest scale, so that nothing wraps around; the same result as
+    ``ndimage.gaussian_filter(..., mode="constant")`` to its 4-sigma truncation): a round of
+    the minor cycle smooths the residual to every scale, which with direct convolutions
+    cost more than the CLEAN iterations themselves.
+    """
+
+    def __init__(self, psf: np.ndarray, beam_pix: float, shape: tuple[int, int]):
+        fwhm = np.sqrt(8 * np.log(2))
+        self.size, self.sigma, self.psf, self.peak = [], [], [], []
+        for s in MULTISCALE_BEAMS:
+            size = s * beam_pix
+            if size > min(shape) / 4:
+                break
+            sigma = size / fwhm
+            p = psf if size == 0 else ndimage.gaussian_filter(psf, sigma * np.sqrt(2),
+                                                              mode="constant")
+            peak = float(p.max())
+            self.size.append(size)
+            self.sigma.append(sigma)
+            self.psf.append(np.ascontiguousarray(p / peak))
+            self.peak.append(peak)
+        ny, nx = shape
+        pad = int(np.ceil(5 * max(self.sigma)))
+        self.shape = shape
+        self.fshape = (next_fast_len(ny + pad, real=True), next_fast_len(nx + pad, real=True))
+        ky = np.fft.fftfreq(self.fshape[0])[:, None]
+        kx = np.fft.rfftfreq(self.fshape[1])[None, :]
+        self.transfer = [None if sg == 0 else np.exp(-2 * np.pi**2 * sg**2 * (ky**2 + kx**2))
+                         for sg in self.sigma]
+
+    def __len__(self) -> int:
+        return len(self.size)
+
+    def smooth_all(self, image: np.ndarray) -> list[np.ndarray]:
+        """``image`` smoothed to every scale (the image itself at the point scale)."""
+        ny, nx = self.shape
+        ft = rfft2(image, self.fshape)
+        return [image if t is None else irfft2(ft * t, self.fshape)[:ny, :nx]
+                for t in self.transfer]
+
+    def smooth(self, image: np.ndarray, k: int) -> np.ndarray:
+        """``image`` smoothed to scale ``k``."""
+        if self.transfer[k] is None:
+            return image
+        ny, nx = self.shape
+        return irfft2(rfft2(image, self.fshape) * self.transfer[k], self.fshape)[:ny, :nx]
 
 
-def _multiscale_minor(residual: np.ndarray, scale_psfs: list[tuple], convolver: PSFConvolver,
+def _multiscale_minor(residual: np.ndarray, scales: _Scales, convolver: PSFConvolver,
                       model: np.ndarray, mask: np.ndarray, *, stop: float, gain: float,
                       niter: int, max_rounds: int = 1000) -> int:
     """Multi-scale CLEAN of one plane in the image plane (Cornwell 2008), in place.
 
     Components are Gaussians of FWHM ``MULTISCALE_BEAMS`` times the beam (and points),
-    described by ``scale_psfs`` (:func:`_scale_psfs`). Each round picks the scale whose
-    smoothed residual peaks highest (with Cornwell's small-scale bias
-    ``1 - 0.6 s / s_max``, and divided by the square root of that scale's PSF peak, a
-    matched-filter normalisation under which a point source picks the point scale), runs
-    Hogbom iterations at that scale (:func:`_clark`, with the PSF seen at that scale,
-    ``PSF * G_s * G_s``) on the pixels above :data:`ROUND_DEPTH` of its peak down to that
-    level, adds the components to ``model`` and subtracts their exact dirty image from
-    ``residual``. Extended emission is then removed
-    with far fewer components than with points alone. Stops when the point-scale peak inside
-    ``mask`` is below ``stop``; no scale cleans below ``stop`` in its own noise units.
+    described by ``scales``. Each round picks the scale whose smoothed residual peaks
+    highest (with Cornwell's small-scale bias ``1 - 0.6 s / s_max``, and divided by the
+    square root of that scale's PSF peak, a matched-filter normalisation under which a point
+    source picks the point scale), runs Hogbom iterations at that scale (:func:`_clark`,
+    with the PSF seen at that scale) on the pixels above :data:`ROUND_DEPTH` of its peak
+    down to that level, adds the components to ``model`` and subtracts their exact dirty
+    image from ``residual``. Extended emission is then removed with far fewer components
+    than with points alone. Stops when the point-scale peak inside ``mask`` is below
+    ``stop``; no scale cleans below ``stop`` in its own noise units.
 
     Returns
     -------
     int
         Components used (counted against ``niter``).
     """
-    largest = max(s[0] for s in scale_psfs) or 1.0
+    largest = max(scales.size) or 1.0
     used = 0
     for _ in range(max_rounds):
         if used >= niter:
             break
+        if (np.abs(residual) * mask).max(initial=0.0) <= stop:
+            break
         # Noise correlated like the PSF has rms sigma * sqrt(peak) once smoothed to a scale, so
         # peak / sqrt(peak of the scale's PSF) puts every scale in units of the point-scale
         # noise: a point source picks the point scale, and no scale cleans below the stop.
-        if (np.abs(residual) * mask).max(initial=0.0) <= stop:
-            break
-        best, pick, smoothed = -1.0, scale_psfs[0], residual
-        for scale in scale_psfs:
-            size, sigma, _, peak = scale
-            rs = residual if size == 0 else ndimage.gaussian_filter(residual, sigma, mode="constant")
-            value = (np.abs(rs) * mask).max(initial=0.0) / np.sqrt(peak) * (1 - 0.6 * size / largest)
-            if value > best:
-                best, pick, smoothed = value, scale, rs
-        size, sigma, scale_psf, peak = pick
-        level = (np.abs(smoothed) * mask).max(initial=0.0)
+        smoothed = scales.smooth_all(residual)
+        value = [(np.abs(rs) * mask).max(initial=0.0) / np.sqrt(peak) * (1 - 0.6 * size / largest)
+                 for rs, peak, size in zip(smoothed, scales.peak, scales.size)]
+        k = int(np.argmax(value))
+        peak = scales.peak[k]
+        level = (np.abs(smoothed[k]) * mask).max(initial=0.0)
         target = max(ROUND_DEPTH * level, stop * np.sqrt(peak))
-        ys, xs = np.nonzero((np.abs(smoothed) * mask) > target)
+        ys, xs = np.nonzero((np.abs(smoothed[k]) * mask) > target)
         components = np.zeros_like(residual)
-        n = _clark(smoothed[ys, xs].astype(np.float64), ys, xs, scale_psf, gain, target,
+        n = _clark(smoothed[k][ys, xs].astype(np.float64), ys, xs, scales.psf[k], gain, target,
                    niter - used, components)
         if n == 0:
             break
         used += n
-        delta = components / peak
-        if size > 0:
-            delta = ndimage.gaussian_filter(delta, sigma, mode="constant")
+        delta = scales.smooth(components / peak, k)
         model += delta
         residual -= convolver(delta)
     return used
@@ -587,8 +621,16 @@ class Imager:
         residual = dirty.copy()
         beam_pix = [float((b.major / self.cell).decompose().value) for b in beams]
         shape = dirty.shape[-2:]
-        planes = ([PSFConvolver(psf[c], shape) for c in range(nchan)],
-                  [_scale_psfs(psf[c], beam_pix[c], shape) for c in range(nchan)])
+        convolvers, scales = [], []
+        for c in range(nchan):
+            # Channels sharing a PSF (the fast mode's) share its transforms.
+            if c and beam_pix[c] == beam_pix[c - 1] and np.array_equal(psf[c], psf[c - 1]):
+                convolvers.append(convolvers[-1])
+                scales.append(scales[-1])
+            else:
+                convolvers.append(PSFConvolver(psf[c], shape))
+                scales.append(_Scales(psf[c], beam_pix[c], shape))
+        planes = (convolvers, scales)
         peak = np.abs(dirty).reshape(nchan, -1).max(axis=1)
         stop = np.maximum(self.threshold_sigma * sigma, self.floor * peak)
         left = np.full(nchan, self.niter)
@@ -614,7 +656,7 @@ class Imager:
         with ``residual_of`` a major cycle recomputes the residual from the data each time
         a channel's peak fell by ``mgain``.
         """
-        convolvers, scale_psfs = planes
+        convolvers, scales = planes
         for _ in range(self.major_cycles if residual_of is not None else 1):
             active = False
             for c in range(len(residual)):
@@ -623,7 +665,7 @@ class Imager:
                     continue
                 active = True
                 stop = max(levels[c], (1 - self.mgain) * peak) if residual_of else levels[c]
-                left[c] -= _multiscale_minor(residual[c], scale_psfs[c], convolvers[c], model[c],
+                left[c] -= _multiscale_minor(residual[c], scales[c], convolvers[c], model[c],
                                              masks[c], stop=stop, gain=self.gain,
                                              niter=int(left[c]))
             if not active or residual_of is None:
