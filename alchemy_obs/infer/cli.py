@@ -35,7 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: infer.model)")
     parser.add_argument("--target", default=None, metavar="DOMAIN",
                         help="domain expected from the model (dm, stars, gas, ...); a model "
-                             "predicting another domain is refused")
+                             "predicting another domain is refused. Without --model (and "
+                             "infer.model), the registry's best model for DOMAIN is used: "
+                             "science before demonstration models, then the smallest "
+                             "held-out profile error (see alchemy-obs models)")
     parser.add_argument("--distance", default=None, metavar="MPC",
                         help="angular-diameter distance, in Mpc unless a unit is given (3.2 or "
                              "3.2Mpc); default: the DISTANCE header card (angular-diameter, "
@@ -78,6 +81,28 @@ def _settings(args: argparse.Namespace, config: Config):
         return None, f"{option}: {err['msg']}"
 
 
+def _best_model_for(target: str, settings):
+    """``--target`` without a model: the registry's best model for it (logged), or a problem."""
+    from alchemy_obs.infer.registry import RegistryError, best_model, registry_file
+
+    try:
+        found = best_model(target, settings.registry)
+    except RegistryError as exc:
+        return settings, str(exc)
+    if found is None:
+        where = registry_file(settings.registry).resolve()
+        return settings, (f"--target {target}: no registered model predicts {target!r} "
+                          f"(registry {where}); name one with --model")
+    name, entry = found
+    model = entry.metrics.get("model", {})
+    score = (f"held-out profile error {model['profile_abs_dex']:.3f} dex"
+             if isinstance(model.get("profile_abs_dex"), (int, float)) else "no recorded metrics")
+    kind = ", demonstration model" if entry.demonstration else ""
+    log.info("--target %s: using model %s (version %s, %s%s), the registry's best for %s",
+             target, name, entry.version, score, kind, target)
+    return settings.model_copy(update={"model": name}), None
+
+
 def _parse_distance(text: str):
     """``--distance``: a number of Mpc or a length with its unit; (Quantity, None) or (None, problem)."""
     import astropy.units as u
@@ -102,8 +127,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from alchemy_obs.infer.read import parse_beam
 
     settings, problem = _settings(args, config)
+    if problem is None and settings.model is None and args.target is not None:
+        settings, problem = _best_model_for(args.target, settings)
     if problem is None and settings.model is None:
-        problem = "--model: required (or set infer.model in the configuration)"
+        problem = "--model: required (or --target, or set infer.model in the configuration)"
     beam = None
     if problem is None and args.beam is not None:
         try:
