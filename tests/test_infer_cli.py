@@ -255,3 +255,17 @@ def test_best_model_ranking(tmp_path, capsys):
                "--set", f"infer.registry={path}"])
     assert rc == 2
     assert "no registered model predicts 'gas'" in capsys.readouterr().err
+
+
+def test_no_mask_option(tmp_path, capsys):
+    """--no-mask restores the unmasked moment-0 (another output: other settings)."""
+    model = make_model(tmp_path / "p2p", npix=16, pixel_kpc=2.0)
+    cube = write_cube(tmp_path / "cube.fits")
+    base = ["infer", str(cube), "--model", str(model), "--distance", "10"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    assert main([*base, "--no-mask", "--out", str(tmp_path / "b")]) == 0
+    a, b = (fits.getheader(tmp_path / d / "cube_dm.fits")["SETTINGS"] for d in "ab")
+    assert a != b
+    capsys.readouterr()
+    assert main([*base, "--no-mask", "--mask-sigma", "3"]) == 2
+    assert "--no-mask and --mask-sigma exclude each other" in capsys.readouterr().err

@@ -53,7 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, metavar="N",
                         help="sampler steps (default: the method's)")
     parser.add_argument("--mask-sigma", type=float, default=None, metavar="SIGMA",
-                        help="moment-0 noise mask: keep smoothed voxels above SIGMA x noise")
+                        help="moment-0 noise mask: keep emission detected above SIGMA x the "
+                             "noise of the cube smoothed by ~2 beams and 3 channels, grown by "
+                             "a beam (default: infer.mask_sigma, 4)")
+    parser.add_argument("--no-mask", action="store_true",
+                        help="moment-0 of every unblanked voxel, without the noise mask")
     parser.add_argument("--centre", choices=("flux", "header"), default=None,
                         help="centre of the model grid: flux-weighted (default) or CRVAL")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
@@ -72,7 +76,12 @@ def _settings(args: argparse.Namespace, config: Config):
     update = {key: getattr(args, opt[2:].replace("-", "_")) for key, opt in options.items()
               if key != "out_dir"}
     update["out_dir"] = args.out
-    update = {key: value for key, value in update.items() if value is not None}
+    if getattr(args, "no_mask", False):
+        if args.mask_sigma is not None:
+            return None, "--no-mask and --mask-sigma exclude each other"
+        update["mask_sigma"] = None
+    update = {key: value for key, value in update.items()
+              if value is not None or (key == "mask_sigma" and getattr(args, "no_mask", False))}
     try:
         return config.infer.model_validate({**config.infer.model_dump(), **update}), None
     except ValidationError as exc:
@@ -165,6 +174,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             result = infer_file(
                 path, model, settings.out_dir, beam=beam, distance=distance,
                 samples=settings.samples, steps=settings.steps, mask_sigma=settings.mask_sigma,
+                mask_smooth_beams=settings.mask_smooth_beams,
                 centre=settings.centre, overwrite=settings.overwrite, seed=config.seed,
                 target=args.target, beam_ratio_warning=settings.beam_ratio_warning,
                 protected=tuple(args.inputs), plot=args.plot,

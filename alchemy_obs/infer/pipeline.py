@@ -165,7 +165,8 @@ def infer_file(
     distance: u.Quantity | None = None,
     samples: int = 1,
     steps: int | None = None,
-    mask_sigma: float | None = None,
+    mask_sigma: float | None = preprocess.MASK_SIGMA,
+    mask_smooth_beams: float = preprocess.MASK_SMOOTH_BEAMS,
     centre: str = "flux",
     overwrite: bool = False,
     seed: int = 0,
@@ -190,8 +191,12 @@ def infer_file(
         Overrides the header or redshift distance.
     samples, steps, seed :
         Posterior sampling (see :func:`~alchemy_obs.infer.predict.predict`).
-    mask_sigma : float, optional
-        Noise mask threshold for moment-0 (``None``: no mask).
+    mask_sigma : float or None
+        Threshold of the moment-0 noise mask, in sigma of the smoothed cube (see
+        :func:`~alchemy_obs.infer.preprocess.line_integral`); ``None`` sums every unblanked
+        voxel.
+    mask_smooth_beams : float
+        FWHM of the mask's spatial smoothing, in beams.
     centre : {"flux", "header"}
         Centre of the model grid (see :func:`~alchemy_obs.infer.preprocess.galaxy_centre`).
     overwrite : bool
@@ -235,6 +240,7 @@ def infer_file(
                                         beam.minor.to_value(u.arcsec), beam.pa.to_value(u.deg)],
         distance=None if distance is None else distance.to_value(u.Mpc), samples=samples,
         steps=steps, mask_sigma=mask_sigma, centre=centre, seed=seed,
+        mask_smooth_beams=None if mask_sigma is None else mask_smooth_beams,
     )
     if out.exists() and not overwrite:  # decided before the expensive part
         if _up_to_date(out, input_sha, model_sha, settings):
@@ -248,7 +254,7 @@ def infer_file(
     timings["read"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    sky = preprocess.line_integral(obs, mask_sigma=mask_sigma)
+    sky = preprocess.line_integral(obs, mask_sigma=mask_sigma, smooth_beams=mask_smooth_beams)
     observable = preprocess.to_domain(sky, domain, path, training_beam=preprocess.training_beam(card))
     timings["moment0"] = time.perf_counter() - t0
 

@@ -27,6 +27,7 @@ from astropy import units as u
 from astropy.cosmology import Cosmology, z_at_value
 from astropy.io import fits
 from astropy.wcs import WCS
+from astropy.wcs.utils import proj_plane_pixel_scales
 from radio_beam import Beam
 from scipy import ndimage
 
@@ -41,6 +42,7 @@ from alchemy_obs.physics.units import COSMOLOGY
 __all__ = [
     "DOMAIN_UNITS",
     "SkyMap",
+    "robust_rms",
     "noise_mask",
     "line_integral",
     "to_domain",
@@ -93,14 +95,53 @@ def _mad_sigma(values: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(values - np.median(values))))
 
 
-def noise_mask(
-    data: np.ndarray, threshold: float = 4.0, smooth_pixels: float = 1.5, smooth_channels: int = 3
-) -> np.ndarray:
-    """Voxels of a cube where the smoothed signal exceeds ``threshold`` times its noise.
+def robust_rms(values: np.ndarray) -> float:
+    """Noise rms of data that hold positive emission, from their negative half.
 
-    The cube is smoothed by a Gaussian of ``smooth_pixels`` (sigma, pixels) on the sky and a
-    ``smooth_channels`` boxcar along the spectrum; the noise is the MAD-based sigma of the
-    smoothed cube (robust to the emission, which fills a small fraction of a cube).
+    Thermal noise is symmetric about zero and HI emission is positive, so the negative values
+    are noise alone: for Gaussian noise their median absolute value is 0.6745 sigma. Unlike
+    the median absolute deviation of all values, this does not grow with the fraction of the
+    cube the galaxy fills. Falls back to the MAD when fewer than 100 values are negative
+    (noise-free or continuum-subtracted-to-positive data); 0 when there is no spread at all.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Any shape, NaN where blank; same unit as the result.
+
+    Returns
+    -------
+    float
+    """
+    values = values[np.isfinite(values)]
+    negative = values[values < 0]
+    if negative.size >= 100:
+        return float(1.4826 * np.median(-negative))
+    return _mad_sigma(values) if values.size else 0.0
+
+
+def _disk(radius: float) -> np.ndarray:
+    """Boolean disk of ``radius`` pixels (at least the centre pixel)."""
+    r = int(np.floor(radius))
+    y, x = np.mgrid[-r:r + 1, -r:r + 1]
+    return x**2 + y**2 <= max(radius, 0.0) ** 2
+
+
+def noise_mask(
+    data: np.ndarray, threshold: float = 4.0, smooth_pixels: float = 1.5, smooth_channels: int = 3,
+    dilate_pixels: float = 0.0, dilate_channels: int = 0,
+) -> np.ndarray:
+    """Voxels of a cube that belong to emission detected in a smoothed copy (S/N mask).
+
+    The usual dilated smooth-and-clip mask (as SoFiA's S+C finder builds): the cube is
+    smoothed by a Gaussian of ``smooth_pixels`` (sigma, pixels) on the sky and a
+    ``smooth_channels`` boxcar along the spectrum, which averages noise down while extended
+    emission stays; voxels above ``threshold`` times the smoothed cube's noise
+    (:func:`robust_rms`) are detections; detections (connected voxels) smaller than the
+    smoothing kernel (:math:`2\\pi\\sigma^2` pixels times ``smooth_channels``) are noise
+    peaks and dropped; the rest are grown by ``dilate_pixels`` on
+    the sky and ``dilate_channels`` along the spectrum to take in the faint wings the clip
+    cut off. The mask selects voxels of the *original* cube: no smoothed value is summed.
 
     Parameters
     ----------
@@ -112,6 +153,10 @@ def noise_mask(
         Spatial Gaussian sigma, pixels.
     smooth_channels : int
         Spectral boxcar width, channels.
+    dilate_pixels : float
+        Radius of the disk the detections are grown by, pixels (0: none).
+    dilate_channels : int
+        Channels added on either side of each detection (0: none).
 
     Returns
     -------
@@ -127,15 +172,54 @@ def noise_mask(
     finite = np.isfinite(data)
     sample = smoothed[finite]
     if sample.size > 2_000_000:
-        # The median of a random subset is as good a noise estimate and much cheaper.
+        # The median of a regular subset is as good a noise estimate and much cheaper.
         sample = sample[:: sample.size // 1_000_000]
-    sigma = _mad_sigma(sample)
+    sigma = robust_rms(sample)
     if not sigma > 0:
-        return finite
-    return (smoothed > threshold * sigma) & finite
+        return finite  # no noise to speak of: every unblanked voxel is signal
+    keep = smoothed > threshold * sigma
+    del smoothed
+    # A noise peak that just clears the threshold does so over a speck much smaller than
+    # the smoothing kernel, real emission over at least the kernel: dropping the specks
+    # keeps the mask's false detections (each a positive bias once grown) rare.
+    min_voxels = 2.0 * np.pi * smooth_pixels**2 * max(smooth_channels, 1)
+    labels, n = ndimage.label(keep)
+    if n:
+        sizes = np.bincount(labels.ravel())
+        small = sizes < min_voxels
+        small[0] = False
+        keep[small[labels]] = False
+    del labels
+    if dilate_pixels >= 1.0 and keep.any():
+        keep = ndimage.binary_dilation(keep, structure=_disk(dilate_pixels)[None])
+    if dilate_channels > 0 and keep.any():
+        keep = ndimage.maximum_filter1d(keep, 2 * dilate_channels + 1, axis=0, mode="constant")
+    return keep & finite
 
 
-def line_integral(obs: Observation, mask_sigma: float | None = None) -> SkyMap:
+def _beam_pixels(beam: Beam | None, wcs: WCS) -> float | None:
+    """Geometric-mean FWHM of ``beam`` in pixels of ``wcs`` (``None`` without a beam)."""
+    if beam is None:
+        return None
+    pixel = float(np.sqrt(np.prod(np.abs(proj_plane_pixel_scales(wcs)))))  # deg
+    return float(np.sqrt(beam.major * beam.minor).to_value(u.deg)) / pixel
+
+
+_FWHM_PER_SIGMA = float(np.sqrt(8.0 * np.log(2.0)))
+#: Default threshold of the moment-0 mask, in sigma of the smoothed cube.
+MASK_SIGMA = 4.0
+#: Spatial smoothing of the moment-0 mask, in beams (FWHM of the Gaussian kernel).
+MASK_SMOOTH_BEAMS = 2.0
+#: Spectral smoothing of the moment-0 mask, channels.
+MASK_SMOOTH_CHANNELS = 3
+#: Spatial smoothing, pixels (Gaussian sigma), when the beam is unknown.
+_MASK_SMOOTH_PIXELS_NO_BEAM = 1.5
+
+
+def line_integral(
+    obs: Observation, mask_sigma: float | None = None, *,
+    smooth_beams: float = MASK_SMOOTH_BEAMS, smooth_channels: int = MASK_SMOOTH_CHANNELS,
+) -> SkyMap:
     """Moment-0 of a cube over observed frequency, or an image as it is.
 
     Parameters
@@ -143,8 +227,17 @@ def line_integral(obs: Observation, mask_sigma: float | None = None) -> SkyMap:
     obs : Observation
         The observation.
     mask_sigma : float, optional
-        If given, only voxels of a cube selected by :func:`noise_mask` at this threshold are
-        summed; otherwise every unblanked voxel is (unbiased, but noisier).
+        If given, only voxels of a cube selected by :func:`noise_mask` at this threshold
+        (in sigma of the smoothed cube) are summed: the cube is smoothed by ``smooth_beams``
+        beams on the sky and ``smooth_channels`` channels, clipped, and the detections are
+        grown by one beam and one channel either side. ``None`` sums every unblanked voxel
+        (unbiased, but the noise of every channel adds up, and its ripples look like
+        emission to the model).
+    smooth_beams : float
+        FWHM of the mask's spatial smoothing kernel, in beams (geometric-mean FWHM; 1.5
+        pixels sigma when the cube has no beam).
+    smooth_channels : int
+        Width of the mask's spectral boxcar, channels.
 
     Returns
     -------
@@ -172,7 +265,16 @@ def line_integral(obs: Observation, mask_sigma: float | None = None) -> SkyMap:
         keep = unblanked
     else:
         scaled = data * scale[:, None, None].astype(np.float32) if per_channel_beams else data
-        keep = noise_mask(scaled, mask_sigma) & unblanked
+        beam_px = _beam_pixels(obs.beam, obs.celestial_wcs)
+        if beam_px is None:
+            smooth_px, grow_px = _MASK_SMOOTH_PIXELS_NO_BEAM, 2.0
+        else:
+            smooth_px, grow_px = smooth_beams * beam_px / _FWHM_PER_SIGMA, beam_px
+        keep = noise_mask(scaled, mask_sigma, smooth_px, smooth_channels,
+                          dilate_pixels=grow_px, dilate_channels=1) & unblanked
+        log.info("%s: moment-0 mask (%.1f sigma, smoothed %.1f px sigma x %d channels) "
+                 "keeps %.1f%% of the voxels", obs.path, mask_sigma, smooth_px,
+                 smooth_channels, 100.0 * keep.mean())
     freqs_hz = cube.spectral_axis.to_value(u.Hz)
     widths = np.abs(np.gradient(freqs_hz))
     # Channel by channel, in float64: no second full-size cube, temporaries stay in cache.
