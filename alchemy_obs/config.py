@@ -617,8 +617,11 @@ class InferConfig(Section):
     centre: Literal["flux", "header"] = Field(
         "flux", description="Model grid centre: flux-weighted centre or the WCS reference (CRVAL)."
     )
-    beam_ratio_warning: float = Field(
-        2.0, gt=1.0, description="Warn when beam/training beam exceeds this ratio (either way)."
+    beam_tolerance: float = Field(
+        1.2, ge=1.0,
+        description="Beam matching: an input beam finer than the model's training beam (kpc at "
+        "the galaxy) is smoothed to it; one coarser by up to this factor (geometric-mean FWHM) "
+        "is used as it is, a coarser one refused.",
     )
     overwrite: bool = Field(False, description="Replace existing outputs.")
 

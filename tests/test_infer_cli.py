@@ -27,7 +27,7 @@ def registry(tmp_path):
     folder = make_model(tmp_path / "models" / "tiny-hi2dm", npix=16, pixel_kpc=2.0)
     path = tmp_path / "models" / "registry.yaml"
     entry = register_model(folder, "tiny-hi2dm", path, version="3", description="test model",
-                           demonstration=True, beam_fwhm_kpc=0.05)
+                           demonstration=True, beam_fwhm_kpc=1.0)
     assert entry.sha256 == sha256_file(folder / "model.safetensors")
     return path
 
@@ -82,8 +82,9 @@ def test_infer_by_registry_name(tmp_path, registry, caplog):
     assert header["MODEL"] == "tiny-hi2dm" and header["MODELVER"] == "3"
     assert header["DEMOMODL"] is True
     assert header["MODELSHA"] == yaml.safe_load(registry.read_text())["models"]["tiny-hi2dm"]["sha256"]
-    # 12"x10" at 10 Mpc is 0.53 kpc, 10x the (made-up) training beam of 0.05 kpc.
-    assert "larger than the model's training beam" in caplog.text
+    # 12"x10" at 10 Mpc is 0.53 kpc, finer than the (made-up) training beam of 1 kpc.
+    assert "input smoothed from 12\"x10\"" in caplog.text
+    assert header["BMAJ"] == pytest.approx(1.0 / 10e3 * 180 / np.pi, rel=1e-6)
 
 
 def test_corrupt_weights_are_refused(tmp_path, registry, capsys):

@@ -176,7 +176,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 samples=settings.samples, steps=settings.steps, mask_sigma=settings.mask_sigma,
                 mask_smooth_beams=settings.mask_smooth_beams,
                 centre=settings.centre, overwrite=settings.overwrite, seed=config.seed,
-                target=args.target, beam_ratio_warning=settings.beam_ratio_warning,
+                target=args.target, beam_tolerance=settings.beam_tolerance,
                 protected=tuple(args.inputs), plot=args.plot,
             )
         except InferError as exc:

@@ -12,8 +12,8 @@ Steps, each a function:
    ``npix x npix`` grid of ``pixel_kpc`` pixels lies on the sky.
 4. :func:`~alchemy_obs.observe.resample.reproject_map` -- resampling between the sky grid and
    the model grid, by the rule the mock stage used to make the training inputs.
-5. :func:`check_beam` -- a warning when the observation's beam differs much from the model's
-   training beam.
+5. :func:`match_beam` -- the map smoothed to the model's training beam when the observation
+   is sharper, refused when it is coarser than a tolerance.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from astropy.cosmology import Cosmology, z_at_value
 from astropy.io import fits
 from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
-from radio_beam import Beam
+from radio_beam import Beam, Beams
 from scipy import ndimage
 
 from alchemy_obs.infer.errors import InferError
@@ -51,7 +51,10 @@ __all__ = [
     "galaxy_centre",
     "model_grid",
     "beam_size_kpc",
-    "check_beam",
+    "training_beam_kpc",
+    "model_beam",
+    "convolve_to",
+    "match_beam",
 ]
 
 log = logging.getLogger(__name__)
@@ -63,8 +66,9 @@ DOMAIN_UNITS: dict[str, u.UnitBase] = {**MOCK_DOMAINS, "hi": DOMAINS["hi"].unit}
 #: Below this systemic velocity a Hubble-flow distance is refused (peculiar velocities
 #: of a few hundred km/s dominate).
 MIN_HUBBLE_VELOCITY = 1000 * u.km / u.s
-#: A beam this many times larger or smaller than the training beam triggers a warning.
-BEAM_RATIO_WARNING = 2.0
+#: An observation's beam up to this many times the model's training beam is used unsmoothed;
+#: a coarser one is refused.
+BEAM_TOLERANCE = 1.2
 
 
 @dataclass
@@ -567,41 +571,161 @@ def beam_size_kpc(beam: Beam, distance: u.Quantity) -> u.Quantity:
     return (fwhm * distance).to(u.kpc)
 
 
-def check_beam(
-    beam: Beam | None, distance: u.Quantity, training_beam_kpc: float | None,
-    path: str | os.PathLike = "", ratio_limit: float = BEAM_RATIO_WARNING,
-) -> str | None:
-    """A warning text if the beam differs by more than ``ratio_limit`` from the training beam.
+def training_beam_kpc(card: dict) -> float | None:
+    """FWHM of a model's training beam in kpc: ``beam_fwhm_kpc`` of the card, else the
+    major axis of ``training_data.mock.beam_arcsec`` at ``training_data.mock.distance_mpc``;
+    ``None`` if the card records neither."""
+    if card.get("beam_fwhm_kpc"):
+        return float(card["beam_fwhm_kpc"])
+    mock = card.get("training_data", {}).get("mock", {})
+    if mock.get("beam_arcsec") and mock.get("distance_mpc"):
+        major = float(mock["beam_arcsec"][0]) * u.arcsec
+        return float(major.to_value(u.rad) * mock["distance_mpc"] * 1e3)
+    return None
+
+
+def model_beam(training_kpc: float, distance: u.Quantity) -> Beam:
+    """The model's training beam as seen at ``distance``: a circular Gaussian whose FWHM is
+    ``training_kpc`` at the angular-diameter distance (the training mocks' beam orientation
+    is that of a simulated sky, so only its size carries over)."""
+    return Beam((training_kpc / distance.to_value(u.kpc)) * u.rad)
+
+
+def _beam_kernel(beam: Beam, wcs: WCS) -> np.ndarray:
+    """``beam`` sampled on the pixel grid of ``wcs`` (any ``CDELT``/``CD``/rotation), sum 1."""
+    matrix = wcs.pixel_scale_matrix  # deg per pixel: (east, north) offsets of (dx, dy)
+    if wcs.wcs.lng > wcs.wcs.lat:
+        matrix = matrix[::-1]
+    scale = np.min(np.abs(proj_plane_pixel_scales(wcs)))
+    sigma = (beam.major / _FWHM_PER_SIGMA).to_value(u.deg)
+    half = int(np.ceil(5.0 * sigma / scale)) + 1
+    dy, dx = np.mgrid[-half:half + 1, -half:half + 1]
+    east = matrix[0, 0] * dx + matrix[0, 1] * dy
+    north = matrix[1, 0] * dx + matrix[1, 1] * dy
+    # Intermediate longitude grows eastward whatever the sign of CDELT1.
+    pa = beam.pa.to_value(u.rad)
+    along = east * np.sin(pa) + north * np.cos(pa)
+    across = east * np.cos(pa) - north * np.sin(pa)
+    s_major = (beam.major / _FWHM_PER_SIGMA).to_value(u.deg)
+    s_minor = (beam.minor / _FWHM_PER_SIGMA).to_value(u.deg)
+    kernel = np.exp(-0.5 * ((along / s_major) ** 2 + (across / s_minor) ** 2))
+    return kernel / kernel.sum()
+
+
+def convolve_to(sky: SkyMap, beam: Beam, path: str | os.PathLike = "") -> SkyMap:
+    """``sky`` smoothed from its beam to the larger ``beam``.
+
+    The map is convolved with the Gaussian that takes one beam to the other
+    (:meth:`radio_beam.Beam.deconvolve`), blank pixels counting as zero and staying blank.
+    A map per beam (``Jy/beam``, ``Jy/beam km/s``...) is then multiplied by the ratio of the
+    beam areas, so a point source keeps its peak in Jy/beam; a brightness temperature, a
+    column or surface density is a per-area quantity and its peak drops by that ratio.
 
     Parameters
     ----------
-    beam : radio_beam.Beam or None
-        The observation's beam.
-    distance : Quantity
-        Distance used.
-    training_beam_kpc : float or None
-        FWHM of the beam the model was trained with, kpc (model card); ``None`` if unknown.
+    sky : SkyMap
+        The map with its beam.
+    beam : radio_beam.Beam
+        The resolution wanted; must contain ``sky.beam``.
     path : path-like
-        File name for the message.
-    ratio_limit : float
-        Largest acceptable ratio of the two beam sizes (either way).
+        File name for error messages.
 
     Returns
     -------
-    str or None
-        The warning (also logged), or ``None`` when the beams are comparable or unknown.
+    SkyMap
+        The smoothed map, with ``beam``.
     """
-    if beam is None or training_beam_kpc is None:
-        return None
-    size = beam_size_kpc(beam, distance).value
-    ratio = size / training_beam_kpc
-    if 1.0 / ratio_limit <= ratio <= ratio_limit:
-        return None
-    which = "larger" if ratio > 1 else "smaller"
-    text = (
-        f"{os.fspath(path)}: the beam is {size:.2f} kpc at this distance, {ratio:.1f}x {which} "
-        f"than the model's training beam ({training_beam_kpc:.2f} kpc); the prediction is "
-        "outside what the model has seen"
-    )
-    log.warning(text)
-    return text
+    if sky.beam is None:
+        raise InferError(path, "smoothing to the model's beam needs the observation's beam; "
+                               "pass --beam")
+    try:
+        kernel_beam = beam.deconvolve(sky.beam, failure_returns_pointlike=True)
+    except ValueError as exc:
+        raise InferError(path, f"cannot smooth the beam {sky.beam} to {beam} ({exc})") from None
+    if not kernel_beam.major > 0:
+        return SkyMap(sky.data, sky.wcs, beam, sky.redshift)
+    from scipy.signal import fftconvolve
+
+    values = sky.data.value
+    blank = ~np.isfinite(values)
+    smoothed = fftconvolve(np.where(blank, 0.0, values), _beam_kernel(kernel_beam, sky.wcs),
+                           mode="same")
+    if u.beam in sky.data.unit.bases:
+        smoothed *= (beam.sr / sky.beam.sr).to_value(u.one)
+    smoothed[blank] = np.nan
+    return SkyMap(u.Quantity(smoothed, sky.data.unit), sky.wcs, beam, sky.redshift)
+
+
+def match_beam(
+    sky: SkyMap, training_kpc: float | None, distance: u.Quantity,
+    path: str | os.PathLike = "", tolerance: float = BEAM_TOLERANCE,
+) -> tuple[SkyMap, str]:
+    """Bring ``sky`` to the resolution the model was trained at.
+
+    The model's beam at the galaxy is :func:`model_beam`. A finer observation is smoothed
+    to the smallest beam containing both (the model's beam, unless the observation's is
+    more elongated) with :func:`convolve_to`; one coarser by up to ``tolerance`` (ratio of
+    the geometric-mean FWHMs) is used as it is; a coarser one is refused: the model has
+    never seen structure that blurred and cannot put the detail back.
+
+    Parameters
+    ----------
+    sky : SkyMap
+        The moment-0 (or image) on the observation's grid.
+    training_kpc : float or None
+        FWHM of the model's training beam, kpc (:func:`training_beam_kpc`); ``None``: unknown,
+        the map is returned unchanged.
+    distance : Quantity
+        Angular-diameter distance of the galaxy.
+    path : path-like
+        File name for messages.
+    tolerance : float
+        Largest accepted ratio of the observation's beam to the model's (>= 1).
+
+    Returns
+    -------
+    sky : SkyMap
+        The map the model should see, with its beam.
+    note : str
+        What was done, for the output's ``HISTORY``.
+
+    Raises
+    ------
+    InferError
+        If the observation's beam is coarser than the model's by more than ``tolerance``.
+    """
+    if training_kpc is None:
+        log.warning("%s: the model's training beam is unknown; the map is not matched to it",
+                    path)
+        return sky, "beam not matched (training beam unknown)"
+    if sky.beam is None:
+        log.warning("%s: the observation has no beam; the map is not matched to the model's",
+                    path)
+        return sky, "beam not matched (observation beam unknown)"
+    target = model_beam(training_kpc, distance)
+    size = beam_size_kpc(sky.beam, distance).to_value(u.kpc)
+    ratio = size / training_kpc
+    described = _describe(sky.beam)
+    if ratio > tolerance:
+        raise InferError(
+            path,
+            f"the beam ({described}, {size:.2f} kpc at {distance.to_value(u.Mpc):.3g} Mpc) is "
+            f"{ratio:.2f}x coarser than the model's training beam ({training_kpc:.2f} kpc); "
+            f"a model cannot restore resolution it never saw (tolerance "
+            f"infer.beam_tolerance = {tolerance:g})",
+        )
+    if ratio >= 1.0:
+        log.info("%s: beam %.2f kpc is within %.2fx of the model's %.2f kpc; not smoothed",
+                 path, size, tolerance, training_kpc)
+        return sky, f"beam {described} used as it is ({ratio:.2f}x the training beam)"
+    goal = Beams(beams=[sky.beam, target]).common_beam()
+    smoothed = convolve_to(sky, goal, path)
+    note = (f"input smoothed from {described} to {_describe(goal)}, the model's training "
+            f"beam ({training_kpc:.3g} kpc) at {distance.to_value(u.Mpc):.4g} Mpc")
+    log.info("%s: %s", path, note)
+    return smoothed, note
+
+
+def _describe(beam: Beam) -> str:
+    return (f'{beam.major.to_value(u.arcsec):.3g}"x{beam.minor.to_value(u.arcsec):.3g}" '
+            f"PA {beam.pa.to_value(u.deg):.0f} deg")
