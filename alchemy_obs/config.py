@@ -607,13 +607,22 @@ class InferConfig(Section):
     samples: int = Field(1, ge=1, description="Posterior samples (diffusion models).")
     steps: int | None = Field(None, ge=1, description="Sampler steps; None: the method's default.")
     mask_sigma: float | None = Field(
-        None, gt=0, description="Noise-mask threshold for moment-0 (sigma); None: no mask."
+        4.0, gt=0,
+        description="Moment-0 noise mask: keep emission detected above this many sigma in the "
+        "cube smoothed by mask_smooth_beams beams and 3 channels (grown by one beam and one "
+        "channel; original voxels summed). None (--no-mask): sum every unblanked voxel.",
+    )
+    mask_smooth_beams: float = Field(
+        2.0, gt=0, description="FWHM of the moment-0 mask's spatial smoothing, in beams."
     )
     centre: Literal["flux", "header"] = Field(
         "flux", description="Model grid centre: flux-weighted centre or the WCS reference (CRVAL)."
     )
-    beam_ratio_warning: float = Field(
-        2.0, gt=1.0, description="Warn when beam/training beam exceeds this ratio (either way)."
+    beam_tolerance: float = Field(
+        1.2, ge=1.0,
+        description="Beam matching: an input beam finer than the model's training beam (kpc at "
+        "the galaxy) is smoothed to it; one coarser by up to this factor (geometric-mean FWHM) "
+        "is used as it is, a coarser one refused.",
     )
     overwrite: bool = Field(False, description="Replace existing outputs.")
 

@@ -27,7 +27,7 @@ def registry(tmp_path):
     folder = make_model(tmp_path / "models" / "tiny-hi2dm", npix=16, pixel_kpc=2.0)
     path = tmp_path / "models" / "registry.yaml"
     entry = register_model(folder, "tiny-hi2dm", path, version="3", description="test model",
-                           demonstration=True, beam_fwhm_kpc=0.05)
+                           demonstration=True, beam_fwhm_kpc=1.0)
     assert entry.sha256 == sha256_file(folder / "model.safetensors")
     return path
 
@@ -82,8 +82,9 @@ def test_infer_by_registry_name(tmp_path, registry, caplog):
     assert header["MODEL"] == "tiny-hi2dm" and header["MODELVER"] == "3"
     assert header["DEMOMODL"] is True
     assert header["MODELSHA"] == yaml.safe_load(registry.read_text())["models"]["tiny-hi2dm"]["sha256"]
-    # 12"x10" at 10 Mpc is 0.53 kpc, 10x the (made-up) training beam of 0.05 kpc.
-    assert "larger than the model's training beam" in caplog.text
+    # 12"x10" at 10 Mpc is 0.53 kpc, finer than the (made-up) training beam of 1 kpc.
+    assert "input smoothed from 12\"x10\"" in caplog.text
+    assert header["BMAJ"] == pytest.approx(1.0 / 10e3 * 180 / np.pi, rel=1e-6)
 
 
 def test_corrupt_weights_are_refused(tmp_path, registry, capsys):
@@ -212,3 +213,60 @@ def test_distance_from_hubble_flow(tmp_path, capsys):
     assert 1400 < z * 299792.458 < 1600
     assert header["DISTANCE"] == pytest.approx(Planck18.angular_diameter_distance(z).value,
                                                rel=1e-4)
+
+
+def test_target_without_model_uses_the_best_shipped_model(tmp_path, monkeypatch, caplog):
+    """``--target dm`` alone: the shipped registry's best dark-matter model, named in the log
+    and in the output header."""
+    import logging
+
+    from alchemy_obs.infer.registry import best_model
+
+    monkeypatch.delenv("ALCHEMY_OBS_MODELS", raising=False)
+    name, entry = best_model("dm")
+    assert entry.target == "dm" and name == "demo-hi2dm"  # the only released dm model
+    assert best_model("no-such-domain") is None
+    cube = write_cube(tmp_path / "cube.fits")
+    with caplog.at_level(logging.INFO, logger="alchemy_obs"):
+        rc = main(["infer", str(cube), "--target", "dm", "--distance", "10",
+                   "--out", str(tmp_path / "out")])
+    assert rc == 0
+    assert f"--target dm: using model {name}" in caplog.text
+    assert fits.getheader(tmp_path / "out" / "cube_dm.fits")["MODEL"] == name
+
+
+def test_best_model_ranking(tmp_path, capsys):
+    """Science models before demonstration ones, then the smaller held-out profile error."""
+    from alchemy_obs.infer.registry import best_model
+
+    path = tmp_path / "models" / "registry.yaml"
+    for i, (name, demo, dex) in enumerate([("demo-good", True, 0.05), ("sci-poor", False, 0.3),
+                                           ("sci-good", False, 0.1), ("sci-none", False, None),
+                                           ("stars", False, 0.01)]):
+        folder = make_model(tmp_path / "models" / name, target="stars" if name == "stars" else "dm",
+                            seed=i)
+        register_model(folder, name, path, demonstration=demo)
+        tree = yaml.safe_load(path.read_text())
+        if dex is not None:
+            tree["models"][name]["metrics"] = {"model": {"profile_abs_dex": dex}}
+        path.write_text(yaml.safe_dump(tree))
+    assert best_model("dm", path)[0] == "sci-good"
+    assert best_model("stars", path)[0] == "stars"
+    rc = main(["infer", str(tmp_path / "x.fits"), "--target", "gas",
+               "--set", f"infer.registry={path}"])
+    assert rc == 2
+    assert "no registered model predicts 'gas'" in capsys.readouterr().err
+
+
+def test_no_mask_option(tmp_path, capsys):
+    """--no-mask restores the unmasked moment-0 (another output: other settings)."""
+    model = make_model(tmp_path / "p2p", npix=16, pixel_kpc=2.0)
+    cube = write_cube(tmp_path / "cube.fits")
+    base = ["infer", str(cube), "--model", str(model), "--distance", "10"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    assert main([*base, "--no-mask", "--out", str(tmp_path / "b")]) == 0
+    a, b = (fits.getheader(tmp_path / d / "cube_dm.fits")["SETTINGS"] for d in "ab")
+    assert a != b
+    capsys.readouterr()
+    assert main([*base, "--no-mask", "--mask-sigma", "3"]) == 2
+    assert "--no-mask and --mask-sigma exclude each other" in capsys.readouterr().err

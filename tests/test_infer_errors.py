@@ -199,3 +199,43 @@ def test_usage_errors(tmp_path, model_dir, capsys):
     assert main(["infer", str(path), "--model", str(model_dir), "--distance", "-1"]) == 2
     assert main(["infer", str(path), "--model", str(model_dir), "--samples", "0"]) == 2
     assert "--samples" in capsys.readouterr().err
+
+
+def _error_lines(err: str) -> list[str]:
+    """The per-file error lines of ``alchemy-obs infer`` (the summary line left out)."""
+    return [line for line in err.splitlines()
+            if line.startswith("alchemy-obs infer: ") and " succeeded" not in line]
+
+
+def test_wsrt_cube_with_hz_spelling_and_beam_option(tmp_path, model_dir, capsys):
+    """WSRT writes ``CUNIT3 = 'HZ'`` and ``BMAJ = -1``: with --beam the cube is used."""
+    h = gaussian_cube_header(CUNIT3="HZ", BMAJ=-1.0, BMIN=-1.0, BPA=0.0, TELESCOP="WSRT")
+    path = write_cube(tmp_path / "wsrt.fits", h)
+    args = ["infer", str(path), "--model", str(model_dir), "--distance", "10",
+            "--out", str(tmp_path / "out")]
+    assert main(args) == 1  # BMAJ = -1 without --beam: refused, naming the option
+    assert "--beam" in _error_lines(capsys.readouterr().err)[0]
+    assert main([*args, "--beam", "12,10,30"]) == 0, capsys.readouterr().err
+    header = fits.getheader(tmp_path / "out" / "wsrt_dm.fits")
+    assert header["INBMAJ"] == 12.0 and header["BEAMSRC"] == "option"
+
+
+def test_nan_spectral_reference_is_refused(tmp_path, model_dir, capsys):
+    """``CRVAL3 = NaN``: astropy would read it as 0 Hz (a -248 km/s axis) and say nothing."""
+    h = gaussian_cube_header()
+    path = write_cube(tmp_path / "nan_crval3.fits", h)
+    raw = bytearray(path.read_bytes())
+    card = fits.Card("CRVAL3", h["CRVAL3"]).image.encode()
+    start = raw.index(card)
+    raw[start:start + 80] = ("CRVAL3  = " + "NaN".rjust(20)).ljust(80).encode()
+    path.write_bytes(bytes(raw))
+    out = tmp_path / "out"
+    rc = main(["infer", str(path), "--model", str(model_dir), "--distance", "10",
+               "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1  # a file that fails; 2 is kept for usage errors found before any file
+    lines = _error_lines(err)
+    assert lines == [f"alchemy-obs infer: {path}: CRVAL3 = NaN is not a finite number: the "
+                     "WCS of this file is corrupt (its axis cannot be located); fix the header"]
+    assert "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())

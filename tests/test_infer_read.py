@@ -245,7 +245,8 @@ def test_noise_mask_keeps_source_and_drops_noise():
 
 
 def test_noise_masked_moment0(tmp_path):
-    h = _hi_cube_header()
+    # A field wide enough that its corner lies beyond the mask's smoothing and growth.
+    h = _hi_cube_header(NAXIS1=48, NAXIS2=40, CRPIX1=24.5, CRPIX2=20.5)
     rng = np.random.default_rng(2)
     clean = gaussian_cube_data(h, peak=0.05, blank_corner=False)
     noisy = clean + rng.normal(0, 0.002, clean.shape).astype(np.float32)
@@ -319,3 +320,27 @@ def test_hi_mom0_is_put_on_the_training_beam():
     beam = training_beam(card)
     assert (beam.major.to_value(u.arcsec), beam.minor.to_value(u.arcsec)) == pytest.approx((12.0, 9.0))
     assert training_beam({"training_data": {}}) is None
+
+
+def test_masked_moment0_of_noise_plus_one_source(tmp_path):
+    """Pure Gaussian noise (sigma 1 per voxel) and one Gaussian source peaking at 5 sigma:
+    the default mask (4 sigma after smoothing by 2 beams x 3 channels, grown by a beam)
+    keeps the source's flux and none of the noise far from it."""
+    from alchemy_obs.config import InferConfig
+
+    assert InferConfig().mask_sigma == 4.0  # the masked moment-0 is the default
+    nx = ny = 64
+    nchan = 40
+    h = gaussian_cube_header(nx=nx, ny=ny, nchan=nchan)  # beam 12"x10" on 4" pixels
+    y, x = np.mgrid[0:ny, 0:nx]
+    disc = np.exp(-0.5 * (((x - 31.5) / 4.0) ** 2 + ((y - 31.5) / 4.0) ** 2))
+    spectrum = np.exp(-0.5 * ((np.arange(nchan) - 20) / 3.0) ** 2)
+    clean = (5.0 * spectrum[:, None, None] * disc[None]).astype(np.float32)
+    noise = np.random.default_rng(5).normal(0, 1.0, clean.shape).astype(np.float32)
+    obs = read_observation(write_cube(tmp_path / "noisy.fits", h, clean + noise))
+    masked = line_integral(obs, mask_sigma=4.0).data.to_value(u.Jy / u.beam * u.Hz)
+    unmasked = line_integral(obs).data.to_value(u.Jy / u.beam * u.Hz)
+    truth = clean.sum() * 2e4  # 20 kHz channels
+    assert masked.sum() == pytest.approx(truth, rel=0.05)
+    off = np.hypot(x - 31.5, y - 31.5) > 20  # 5 source sigmas away
+    assert np.std(masked[off]) * 5 < np.std(unmasked[off])

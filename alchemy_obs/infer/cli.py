@@ -35,7 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: infer.model)")
     parser.add_argument("--target", default=None, metavar="DOMAIN",
                         help="domain expected from the model (dm, stars, gas, ...); a model "
-                             "predicting another domain is refused")
+                             "predicting another domain is refused. Without --model (and "
+                             "infer.model), the registry's best model for DOMAIN is used: "
+                             "science before demonstration models, then the smallest "
+                             "held-out profile error (see alchemy-obs models)")
     parser.add_argument("--distance", default=None, metavar="MPC",
                         help="angular-diameter distance, in Mpc unless a unit is given (3.2 or "
                              "3.2Mpc); default: the DISTANCE header card (angular-diameter, "
@@ -50,7 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, metavar="N",
                         help="sampler steps (default: the method's)")
     parser.add_argument("--mask-sigma", type=float, default=None, metavar="SIGMA",
-                        help="moment-0 noise mask: keep smoothed voxels above SIGMA x noise")
+                        help="moment-0 noise mask: keep emission detected above SIGMA x the "
+                             "noise of the cube smoothed by ~2 beams and 3 channels, grown by "
+                             "a beam (default: infer.mask_sigma, 4)")
+    parser.add_argument("--no-mask", action="store_true",
+                        help="moment-0 of every unblanked voxel, without the noise mask")
     parser.add_argument("--centre", choices=("flux", "header"), default=None,
                         help="centre of the model grid: flux-weighted (default) or CRVAL")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
@@ -69,13 +76,40 @@ def _settings(args: argparse.Namespace, config: Config):
     update = {key: getattr(args, opt[2:].replace("-", "_")) for key, opt in options.items()
               if key != "out_dir"}
     update["out_dir"] = args.out
-    update = {key: value for key, value in update.items() if value is not None}
+    if getattr(args, "no_mask", False):
+        if args.mask_sigma is not None:
+            return None, "--no-mask and --mask-sigma exclude each other"
+        update["mask_sigma"] = None
+    update = {key: value for key, value in update.items()
+              if value is not None or (key == "mask_sigma" and getattr(args, "no_mask", False))}
     try:
         return config.infer.model_validate({**config.infer.model_dump(), **update}), None
     except ValidationError as exc:
         err = exc.errors()[0]
         option = options.get(str(err["loc"][0]), str(err["loc"][0]))
         return None, f"{option}: {err['msg']}"
+
+
+def _best_model_for(target: str, settings):
+    """``--target`` without a model: the registry's best model for it (logged), or a problem."""
+    from alchemy_obs.infer.registry import RegistryError, best_model, registry_file
+
+    try:
+        found = best_model(target, settings.registry)
+    except RegistryError as exc:
+        return settings, str(exc)
+    if found is None:
+        where = registry_file(settings.registry).resolve()
+        return settings, (f"--target {target}: no registered model predicts {target!r} "
+                          f"(registry {where}); name one with --model")
+    name, entry = found
+    model = entry.metrics.get("model", {})
+    score = (f"held-out profile error {model['profile_abs_dex']:.3f} dex"
+             if isinstance(model.get("profile_abs_dex"), (int, float)) else "no recorded metrics")
+    kind = ", demonstration model" if entry.demonstration else ""
+    log.info("--target %s: using model %s (version %s, %s%s), the registry's best for %s",
+             target, name, entry.version, score, kind, target)
+    return settings.model_copy(update={"model": name}), None
 
 
 def _parse_distance(text: str):
@@ -102,8 +136,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from alchemy_obs.infer.read import parse_beam
 
     settings, problem = _settings(args, config)
+    if problem is None and settings.model is None and args.target is not None:
+        settings, problem = _best_model_for(args.target, settings)
     if problem is None and settings.model is None:
-        problem = "--model: required (or set infer.model in the configuration)"
+        problem = "--model: required (or --target, or set infer.model in the configuration)"
     beam = None
     if problem is None and args.beam is not None:
         try:
@@ -138,8 +174,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
             result = infer_file(
                 path, model, settings.out_dir, beam=beam, distance=distance,
                 samples=settings.samples, steps=settings.steps, mask_sigma=settings.mask_sigma,
+                mask_smooth_beams=settings.mask_smooth_beams,
                 centre=settings.centre, overwrite=settings.overwrite, seed=config.seed,
-                target=args.target, beam_ratio_warning=settings.beam_ratio_warning,
+                target=args.target, beam_tolerance=settings.beam_tolerance,
                 protected=tuple(args.inputs), plot=args.plot,
             )
         except InferError as exc:

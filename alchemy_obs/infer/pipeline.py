@@ -131,6 +131,11 @@ class InferResult:
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     skipped: bool = False
+    #: The model's input on the observation's grid, in the input domain's unit, after
+    #: smoothing to the model's beam (``None`` when skipped).
+    observable: u.Quantity | None = None
+    #: Beam of ``observable`` (``None`` if unknown).
+    beam: Beam | None = None
 
 
 def _sha256(path: Path) -> str:
@@ -165,12 +170,13 @@ def infer_file(
     distance: u.Quantity | None = None,
     samples: int = 1,
     steps: int | None = None,
-    mask_sigma: float | None = None,
+    mask_sigma: float | None = preprocess.MASK_SIGMA,
+    mask_smooth_beams: float = preprocess.MASK_SMOOTH_BEAMS,
     centre: str = "flux",
     overwrite: bool = False,
     seed: int = 0,
     target: str | None = None,
-    beam_ratio_warning: float = preprocess.BEAM_RATIO_WARNING,
+    beam_tolerance: float = preprocess.BEAM_TOLERANCE,
     protected: tuple[str | os.PathLike, ...] = (),
     plot: bool = False,
 ) -> InferResult:
@@ -190,8 +196,12 @@ def infer_file(
         Overrides the header or redshift distance.
     samples, steps, seed :
         Posterior sampling (see :func:`~alchemy_obs.infer.predict.predict`).
-    mask_sigma : float, optional
-        Noise mask threshold for moment-0 (``None``: no mask).
+    mask_sigma : float or None
+        Threshold of the moment-0 noise mask, in sigma of the smoothed cube (see
+        :func:`~alchemy_obs.infer.preprocess.line_integral`); ``None`` sums every unblanked
+        voxel.
+    mask_smooth_beams : float
+        FWHM of the mask's spatial smoothing, in beams.
     centre : {"flux", "header"}
         Centre of the model grid (see :func:`~alchemy_obs.infer.preprocess.galaxy_centre`).
     overwrite : bool
@@ -200,8 +210,10 @@ def infer_file(
         resumes), and any other existing output is refused.
     target : str, optional
         Expected target domain; refused if the model predicts another one.
-    beam_ratio_warning : float
-        Beam/training-beam ratio above which (or below whose inverse) a warning is issued.
+    beam_tolerance : float
+        An input beam up to this many times the model's training beam (geometric-mean FWHM
+        in kpc at the distance) is used as it is, a coarser one refused; a finer one is
+        smoothed to the training beam (:func:`~alchemy_obs.infer.preprocess.match_beam`).
     protected : tuple of path-like
         Files never to overwrite (all inputs of a batch); ``path`` is always protected.
     plot : bool
@@ -234,7 +246,9 @@ def infer_file(
         beam=None if beam is None else [beam.major.to_value(u.arcsec),
                                         beam.minor.to_value(u.arcsec), beam.pa.to_value(u.deg)],
         distance=None if distance is None else distance.to_value(u.Mpc), samples=samples,
+        beam_tolerance=beam_tolerance,
         steps=steps, mask_sigma=mask_sigma, centre=centre, seed=seed,
+        mask_smooth_beams=None if mask_sigma is None else mask_smooth_beams,
     )
     if out.exists() and not overwrite:  # decided before the expensive part
         if _up_to_date(out, input_sha, model_sha, settings):
@@ -248,20 +262,20 @@ def infer_file(
     timings["read"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    sky = preprocess.line_integral(obs, mask_sigma=mask_sigma)
+    sky = preprocess.line_integral(obs, mask_sigma=mask_sigma, smooth_beams=mask_smooth_beams)
+    redshift = sky.redshift if obs.cube is not None else None
+    dist, dist_source = preprocess.resolve_distance(obs.header, redshift, distance, path=path)
+    training_kpc = (model.beam_fwhm_kpc if model.beam_fwhm_kpc is not None
+                    else preprocess.training_beam_kpc(card))
+    sky, beam_note = preprocess.match_beam(sky, training_kpc, dist, path, beam_tolerance)
     observable = preprocess.to_domain(sky, domain, path, training_beam=preprocess.training_beam(card))
     timings["moment0"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    redshift = sky.redshift if obs.cube is not None else None
-    dist, dist_source = preprocess.resolve_distance(obs.header, redshift, distance, path=path)
     lonlat = preprocess.galaxy_centre(sky, centre)
     npix, pixel_kpc = int(card["npix"]), float(card["pixel_kpc"])
     grid = preprocess.model_grid(lonlat, obs.celestial_wcs, pixel_kpc, npix, dist)
     model_input = reproject_map(observable.value, obs.celestial_wcs, grid, (npix, npix))
-    warning = preprocess.check_beam(obs.beam, dist, model.beam_fwhm_kpc, path, beam_ratio_warning)
-    if warning:
-        warnings.append(warning)
     timings["reproject_in"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -292,10 +306,16 @@ def infer_file(
         provenance["INBMIN"] = (obs.beam.minor.to_value(u.arcsec), "[arcsec] input beam used")
         provenance["INBPA"] = (obs.beam.pa.to_value(u.deg), "[deg] input beam used")
         provenance["BEAMSRC"] = ("option" if beam is not None else "file", "origin of the beam")
+    if sky.beam is not None:
+        # The resolution of the map the model saw: the input's, or the model's after smoothing.
+        provenance["BMAJ"] = (sky.beam.major.to_value(u.deg), "[deg] beam of the model input")
+        provenance["BMIN"] = (sky.beam.minor.to_value(u.deg), "[deg] beam of the model input")
+        provenance["BPA"] = (sky.beam.pa.to_value(u.deg), "[deg] beam of the model input")
     if model.demonstration:
         provenance["DEMOMODL"] = (True, "demonstration model: not a science result")
     hdul = prediction_hdus(obs, back[0], None if std is None else back[1], model.target_unit,
                            provenance)
+    hdul[0].header["HISTORY"] = f"alchemy-obs infer: {beam_note}"
     write_atomic(hdul, out, overwrite=overwrite, protected=(path, *protected))
     timings["write"] = time.perf_counter() - t0
     if plot:
@@ -304,10 +324,11 @@ def infer_file(
         png = out.with_suffix(".png")
         tmp = png.with_name(f".{png.stem}.tmp.png")
         try:
-            plot_overlay(observable, obs.celestial_wcs, out, tmp, domain=domain, beam=obs.beam,
+            plot_overlay(observable, obs.celestial_wcs, out, tmp, domain=domain, beam=sky.beam,
                          title=f"{path.name} -> {model.target} ({model.name})")
             os.replace(tmp, png)
         finally:
             if tmp.exists():
                 tmp.unlink()
-    return InferResult(path, out, dist, dist_source, warnings, timings)
+    return InferResult(path, out, dist, dist_source, warnings, timings, observable=observable,
+                       beam=sky.beam)

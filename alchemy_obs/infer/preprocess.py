@@ -12,8 +12,8 @@ Steps, each a function:
    ``npix x npix`` grid of ``pixel_kpc`` pixels lies on the sky.
 4. :func:`~alchemy_obs.observe.resample.reproject_map` -- resampling between the sky grid and
    the model grid, by the rule the mock stage used to make the training inputs.
-5. :func:`check_beam` -- a warning when the observation's beam differs much from the model's
-   training beam.
+5. :func:`match_beam` -- the map smoothed to the model's training beam when the observation
+   is sharper, refused when it is coarser than a tolerance.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from astropy import units as u
 from astropy.cosmology import Cosmology, z_at_value
 from astropy.io import fits
 from astropy.wcs import WCS
-from radio_beam import Beam
+from astropy.wcs.utils import proj_plane_pixel_scales
+from radio_beam import Beam, Beams
 from scipy import ndimage
 
 from alchemy_obs.infer.errors import InferError
@@ -41,6 +42,7 @@ from alchemy_obs.physics.units import COSMOLOGY
 __all__ = [
     "DOMAIN_UNITS",
     "SkyMap",
+    "robust_rms",
     "noise_mask",
     "line_integral",
     "to_domain",
@@ -49,7 +51,10 @@ __all__ = [
     "galaxy_centre",
     "model_grid",
     "beam_size_kpc",
-    "check_beam",
+    "training_beam_kpc",
+    "model_beam",
+    "convolve_to",
+    "match_beam",
 ]
 
 log = logging.getLogger(__name__)
@@ -61,8 +66,9 @@ DOMAIN_UNITS: dict[str, u.UnitBase] = {**MOCK_DOMAINS, "hi": DOMAINS["hi"].unit}
 #: Below this systemic velocity a Hubble-flow distance is refused (peculiar velocities
 #: of a few hundred km/s dominate).
 MIN_HUBBLE_VELOCITY = 1000 * u.km / u.s
-#: A beam this many times larger or smaller than the training beam triggers a warning.
-BEAM_RATIO_WARNING = 2.0
+#: An observation's beam up to this many times the model's training beam is used unsmoothed;
+#: a coarser one is refused.
+BEAM_TOLERANCE = 1.2
 
 
 @dataclass
@@ -93,14 +99,53 @@ def _mad_sigma(values: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(values - np.median(values))))
 
 
-def noise_mask(
-    data: np.ndarray, threshold: float = 4.0, smooth_pixels: float = 1.5, smooth_channels: int = 3
-) -> np.ndarray:
-    """Voxels of a cube where the smoothed signal exceeds ``threshold`` times its noise.
+def robust_rms(values: np.ndarray) -> float:
+    """Noise rms of data that hold positive emission, from their negative half.
 
-    The cube is smoothed by a Gaussian of ``smooth_pixels`` (sigma, pixels) on the sky and a
-    ``smooth_channels`` boxcar along the spectrum; the noise is the MAD-based sigma of the
-    smoothed cube (robust to the emission, which fills a small fraction of a cube).
+    Thermal noise is symmetric about zero and HI emission is positive, so the negative values
+    are noise alone: for Gaussian noise their median absolute value is 0.6745 sigma. Unlike
+    the median absolute deviation of all values, this does not grow with the fraction of the
+    cube the galaxy fills. Falls back to the MAD when fewer than 100 values are negative
+    (noise-free or continuum-subtracted-to-positive data); 0 when there is no spread at all.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Any shape, NaN where blank; same unit as the result.
+
+    Returns
+    -------
+    float
+    """
+    values = values[np.isfinite(values)]
+    negative = values[values < 0]
+    if negative.size >= 100:
+        return float(1.4826 * np.median(-negative))
+    return _mad_sigma(values) if values.size else 0.0
+
+
+def _disk(radius: float) -> np.ndarray:
+    """Boolean disk of ``radius`` pixels (at least the centre pixel)."""
+    r = int(np.floor(radius))
+    y, x = np.mgrid[-r:r + 1, -r:r + 1]
+    return x**2 + y**2 <= max(radius, 0.0) ** 2
+
+
+def noise_mask(
+    data: np.ndarray, threshold: float = 4.0, smooth_pixels: float = 1.5, smooth_channels: int = 3,
+    dilate_pixels: float = 0.0, dilate_channels: int = 0,
+) -> np.ndarray:
+    """Voxels of a cube that belong to emission detected in a smoothed copy (S/N mask).
+
+    The usual dilated smooth-and-clip mask (as SoFiA's S+C finder builds): the cube is
+    smoothed by a Gaussian of ``smooth_pixels`` (sigma, pixels) on the sky and a
+    ``smooth_channels`` boxcar along the spectrum, which averages noise down while extended
+    emission stays; voxels above ``threshold`` times the smoothed cube's noise
+    (:func:`robust_rms`) are detections; detections (connected voxels) smaller than the
+    smoothing kernel (:math:`2\\pi\\sigma^2` pixels times ``smooth_channels``) are noise
+    peaks and dropped; the rest are grown by ``dilate_pixels`` on
+    the sky and ``dilate_channels`` along the spectrum to take in the faint wings the clip
+    cut off. The mask selects voxels of the *original* cube: no smoothed value is summed.
 
     Parameters
     ----------
@@ -112,6 +157,10 @@ def noise_mask(
         Spatial Gaussian sigma, pixels.
     smooth_channels : int
         Spectral boxcar width, channels.
+    dilate_pixels : float
+        Radius of the disk the detections are grown by, pixels (0: none).
+    dilate_channels : int
+        Channels added on either side of each detection (0: none).
 
     Returns
     -------
@@ -127,15 +176,54 @@ def noise_mask(
     finite = np.isfinite(data)
     sample = smoothed[finite]
     if sample.size > 2_000_000:
-        # The median of a random subset is as good a noise estimate and much cheaper.
+        # The median of a regular subset is as good a noise estimate and much cheaper.
         sample = sample[:: sample.size // 1_000_000]
-    sigma = _mad_sigma(sample)
+    sigma = robust_rms(sample)
     if not sigma > 0:
-        return finite
-    return (smoothed > threshold * sigma) & finite
+        return finite  # no noise to speak of: every unblanked voxel is signal
+    keep = smoothed > threshold * sigma
+    del smoothed
+    # A noise peak that just clears the threshold does so over a speck much smaller than
+    # the smoothing kernel, real emission over at least the kernel: dropping the specks
+    # keeps the mask's false detections (each a positive bias once grown) rare.
+    min_voxels = 2.0 * np.pi * smooth_pixels**2 * max(smooth_channels, 1)
+    labels, n = ndimage.label(keep)
+    if n:
+        sizes = np.bincount(labels.ravel())
+        small = sizes < min_voxels
+        small[0] = False
+        keep[small[labels]] = False
+    del labels
+    if dilate_pixels >= 1.0 and keep.any():
+        keep = ndimage.binary_dilation(keep, structure=_disk(dilate_pixels)[None])
+    if dilate_channels > 0 and keep.any():
+        keep = ndimage.maximum_filter1d(keep, 2 * dilate_channels + 1, axis=0, mode="constant")
+    return keep & finite
 
 
-def line_integral(obs: Observation, mask_sigma: float | None = None) -> SkyMap:
+def _beam_pixels(beam: Beam | None, wcs: WCS) -> float | None:
+    """Geometric-mean FWHM of ``beam`` in pixels of ``wcs`` (``None`` without a beam)."""
+    if beam is None:
+        return None
+    pixel = float(np.sqrt(np.prod(np.abs(proj_plane_pixel_scales(wcs)))))  # deg
+    return float(np.sqrt(beam.major * beam.minor).to_value(u.deg)) / pixel
+
+
+_FWHM_PER_SIGMA = float(np.sqrt(8.0 * np.log(2.0)))
+#: Default threshold of the moment-0 mask, in sigma of the smoothed cube.
+MASK_SIGMA = 4.0
+#: Spatial smoothing of the moment-0 mask, in beams (FWHM of the Gaussian kernel).
+MASK_SMOOTH_BEAMS = 2.0
+#: Spectral smoothing of the moment-0 mask, channels.
+MASK_SMOOTH_CHANNELS = 3
+#: Spatial smoothing, pixels (Gaussian sigma), when the beam is unknown.
+_MASK_SMOOTH_PIXELS_NO_BEAM = 1.5
+
+
+def line_integral(
+    obs: Observation, mask_sigma: float | None = None, *,
+    smooth_beams: float = MASK_SMOOTH_BEAMS, smooth_channels: int = MASK_SMOOTH_CHANNELS,
+) -> SkyMap:
     """Moment-0 of a cube over observed frequency, or an image as it is.
 
     Parameters
@@ -143,8 +231,17 @@ def line_integral(obs: Observation, mask_sigma: float | None = None) -> SkyMap:
     obs : Observation
         The observation.
     mask_sigma : float, optional
-        If given, only voxels of a cube selected by :func:`noise_mask` at this threshold are
-        summed; otherwise every unblanked voxel is (unbiased, but noisier).
+        If given, only voxels of a cube selected by :func:`noise_mask` at this threshold
+        (in sigma of the smoothed cube) are summed: the cube is smoothed by ``smooth_beams``
+        beams on the sky and ``smooth_channels`` channels, clipped, and the detections are
+        grown by one beam and one channel either side. ``None`` sums every unblanked voxel
+        (unbiased, but the noise of every channel adds up, and its ripples look like
+        emission to the model).
+    smooth_beams : float
+        FWHM of the mask's spatial smoothing kernel, in beams (geometric-mean FWHM; 1.5
+        pixels sigma when the cube has no beam).
+    smooth_channels : int
+        Width of the mask's spectral boxcar, channels.
 
     Returns
     -------
@@ -172,7 +269,16 @@ def line_integral(obs: Observation, mask_sigma: float | None = None) -> SkyMap:
         keep = unblanked
     else:
         scaled = data * scale[:, None, None].astype(np.float32) if per_channel_beams else data
-        keep = noise_mask(scaled, mask_sigma) & unblanked
+        beam_px = _beam_pixels(obs.beam, obs.celestial_wcs)
+        if beam_px is None:
+            smooth_px, grow_px = _MASK_SMOOTH_PIXELS_NO_BEAM, 2.0
+        else:
+            smooth_px, grow_px = smooth_beams * beam_px / _FWHM_PER_SIGMA, beam_px
+        keep = noise_mask(scaled, mask_sigma, smooth_px, smooth_channels,
+                          dilate_pixels=grow_px, dilate_channels=1) & unblanked
+        log.info("%s: moment-0 mask (%.1f sigma, smoothed %.1f px sigma x %d channels) "
+                 "keeps %.1f%% of the voxels", obs.path, mask_sigma, smooth_px,
+                 smooth_channels, 100.0 * keep.mean())
     freqs_hz = cube.spectral_axis.to_value(u.Hz)
     widths = np.abs(np.gradient(freqs_hz))
     # Channel by channel, in float64: no second full-size cube, temporaries stay in cache.
@@ -465,41 +571,161 @@ def beam_size_kpc(beam: Beam, distance: u.Quantity) -> u.Quantity:
     return (fwhm * distance).to(u.kpc)
 
 
-def check_beam(
-    beam: Beam | None, distance: u.Quantity, training_beam_kpc: float | None,
-    path: str | os.PathLike = "", ratio_limit: float = BEAM_RATIO_WARNING,
-) -> str | None:
-    """A warning text if the beam differs by more than ``ratio_limit`` from the training beam.
+def training_beam_kpc(card: dict) -> float | None:
+    """FWHM of a model's training beam in kpc: ``beam_fwhm_kpc`` of the card, else the
+    major axis of ``training_data.mock.beam_arcsec`` at ``training_data.mock.distance_mpc``;
+    ``None`` if the card records neither."""
+    if card.get("beam_fwhm_kpc"):
+        return float(card["beam_fwhm_kpc"])
+    mock = card.get("training_data", {}).get("mock", {})
+    if mock.get("beam_arcsec") and mock.get("distance_mpc"):
+        major = float(mock["beam_arcsec"][0]) * u.arcsec
+        return float(major.to_value(u.rad) * mock["distance_mpc"] * 1e3)
+    return None
+
+
+def model_beam(training_kpc: float, distance: u.Quantity) -> Beam:
+    """The model's training beam as seen at ``distance``: a circular Gaussian whose FWHM is
+    ``training_kpc`` at the angular-diameter distance (the training mocks' beam orientation
+    is that of a simulated sky, so only its size carries over)."""
+    return Beam((training_kpc / distance.to_value(u.kpc)) * u.rad)
+
+
+def _beam_kernel(beam: Beam, wcs: WCS) -> np.ndarray:
+    """``beam`` sampled on the pixel grid of ``wcs`` (any ``CDELT``/``CD``/rotation), sum 1."""
+    matrix = wcs.pixel_scale_matrix  # deg per pixel: (east, north) offsets of (dx, dy)
+    if wcs.wcs.lng > wcs.wcs.lat:
+        matrix = matrix[::-1]
+    scale = np.min(np.abs(proj_plane_pixel_scales(wcs)))
+    sigma = (beam.major / _FWHM_PER_SIGMA).to_value(u.deg)
+    half = int(np.ceil(5.0 * sigma / scale)) + 1
+    dy, dx = np.mgrid[-half:half + 1, -half:half + 1]
+    east = matrix[0, 0] * dx + matrix[0, 1] * dy
+    north = matrix[1, 0] * dx + matrix[1, 1] * dy
+    # Intermediate longitude grows eastward whatever the sign of CDELT1.
+    pa = beam.pa.to_value(u.rad)
+    along = east * np.sin(pa) + north * np.cos(pa)
+    across = east * np.cos(pa) - north * np.sin(pa)
+    s_major = (beam.major / _FWHM_PER_SIGMA).to_value(u.deg)
+    s_minor = (beam.minor / _FWHM_PER_SIGMA).to_value(u.deg)
+    kernel = np.exp(-0.5 * ((along / s_major) ** 2 + (across / s_minor) ** 2))
+    return kernel / kernel.sum()
+
+
+def convolve_to(sky: SkyMap, beam: Beam, path: str | os.PathLike = "") -> SkyMap:
+    """``sky`` smoothed from its beam to the larger ``beam``.
+
+    The map is convolved with the Gaussian that takes one beam to the other
+    (:meth:`radio_beam.Beam.deconvolve`), blank pixels counting as zero and staying blank.
+    A map per beam (``Jy/beam``, ``Jy/beam km/s``...) is then multiplied by the ratio of the
+    beam areas, so a point source keeps its peak in Jy/beam; a brightness temperature, a
+    column or surface density is a per-area quantity and its peak drops by that ratio.
 
     Parameters
     ----------
-    beam : radio_beam.Beam or None
-        The observation's beam.
-    distance : Quantity
-        Distance used.
-    training_beam_kpc : float or None
-        FWHM of the beam the model was trained with, kpc (model card); ``None`` if unknown.
+    sky : SkyMap
+        The map with its beam.
+    beam : radio_beam.Beam
+        The resolution wanted; must contain ``sky.beam``.
     path : path-like
-        File name for the message.
-    ratio_limit : float
-        Largest acceptable ratio of the two beam sizes (either way).
+        File name for error messages.
 
     Returns
     -------
-    str or None
-        The warning (also logged), or ``None`` when the beams are comparable or unknown.
+    SkyMap
+        The smoothed map, with ``beam``.
     """
-    if beam is None or training_beam_kpc is None:
-        return None
-    size = beam_size_kpc(beam, distance).value
-    ratio = size / training_beam_kpc
-    if 1.0 / ratio_limit <= ratio <= ratio_limit:
-        return None
-    which = "larger" if ratio > 1 else "smaller"
-    text = (
-        f"{os.fspath(path)}: the beam is {size:.2f} kpc at this distance, {ratio:.1f}x {which} "
-        f"than the model's training beam ({training_beam_kpc:.2f} kpc); the prediction is "
-        "outside what the model has seen"
-    )
-    log.warning(text)
-    return text
+    if sky.beam is None:
+        raise InferError(path, "smoothing to the model's beam needs the observation's beam; "
+                               "pass --beam")
+    try:
+        kernel_beam = beam.deconvolve(sky.beam, failure_returns_pointlike=True)
+    except ValueError as exc:
+        raise InferError(path, f"cannot smooth the beam {sky.beam} to {beam} ({exc})") from None
+    if not kernel_beam.major > 0:
+        return SkyMap(sky.data, sky.wcs, beam, sky.redshift)
+    from scipy.signal import fftconvolve
+
+    values = sky.data.value
+    blank = ~np.isfinite(values)
+    smoothed = fftconvolve(np.where(blank, 0.0, values), _beam_kernel(kernel_beam, sky.wcs),
+                           mode="same")
+    if u.beam in sky.data.unit.bases:
+        smoothed *= (beam.sr / sky.beam.sr).to_value(u.one)
+    smoothed[blank] = np.nan
+    return SkyMap(u.Quantity(smoothed, sky.data.unit), sky.wcs, beam, sky.redshift)
+
+
+def match_beam(
+    sky: SkyMap, training_kpc: float | None, distance: u.Quantity,
+    path: str | os.PathLike = "", tolerance: float = BEAM_TOLERANCE,
+) -> tuple[SkyMap, str]:
+    """Bring ``sky`` to the resolution the model was trained at.
+
+    The model's beam at the galaxy is :func:`model_beam`. A finer observation is smoothed
+    to the smallest beam containing both (the model's beam, unless the observation's is
+    more elongated) with :func:`convolve_to`; one coarser by up to ``tolerance`` (ratio of
+    the geometric-mean FWHMs) is used as it is; a coarser one is refused: the model has
+    never seen structure that blurred and cannot put the detail back.
+
+    Parameters
+    ----------
+    sky : SkyMap
+        The moment-0 (or image) on the observation's grid.
+    training_kpc : float or None
+        FWHM of the model's training beam, kpc (:func:`training_beam_kpc`); ``None``: unknown,
+        the map is returned unchanged.
+    distance : Quantity
+        Angular-diameter distance of the galaxy.
+    path : path-like
+        File name for messages.
+    tolerance : float
+        Largest accepted ratio of the observation's beam to the model's (>= 1).
+
+    Returns
+    -------
+    sky : SkyMap
+        The map the model should see, with its beam.
+    note : str
+        What was done, for the output's ``HISTORY``.
+
+    Raises
+    ------
+    InferError
+        If the observation's beam is coarser than the model's by more than ``tolerance``.
+    """
+    if training_kpc is None:
+        log.warning("%s: the model's training beam is unknown; the map is not matched to it",
+                    path)
+        return sky, "beam not matched (training beam unknown)"
+    if sky.beam is None:
+        log.warning("%s: the observation has no beam; the map is not matched to the model's",
+                    path)
+        return sky, "beam not matched (observation beam unknown)"
+    target = model_beam(training_kpc, distance)
+    size = beam_size_kpc(sky.beam, distance).to_value(u.kpc)
+    ratio = size / training_kpc
+    described = _describe(sky.beam)
+    if ratio > tolerance:
+        raise InferError(
+            path,
+            f"the beam ({described}, {size:.2f} kpc at {distance.to_value(u.Mpc):.3g} Mpc) is "
+            f"{ratio:.2f}x coarser than the model's training beam ({training_kpc:.2f} kpc); "
+            f"a model cannot restore resolution it never saw (tolerance "
+            f"infer.beam_tolerance = {tolerance:g})",
+        )
+    if ratio >= 1.0:
+        log.info("%s: beam %.2f kpc is within %.2fx of the model's %.2f kpc; not smoothed",
+                 path, size, tolerance, training_kpc)
+        return sky, f"beam {described} used as it is ({ratio:.2f}x the training beam)"
+    goal = Beams(beams=[sky.beam, target]).common_beam()
+    smoothed = convolve_to(sky, goal, path)
+    note = (f"input smoothed from {described} to {_describe(goal)}, the model's training "
+            f"beam ({training_kpc:.3g} kpc) at {distance.to_value(u.Mpc):.4g} Mpc")
+    log.info("%s: %s", path, note)
+    return smoothed, note
+
+
+def _describe(beam: Beam) -> str:
+    return (f'{beam.major.to_value(u.arcsec):.3g}"x{beam.minor.to_value(u.arcsec):.3g}" '
+            f"PA {beam.pa.to_value(u.deg):.0f} deg")

@@ -445,6 +445,59 @@ def _check_rest_frequency(path: Path, wcs: WCS, header: fits.Header, spec_axis: 
     # A velocity axis without a rest frequency: the velocity is all we need, HI is assumed.
 
 
+#: Numeric WCS keywords of one axis (``CRVAL3``) or axis pair (``PC1_2``), and rest frequency.
+_WCS_NUMBER = re.compile(r"(CRVAL|CDELT|CRPIX|CROTA)\d+|(CD|PC)\d+_\d+|RESTFR(Q|EQ)|RESTWAV")
+
+
+def _check_wcs_numbers(path: Path, header: fits.Header) -> None:
+    """Refuse WCS cards whose value is not a finite number (``CRVAL3 = NaN``).
+
+    astropy "fixes" such a card by dropping its value and wcslib then uses the default (0
+    for ``CRVAL``), so a cube with a corrupted spectral axis would be read silently on a
+    made-up axis (about -250 km/s for a FREQ axis at 0 Hz). The warnings that say so are
+    hidden with the harmless header repairs, hence this explicit check.
+    """
+    for card in header.cards:
+        if not _WCS_NUMBER.fullmatch(card.keyword):
+            continue
+        try:
+            value = card.value
+        except fits.VerifyError:
+            value = None
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not (number and np.isfinite(value)):
+            if isinstance(value, str):
+                text = value.strip()
+            else:  # unparsable: show the card's value field as written
+                text = card.image[10:].split("/")[0].strip() or repr(value)
+            raise _fail(
+                path,
+                f"{card.keyword} = {text} is not a finite number: the WCS of "
+                "this file is corrupt (its axis cannot be located); fix the header",
+            )
+
+
+def _spectral_cube_header(header: fits.Header, wcs: WCS, spec: int) -> fits.Header:
+    """``header`` with the spectral ``CUNIT`` spelt so that astropy units parses it.
+
+    spectral-cube takes the display unit of the spectral axis from the header's ``CUNIT``
+    with :class:`astropy.units.Unit`, which refuses spellings that wcslib repairs (``'HZ'``
+    of WSRT and older AIPS files, ``'MHZ'``, ``'KM/S'``). The cube's values come from the
+    WCS, which wcslib already normalised, so its unit is the right replacement.
+    """
+    key = f"CUNIT{spec + 1}"
+    if key not in header:
+        return header
+    try:
+        u.Unit(str(header[key]).strip(), format="fits")
+        return header
+    except ValueError:
+        pass
+    fixed = header.copy()
+    fixed[key] = (wcs.wcs.cunit[spec].to_string("fits"), f"was {str(header[key]).strip()!r}")
+    return fixed
+
+
 def read_observation(path: str | os.PathLike, beam: Beam | None = None) -> Observation:
     """Read a FITS cube or image, check it, and return an :class:`Observation`.
 
@@ -484,6 +537,7 @@ def _build(
     naxis = header["NAXIS"]
     if raw.ndim == 1 or naxis == 1:
         raise _fail(path, "1-D data (a spectrum?): infer needs a cube or a 2-D image of the sky")
+    _check_wcs_numbers(path, header)
     header = header.copy()
     if "EQUINOX" not in header and isinstance(header.get("EPOCH"), (int, float)):
         header["EQUINOX"] = float(header["EPOCH"])
@@ -555,6 +609,7 @@ def _build(
 
     _check_rest_frequency(path, wcs, header, spec)
     cube_wcs = wcs.sub([lon + 1, lat + 1, spec + 1])
+    cube_header = _spectral_cube_header(header, wcs, spec)
     quantity = u.Quantity(data, unit, copy=False)
     mask = BooleanArrayMask(finite, cube_wcs)
     try:
@@ -564,12 +619,12 @@ def _build(
                     path, f"BEAMS table has {len(file_beam)} rows for {data.shape[0]} channels"
                 )
             cube = VaryingResolutionSpectralCube(
-                data=quantity, wcs=cube_wcs, mask=mask, beams=file_beam, header=header
+                data=quantity, wcs=cube_wcs, mask=mask, beams=file_beam, header=cube_header
             )
             rep = file_beam.common_beam()
         else:
             rep = beam if beam is not None else file_beam
-            cube = SpectralCube(data=quantity, wcs=cube_wcs, mask=mask, header=header, beam=rep)
+            cube = SpectralCube(data=quantity, wcs=cube_wcs, mask=mask, header=cube_header, beam=rep)
     except InferError:
         raise
     except Exception as exc:  # spectral-cube refuses odd spectral axes with several types

@@ -49,6 +49,7 @@ __all__ = [
     "Registry",
     "load_registry",
     "resolve",
+    "best_model",
     "register_model",
 ]
 
@@ -181,6 +182,46 @@ def resolve(
                 f"{card_path}"
             )
     return folder, entry
+
+
+def _score(entry: ModelEntry) -> tuple[bool, float, float]:
+    """Sort key of :func:`best_model`: science models first, then the held-out errors."""
+    model = entry.metrics.get("model", {})
+
+    def dex(key: str) -> float:
+        value = model.get(key)
+        return float(value) if isinstance(value, (int, float)) else float("inf")
+
+    return entry.demonstration, dex("profile_abs_dex"), dex("mass_abs_dex")
+
+
+def best_model(
+    target: str, registry_path: str | os.PathLike | None = None
+) -> tuple[str, ModelEntry] | None:
+    """The registered model to use for ``target`` when none is named.
+
+    Models trained on real-like data come before demonstration models; among those, the one
+    with the smallest held-out radial-profile error (``metrics.model.profile_abs_dex``, dex,
+    as ``alchemy-obs models`` lists it), then total-mass error, then name, wins. A model
+    without metrics ranks last among its kind.
+
+    Parameters
+    ----------
+    target : str
+        The target domain (``dm``, ``stars``, ...).
+    registry_path : path-like, optional
+        Registry file (see :func:`registry_file`).
+
+    Returns
+    -------
+    (str, ModelEntry) or None
+        Its registry name and entry, or ``None`` if no model predicts ``target``.
+    """
+    candidates = [(name, entry) for name, entry in load_registry(registry_path).models.items()
+                  if entry.target == target]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda item: (*_score(item[1]), item[0]))
 
 
 def _normalised(value: Any) -> Any:
