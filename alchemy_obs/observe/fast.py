@@ -123,14 +123,14 @@ class ImagePlaneSimulator:
         self.groups = []  # (primary beams (nchan, ny, nx), PSF FFTs per shared PSF)
         psf_total = np.zeros((len(reps), 2 * geo.ny, 2 * geo.nx))
         big = GridGeometry(2 * geo.nx, 2 * geo.ny, geo.cell, geo.nx, geo.ny)
-        wsum = w.sum(0)[reps]
+        wsum = w.sum(0)
         for pair, rows in observation.baseline_groups().items():
             wg = np.zeros((len(w), len(reps)))
             wg[rows] = w[rows][:, reps]
             if not wg.any():
                 continue
             psf_g = (dirty_image(rep_vis, wg, big, epsilon=imager.epsilon, nthreads=imager.nthreads)
-                     * (wg.sum(0) / wsum)[:, None, None])
+                     * (wg.sum(0) / wsum[reps])[:, None, None])
             psf_total += psf_g
             beams = np.stack([observation.baseline_beam(offsets, f, pair) for f in observation.frequencies])
             convs = [PSFConvolver(p, (geo.ny, geo.nx)) for p in psf_g]
