@@ -226,35 +226,31 @@ def plan_tiles(
     # the cores tile the plane, and a field is predicted when its core holds emission, so
     # every emission pixel lies at least (npix - step) / 2 pixels inside a predicted field.
     core = (npix - step) // 2
-    kx0 = min(0, (lo_x - core) // step)
-    kx1 = max(0, (hi_x - core) // step)
-    ky0 = min(0, (lo_y - core) // step)
-    ky1 = max(0, (hi_y - core) // step)
-    lattice = (kx1 - kx0 + 1) * (ky1 - ky0 + 1)
-    nx, ny = (kx1 - kx0) * step + npix, (ky1 - ky0) * step + npix
-    marked = np.zeros((ny, nx), dtype=bool)
-    ix = np.floor(px).astype(np.int64) - kx0 * step
-    iy = np.floor(py).astype(np.int64) - ky0 * step
-    for dy in (-1, 0, 1, 2):
-        for dx in (-1, 0, 1, 2):
-            marked[np.clip(iy + dy, 0, ny - 1), np.clip(ix + dx, 0, nx - 1)] = True
-    centre = (-ky0 * step, -kx0 * step)
-    origins = [centre]
-    for ky in range(ky0, ky1 + 1):
-        for kx in range(kx0, kx1 + 1):
-            y0, x0 = (ky - ky0) * step, (kx - kx0) * step
-            if (y0, x0) != centre and marked[y0 + core:y0 + core + step,
-                                             x0 + core:x0 + core + step].any():
-                origins.append((y0, x0))
-    if len(origins) > MAX_TILES:
-        raise InferError(path, f"the emission spans {len(origins)} model fields (more than "
-                               f"{MAX_TILES}); check the distance, or pass --coverage centre")
+    ix, iy = np.floor(px).astype(np.int64), np.floor(py).astype(np.int64)
+    fields: set[tuple[int, int]] = {(0, 0)}
+    for d in (-1, 0, 1, 2):  # the emission pixel and its stencil, one pixel grown
+        kx = (ix + d - core) // step
+        for e in (-1, 0, 1, 2):
+            ky = (iy + e - core) // step
+            pairs = np.unique(np.stack([ky, kx], axis=1), axis=0)
+            fields.update(map(tuple, pairs.tolist()))
+            if len(fields) > MAX_TILES:
+                raise InferError(
+                    path, f"the emission spans more than {MAX_TILES} model fields; check "
+                          "the distance, or pass --coverage centre")
+    ky0 = min(k[0] for k in fields)
+    kx0 = min(k[1] for k in fields)
+    ny = (max(k[0] for k in fields) - ky0) * step + npix
+    nx = (max(k[1] for k in fields) - kx0) * step + npix
+    # The central field first, then row by row.
+    origins = [((ky - ky0) * step, (kx - kx0) * step)
+               for ky, kx in sorted(fields, key=lambda k: (k != (0, 0), k))]
     grid = central.deepcopy()
     grid.wcs.crpix = [central.wcs.crpix[0] - kx0 * step, central.wcs.crpix[1] - ky0 * step]
     grid.pixel_shape = (nx, ny)
     grid.wcs.set()
-    log.info("%s: the emission spans %d of a %d-field lattice (%d x %d model pixels, "
-             "fields %d apart)", path, len(origins), lattice, nx, ny, step)
+    log.info("%s: the emission spans %d model fields (%d x %d model pixels, fields %d apart)",
+             path, len(origins), nx, ny, step)
     return TilePlan(grid, (ny, nx), tuple(origins), npix, step, overlap, pixel)
 
 
