@@ -269,3 +269,27 @@ def test_empty_and_overflowing_plans():
 
     with pytest.raises(InferError, match="big.fits: the emission spans .* model fields"):
         tiles.plan_tiles(np.ones((400, 400), bool), sky, tiny, PIXEL_KPC * u.kpc, path="big.fits")
+
+
+def test_real_things_cube_coverage(tmp_path):
+    """NGC 2403 (THINGS): its HI fits a 48 kpc field at 3.2 Mpc; placed at 6.4 Mpc it
+    overflows it, and the fields cover all of it where the central field alone does not."""
+    from _infer_helpers import REAL_CUBE
+
+    from alchemy_obs.infer.read import parse_beam
+
+    if not REAL_CUBE.is_file():
+        pytest.skip(f"{REAL_CUBE} is absent")
+    model = stand_in(64)  # the demonstration model's grid: 64 pixels of 0.75 kpc
+    model.card["pixel_kpc"] = 0.75
+    beam = parse_beam("60")
+    near = infer_file(REAL_CUBE, model, tmp_path / "a", beam=beam, distance=3.2 * u.Mpc)
+    assert near.tiles == 1 and near.emission_fraction == 1.0
+    far = infer_file(REAL_CUBE, model, tmp_path / "b", beam=beam, distance=6.4 * u.Mpc)
+    centre = infer_file(REAL_CUBE, model, tmp_path / "c", beam=beam, distance=6.4 * u.Mpc,
+                        coverage="centre")
+    assert far.tiles > 1 and far.emission_fraction == 1.0
+    assert centre.tiles == 1 and centre.emission_fraction < 0.99
+    header = fits.getheader(far.output)
+    assert header["EMISPIX"] == 1.0 and fits.getheader(centre.output)["EMISPIX"] < 0.85
+    assert header["PREDXKPC"] > 48 and header["PREDYKPC"] > 48
