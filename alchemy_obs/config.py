@@ -624,6 +624,18 @@ class InferConfig(Section):
         "the galaxy) is smoothed to it; one coarser by up to this factor (geometric-mean FWHM) "
         "is used as it is, a coarser one refused.",
     )
+    coverage: Literal["emission", "centre"] = Field(
+        "emission",
+        description="Region predicted: emission (as many overlapping model fields as the "
+        "masked moment-0 emission needs, each at the model's pixel scale, blended by sin^2 "
+        "windows normalised by their sum) or centre (the central field only).",
+    )
+    tile_overlap: float = Field(
+        0.5, ge=0.0, lt=1.0,
+        description="Overlap of neighbouring model fields when coverage is emission, as a "
+        "fraction of a field (0.5: half a field, where the windows sum to exactly one; 0: "
+        "abutting fields, with seams).",
+    )
     overwrite: bool = Field(False, description="Replace existing outputs.")
 
 

@@ -125,7 +125,8 @@ def _stage_infer(config: Config, out: Path) -> None:
     device = None if config.device == "auto" else config.device
     model = load_translator(config.infer.model or DEMO_MODEL, config.infer.registry, device)
     result = infer_file(cubes[0], model, out / "inferred", overwrite=True, plot=True,
-                        seed=config.seed, samples=config.infer.samples, steps=config.infer.steps)
+                        seed=config.seed, samples=config.infer.samples, steps=config.infer.steps,
+                        coverage=config.infer.coverage, tile_overlap=config.infer.tile_overlap)
     log.info("%s -> %s and %s (model %s%s; distance %.1f Mpc from %s)", cubes[0],
              result.output, result.output.with_suffix(".png"), model.name,
              ", a demonstration model: not a science result" if model.demonstration else "",

@@ -111,7 +111,8 @@ def test_awkward_headers_keep_wcs(tmp_path, model_dir, case):
 
 
 def test_prediction_lands_on_the_model_footprint(tmp_path, model_dir):
-    """A model whose output is a constant fills exactly its npix*pixel_kpc square on the sky."""
+    """A model whose output is a constant fills exactly its npix*pixel_kpc square on the sky
+    (``coverage="centre"``; the tiled default is tested in test_infer_tiles.py)."""
     model = load_translator(model_dir)
     for p in model.method.nets["gen"].parameters():
         p.data.zero_()  # output 0 in normalised units everywhere
@@ -127,7 +128,8 @@ def test_prediction_lands_on_the_model_footprint(tmp_path, model_dir):
     np.testing.assert_allclose(out[finite], constant, rtol=1e-5)
     # 16 pixels of 2 kpc at 20 Mpc = 330 arcsec = 165 input pixels > field: all finite.
     assert finite.all()
-    result = infer_file(path, model, tmp_path / "out2", distance=200 * u.Mpc, centre="header")
+    result = infer_file(path, model, tmp_path / "out2", distance=200 * u.Mpc, centre="header",
+                        coverage="centre")
     out = fits.getdata(result.output)
     side_arcsec = np.degrees(32 / 200e3) * 3600  # 33.0 arcsec = 16.5 input pixels
     rows = np.isfinite(out).any(axis=1).sum()

@@ -17,7 +17,9 @@ DESCRIPTION = """\
 Run a trained translator on real observations. Each INPUT (an HI cube in Jy/beam or K,
 or a 2-D moment-0, column-density or continuum image) is read, integrated over the line,
 converted to the model's input units, reprojected onto the model's grid (pixel size from
-the model card and the distance, centred on the galaxy), translated, and reprojected back:
+the model card and the distance, centred on the galaxy; emission beyond one model field is
+covered by overlapping fields blended without seams, --coverage centre keeps the central
+one), translated, and reprojected back:
 the output <input>_<target>.fits has exactly the input's celestial WCS, the target's BUNIT,
 an UNCERT extension, and provenance keywords. Files are processed one by one; a file that
 fails is reported in one line and the others go on. Exit status 1 if any file failed.
@@ -60,6 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="moment-0 of every unblanked voxel, without the noise mask")
     parser.add_argument("--centre", choices=("flux", "header"), default=None,
                         help="centre of the model grid: flux-weighted (default) or CRVAL")
+    parser.add_argument("--coverage", choices=("emission", "centre"), default=None,
+                        help="region predicted: emission (default: overlapping model fields "
+                             "over all the masked moment-0 emission, blended without seams) "
+                             "or centre (the central model field only)")
+    parser.add_argument("--tile-overlap", type=float, default=None, metavar="FRACTION",
+                        help="overlap of neighbouring model fields, fraction of a field "
+                             "(default: infer.tile_overlap, 0.5)")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="output folder (default: infer.out_dir, 'inferred')")
     parser.add_argument("--plot", action="store_true",
@@ -72,7 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _settings(args: argparse.Namespace, config: Config):
     options = {"model": "--model", "out_dir": "--out", "samples": "--samples",
                "steps": "--steps", "mask_sigma": "--mask-sigma", "centre": "--centre",
-               "overwrite": "--overwrite"}
+               "overwrite": "--overwrite", "coverage": "--coverage",
+               "tile_overlap": "--tile-overlap"}
     update = {key: getattr(args, opt[2:].replace("-", "_")) for key, opt in options.items()
               if key != "out_dir"}
     update["out_dir"] = args.out
@@ -177,7 +187,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 mask_smooth_beams=settings.mask_smooth_beams,
                 centre=settings.centre, overwrite=settings.overwrite, seed=config.seed,
                 target=args.target, beam_tolerance=settings.beam_tolerance,
-                protected=tuple(args.inputs), plot=args.plot,
+                protected=tuple(args.inputs), plot=args.plot, coverage=settings.coverage,
+                tile_overlap=settings.tile_overlap,
             )
         except InferError as exc:
             failures.append(str(exc))

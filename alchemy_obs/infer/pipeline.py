@@ -26,7 +26,7 @@ from astropy import units as u
 from astropy.io import fits
 from radio_beam import Beam
 
-from alchemy_obs.infer import preprocess
+from alchemy_obs.infer import preprocess, tiles
 from alchemy_obs.infer.errors import InferError
 from alchemy_obs.infer.predict import predict
 from alchemy_obs.infer.read import read_observation
@@ -136,6 +136,10 @@ class InferResult:
     observable: u.Quantity | None = None
     #: Beam of ``observable`` (``None`` if unknown).
     beam: Beam | None = None
+    #: Model fields predicted (0 when skipped).
+    tiles: int = 0
+    #: Fraction of the masked moment-0 flux that got a prediction (``None`` when skipped).
+    emission_fraction: float | None = None
 
 
 def _sha256(path: Path) -> str:
@@ -161,6 +165,41 @@ def _up_to_date(out: Path, input_sha: str, model_sha: str, settings: str) -> boo
         input_sha, model_sha, settings)
 
 
+def _region_cards(
+    plan: tiles.TilePlan, coverage: str, support: np.ndarray, moment0: np.ndarray,
+    predicted: np.ndarray,
+) -> tuple[dict[str, tuple[Any, str]], str]:
+    """Header cards and a HISTORY line saying which region of the sky was predicted."""
+    nx, ny, width, height, (lon, lat) = plan.extent()
+    pixel_fraction, flux_fraction = tiles.coverage_fractions(support, moment0, predicted)
+    overlap = (plan.npix - plan.step) / plan.npix
+    cards: dict[str, tuple[Any, str]] = {
+        "COVERAGE": (coverage, "predicted: emission (tiled) or centre field"),
+        "NTILES": (plan.ntiles, "model fields predicted and blended"),
+        "TILENPIX": (plan.npix, "[pix] model field side, model pixels"),
+        "TILESTEP": (plan.step, "[pix] spacing of the fields, model pixels"),
+        "TILEOVLP": (round(overlap, 6), "overlap of neighbouring fields (fraction)"),
+        "TILEWIN": ("sin2", "blend: sin^2 windows / their sum"),
+        "PREDNX": (nx, "[pix] predicted region width, model pixels"),
+        "PREDNY": (ny, "[pix] predicted region height, model pixels"),
+        "PREDXKPC": (round(width.to_value(u.kpc), 6), "[kpc] predicted region width"),
+        "PREDYKPC": (round(height.to_value(u.kpc), 6), "[kpc] predicted region height"),
+        "PREDLON": (lon, "[deg] centre of the predicted region"),
+        "PREDLAT": (lat, "[deg] centre of the predicted region"),
+        "PREDNPIX": (int(predicted.sum()), "output pixels with a prediction"),
+        "EMISPIX": (round(pixel_fraction, 6), "fraction of emission pixels predicted"),
+        "EMISFLUX": (round(flux_fraction, 6), "fraction of moment-0 flux predicted"),
+    }
+    how = ("the central model field" if coverage == "centre" else
+           f"{plan.ntiles} model field(s) of {plan.npix} px, {plan.step} px apart, "
+           "blended by sin^2 windows")
+    note = (f"predicted {how} over {width.to_value(u.kpc):.4g} x "
+            f"{height.to_value(u.kpc):.4g} kpc ({nx} x {ny} model pixels of "
+            f"{plan.pixel.to_value(u.kpc):.4g} kpc); {100 * flux_fraction:.1f}% of the masked "
+            f"moment-0 flux predicted")
+    return cards, note
+
+
 def infer_file(
     path: str | os.PathLike,
     model: Translator,
@@ -179,6 +218,8 @@ def infer_file(
     beam_tolerance: float = preprocess.BEAM_TOLERANCE,
     protected: tuple[str | os.PathLike, ...] = (),
     plot: bool = False,
+    coverage: str = "emission",
+    tile_overlap: float = 0.5,
 ) -> InferResult:
     """Run the model on one FITS cube or image and write the prediction next to it.
 
@@ -219,6 +260,12 @@ def infer_file(
     plot : bool
         Also write ``<output>.png``: the model's input map with the prediction's contours
         (:func:`~alchemy_obs.infer.plots.plot_overlay`).
+    coverage : {"emission", "centre"}
+        ``"emission"``: as many model fields as the emission (the masked moment-0 support)
+        needs, overlapping and blended (:mod:`~alchemy_obs.infer.tiles`); ``"centre"``: the
+        central field only.
+    tile_overlap : float
+        Overlap of neighbouring fields, fraction of a field in [0, 1).
 
     Returns
     -------
@@ -235,6 +282,8 @@ def infer_file(
     warnings: list[str] = []
     if target is not None and target != model.target:
         raise InferError(path, f"model {model.name} predicts {model.target!r}, not {target!r}")
+    if coverage not in ("emission", "centre"):
+        raise ValueError(f"coverage must be 'emission' or 'centre', got {coverage!r}")
     if len(card["inputs"]) != 1:
         raise InferError(path, f"model {model.name} needs {len(card['inputs'])} input maps "
                                f"({', '.join(card['inputs'])}); infer feeds one observation")
@@ -249,6 +298,7 @@ def infer_file(
         beam_tolerance=beam_tolerance,
         steps=steps, mask_sigma=mask_sigma, centre=centre, seed=seed,
         mask_smooth_beams=None if mask_sigma is None else mask_smooth_beams,
+        coverage=coverage, tile_overlap=None if coverage == "centre" else tile_overlap,
     )
     if out.exists() and not overwrite:  # decided before the expensive part
         if _up_to_date(out, input_sha, model_sha, settings):
@@ -263,6 +313,9 @@ def infer_file(
 
     t0 = time.perf_counter()
     sky = preprocess.line_integral(obs, mask_sigma=mask_sigma, smooth_beams=mask_smooth_beams)
+    # Before the beam matching, which would spread the masked map over the whole field.
+    support = tiles.emission_support(sky)
+    moment0 = sky.data.value
     redshift = sky.redshift if obs.cube is not None else None
     dist, dist_source = preprocess.resolve_distance(obs.header, redshift, distance, path=path)
     training_kpc = (model.beam_fwhm_kpc if model.beam_fwhm_kpc is not None
@@ -274,8 +327,10 @@ def infer_file(
     t0 = time.perf_counter()
     lonlat = preprocess.galaxy_centre(sky, centre)
     npix, pixel_kpc = int(card["npix"]), float(card["pixel_kpc"])
-    grid = preprocess.model_grid(lonlat, obs.celestial_wcs, pixel_kpc, npix, dist)
-    model_input = reproject_map(observable.value, obs.celestial_wcs, grid, (npix, npix))
+    central = preprocess.model_grid(lonlat, obs.celestial_wcs, pixel_kpc, npix, dist)
+    plan = tiles.plan_tiles(support, obs.celestial_wcs, central, pixel_kpc * u.kpc,
+                            overlap=tile_overlap, single=coverage == "centre", path=path)
+    model_input = reproject_map(observable.value, obs.celestial_wcs, plan.grid, plan.shape)
     timings["reproject_in"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -284,13 +339,17 @@ def infer_file(
         log.warning("%s: %s model %s is deterministic: one sample, no uncertainty map",
                     path, card.get("method", ""), model.name)
         samples = 1
-    mean, std = predict(model.method, card, {domain: model_input}, samples=samples,
-                        steps=steps, seed=seed)
+
+    def predict_one(field: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        return predict(model.method, card, {domain: field}, samples=samples, steps=steps,
+                       seed=seed)
+
+    mean, std = tiles.blend_tiles(plan, model_input, predict_one)
     timings["predict"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     stack = mean[None] if std is None else np.stack([mean, std])
-    back = reproject_map(stack, grid, obs.celestial_wcs, obs.spatial_shape)
+    back = reproject_map(stack, plan.grid, obs.celestial_wcs, obs.spatial_shape)
     masked = ~obs.spatial_mask
     back[:, masked] = np.nan
     timings["reproject_out"] = time.perf_counter() - t0
@@ -311,11 +370,15 @@ def infer_file(
         provenance["BMAJ"] = (sky.beam.major.to_value(u.deg), "[deg] beam of the model input")
         provenance["BMIN"] = (sky.beam.minor.to_value(u.deg), "[deg] beam of the model input")
         provenance["BPA"] = (sky.beam.pa.to_value(u.deg), "[deg] beam of the model input")
+    region_cards, region_note = _region_cards(plan, coverage, support, moment0,
+                                              np.isfinite(back[0]))
+    provenance.update(region_cards)
     if model.demonstration:
         provenance["DEMOMODL"] = (True, "demonstration model: not a science result")
     hdul = prediction_hdus(obs, back[0], None if std is None else back[1], model.target_unit,
                            provenance)
     hdul[0].header["HISTORY"] = f"alchemy-obs infer: {beam_note}"
+    hdul[0].header["HISTORY"] = f"alchemy-obs infer: {region_note}"
     write_atomic(hdul, out, overwrite=overwrite, protected=(path, *protected))
     timings["write"] = time.perf_counter() - t0
     if plot:
@@ -331,4 +394,5 @@ def infer_file(
             if tmp.exists():
                 tmp.unlink()
     return InferResult(path, out, dist, dist_source, warnings, timings, observable=observable,
-                       beam=sky.beam)
+                       beam=sky.beam, tiles=plan.ntiles,
+                       emission_fraction=provenance["EMISFLUX"][0])

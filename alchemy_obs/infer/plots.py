@@ -26,8 +26,8 @@ def plot_overlay(
 
     Both panels use WCSAxes; the contours are placed through the prediction's own header
     (``transform=ax.get_transform(wcs)``), so a misplaced prediction would show. Pixels
-    without a prediction (outside the model's field, or blank in the input) are grey, the
-    edge of the predicted region is dashed on the observation, and a file made by a
+    without a prediction (outside every predicted model field, or blank in the input) are
+    grey, the edge of the predicted region is dashed on the observation, and a file made by a
     demonstration model says so on the figure.
 
     Parameters
