@@ -174,7 +174,7 @@ def test_ddp_two_processes_gloo(small_store, tmp_path):
 # steps are cheaper than pix2pix's two-network steps). DDPM predicts the velocity (its
 # default): with epsilon prediction the same run misses the profiles by 1.3 dex, see
 # docs/training.rst. Its score is that of one posterior sample per map, not of a mean.
-LEARN_STEPS = {"pix2pix": 250, "indi": 500, "ddpm": 500}
+LEARN_STEPS = {"indi": 500}
 LEARN_SETTINGS = [
     "train.network.base_channels=8", "train.network.channel_mults=[1,2,2]",
     "train.network.attention_levels=[2]", "train.network.attention_heads=1",
@@ -201,7 +201,10 @@ def learning_setup(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # a few CPU minutes each; far more on a crowded machine
-@pytest.mark.parametrize("method", ["pix2pix", "indi", "ddpm"])
+# One method here keeps the suite within its 15 minutes: pix2pix learning is checked on the
+# shipped model's held-out mock views (tests/test_demo_model.py), DDPM and the score SDE
+# by tests/test_dim_learning.py; InDI, the method whose training path changed last, here.
+@pytest.mark.parametrize("method", ["indi"])
 def test_learning_beats_baselines(learning_setup, tmp_path, method):
     from alchemy_obs.translate.evaluate import evaluate_method
     from alchemy_obs.translate.normalise import Normalisation
