@@ -559,6 +559,10 @@ class ImagingConfig(Section):
         "with it); off, the residual stays in Jy per dirty beam (Czekala et al. 2021).",
     )
     epsilon: float = Field(1e-6, gt=0, description="ducc0 wgridder accuracy.")
+    threads: int = Field(
+        0, ge=0, description="ducc0 gridding threads; 0: all cores. Set 1 when several "
+        "mocks run side by side (flows with more than one worker).",
+    )
     imager: Literal["builtin", "wsclean"] = Field(
         "builtin", description="builtin (ducc0 gridding, Hogbom CLEAN) or WSClean on a MeasurementSet.")
 

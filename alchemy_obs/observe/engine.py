@@ -59,15 +59,16 @@ class MockObserver:
     config : ObserveConfig, optional
     telescope : Telescope, optional
         Default ``Telescope.from_config(config.telescope)``.
-    nthreads : int
-        Threads for ducc0.
+    nthreads : int, optional
+        Threads for ducc0's visibility prediction (0: all cores); default
+        ``config.imaging.threads``.
     """
 
     def __init__(self, config: ObserveConfig | None = None, telescope: Telescope | None = None,
-                 nthreads: int = 1):
+                 nthreads: int | None = None):
         self.config = config if config is not None else ObserveConfig()
         self.telescope = telescope if telescope is not None else Telescope.from_config(self.config.telescope)
-        self.nthreads = nthreads
+        self.nthreads = self.config.imaging.threads if nthreads is None else nthreads
         self.rng = np.random.default_rng(self.config.seed)
         self._fast: dict[tuple, ImagePlaneSimulator] = {}
         self.last_observation: Observation | None = None

@@ -20,9 +20,9 @@ restored like the visibility path's.
 
 Neighbouring channels share a PSF (:func:`shared_psf_channels`): a channel's uv coordinates
 in wavelengths scale with its frequency, so the PSF of a channel at a relative frequency
-offset :math:`\delta` is the other's stretched by :math:`1 + \delta`, which moves a
-sidelobe at radius :math:`R` pixels by :math:`R\delta`. Channels are grouped so that no
-sidelobe of the PSF image (half-diagonal :math:`\sqrt{2}` times the image side) moves by
+offset :math:`\\delta` is the other's stretched by :math:`1 + \\delta`, which moves a
+sidelobe at radius :math:`R` pixels by :math:`R\\delta`. Channels are grouped so that no
+sidelobe of the PSF image (half-diagonal :math:`\\sqrt{2}` times the image side) moves by
 more than :data:`PSF_SHIFT_PIX`; a 64-channel HI cube of 10 km/s channels then needs 3
 PSFs instead of 64.
 """

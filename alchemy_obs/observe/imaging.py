@@ -529,7 +529,7 @@ class Imager:
     epsilon : float
         ducc0 accuracy.
     nthreads : int
-        ducc0 threads.
+        ducc0 threads (0: all cores).
     """
 
     def __init__(self, wcs: WCS, shape: tuple[int, int], *, weighting: str = "briggs",
@@ -552,7 +552,7 @@ class Imager:
                    niter=config.niter, gain=config.gain, threshold_sigma=config.threshold_sigma,
                    auto_mask_sigma=config.auto_mask_sigma, floor=config.floor,
                    major_cycles=config.major_cycles, mgain=config.mgain, jvm=config.jvm,
-                   epsilon=config.epsilon)
+                   epsilon=config.epsilon, nthreads=config.threads)
 
     @property
     def cell(self) -> u.Quantity:
