@@ -535,7 +535,7 @@ class Imager:
     def __init__(self, wcs: WCS, shape: tuple[int, int], *, weighting: str = "briggs",
                  robust: float = 0.0, niter: int = 100_000, gain: float = 0.3,
                  threshold_sigma: float = 1.0, auto_mask_sigma: float | None = 5.0,
-                 floor: float = 3e-4, major_cycles: int = 20, mgain: float = 0.8,
+                 floor: float = 3e-4, major_cycles: int = 20, mgain: float = 0.9,
                  jvm: bool = False, epsilon: float = 1e-6, nthreads: int = 1):
         self.wcs = wcs.celestial
         self.geometry = GridGeometry.from_wcs(self.wcs, shape)
@@ -582,7 +582,8 @@ class Imager:
         psf = psf_image(vis, w, geo, epsilon=self.epsilon, nthreads=self.nthreads)
         beams = [fit_beam(psf[c], self.cell) for c in range(len(vis.freq_hz))]
         model, residual = self.deconvolve(dirty, psf, rms if noise else np.zeros_like(rms), beams,
-                                          residual_of=lambda m: self._residual(vis, w, m), mask=mask)
+                                          residual_of=lambda m, cs: self._residual(vis, w, m, cs),
+                                          mask=mask)
         result = self.result(vis.frequencies, dirty, model, residual, psf, beams, rms,
                              {"weighting": self.weighting, "robust": self.robust})
         if vis.observation is not None:
@@ -607,8 +608,9 @@ class Imager:
         beams : sequence of Beam
             Restoring beams (the mask growth).
         residual_of : callable, optional
-            ``model -> residual`` from the data (Cotton-Schwab major cycles); without it the
-            minor cycles' image-plane residual is exact (fast mode) and one cycle suffices.
+            ``(model, channels) -> residual`` of those channels from the data (Cotton-Schwab
+            major cycles); without it the minor cycles' image-plane residual is exact (fast
+            mode) and one cycle suffices.
         mask : ndarray of bool, optional
             A fixed mask instead of the automatic one.
 
@@ -658,29 +660,36 @@ class Imager:
         """
         convolvers, scales = planes
         for _ in range(self.major_cycles if residual_of is not None else 1):
-            active = False
+            cleaned = []
             for c in range(len(residual)):
                 peak = (np.abs(residual[c]) * masks[c]).max(initial=0.0)
                 if peak <= levels[c] or left[c] <= 0:
                     continue
-                active = True
+                cleaned.append(c)
                 stop = max(levels[c], (1 - self.mgain) * peak) if residual_of else levels[c]
                 left[c] -= _multiscale_minor(residual[c], scales[c], convolvers[c], model[c],
                                              masks[c], stop=stop, gain=self.gain,
                                              niter=int(left[c]))
-            if not active or residual_of is None:
+            if not cleaned or residual_of is None:
                 break
-            residual = residual_of(model)
+            # Only channels whose model changed need their residual from the data again.
+            residual[cleaned] = residual_of(model, cleaned)
         return residual
 
-    def _residual(self, vis: Visibilities, w: np.ndarray, model: np.ndarray) -> np.ndarray:
-        pred = np.zeros_like(vis.data)
-        for c, f in enumerate(vis.freq_hz):
+    def _residual(self, vis: Visibilities, w: np.ndarray, model: np.ndarray,
+                  channels: list[int]) -> np.ndarray:
+        """Dirty images of ``data - model`` for ``channels``, (len(channels), ny, nx)."""
+        out = np.empty((len(channels), self.geometry.ny, self.geometry.nx))
+        for k, c in enumerate(channels):
             rows = w[:, c] > 0
+            f = np.array([vis.freq_hz[c]])
+            data = vis.data[rows, c:c + 1]
             if model[c].any():
-                pred[rows, c] = degrid(vis.uvw[rows], np.array([f]), model[c], self.geometry,
-                                       self.epsilon, self.nthreads)[:, 0]
-        return dirty_image(vis, w, self.geometry, vis.data - pred, self.epsilon, self.nthreads)
+                data = data - degrid(vis.uvw[rows], f, model[c], self.geometry, self.epsilon,
+                                     self.nthreads)
+            out[k] = grid(vis.uvw[rows], f, data, w[rows, c:c + 1], self.geometry, self.epsilon,
+                          self.nthreads) / w[rows, c].sum()
+        return out
 
     def result(self, freqs, dirty, model, residual, psf, beams, rms, meta) -> ImageResult:
         """Restore and package CLEAN products as an :class:`ImageResult`.

@@ -70,7 +70,7 @@ class WSCleanImager:
     """
 
     def __init__(self, wcs: WCS, shape: tuple[int, int], *, weighting: str = "briggs",
-                 robust: float = 0.0, niter: int = 100_000, gain: float = 0.3, mgain: float = 0.8,
+                 robust: float = 0.0, niter: int = 100_000, gain: float = 0.3, mgain: float = 0.9,
                  threshold_sigma: float = 1.0, auto_mask_sigma: float | None = 5.0,
                  floor: float = 3e-4, major_cycles: int = 20, jvm: bool = False,
                  executable: str | None = None, threads: int = 1):
