@@ -625,7 +625,7 @@ class InferConfig(Section):
         "flux", description="Model grid centre: flux-weighted centre or the WCS reference (CRVAL)."
     )
     beam_tolerance: float = Field(
-        1.2, ge=1.0,
+        1.5, ge=1.0,
         description="Beam matching: an input beam finer than the model's training beam (kpc at "
         "the galaxy) is smoothed to it; one coarser by up to this factor (geometric-mean FWHM) "
         "is used as it is, a coarser one refused.",

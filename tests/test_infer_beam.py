@@ -62,24 +62,24 @@ def test_finer_beam_is_smoothed_to_the_training_beam(tmp_path, model_dir):
 
 
 def test_coarser_beam_is_refused_beyond_the_tolerance(tmp_path, model_dir, capsys):
-    """A 36" beam is 1.5x the 24" training beam: refused (default tolerance 1.2), accepted
+    """A 48" beam is 2x the 24" training beam: refused (default tolerance 1.5), accepted
     unsmoothed once infer.beam_tolerance allows it."""
     from alchemy_obs.translate.checkpoint import load_model, save_model
 
     method, card = load_model(model_dir, device="cpu")
     card["beam_fwhm_kpc"] = TRAINING_KPC
     folder = save_model(tmp_path / "beamed", method, card)
-    cube = _point_source_cube(tmp_path / "coarse.fits", beam_arcsec=36.0)
+    cube = _point_source_cube(tmp_path / "coarse.fits", beam_arcsec=48.0)
     args = ["infer", str(cube), "--model", str(folder), "--distance", "10",
             "--out", str(tmp_path / "out")]
     assert main(args) == 1
     err = capsys.readouterr().err
-    assert f"{cube}: the beam (36\"x36\"" in err and "1.50x coarser than the model's" in err
-    assert "infer.beam_tolerance = 1.2" in err
+    assert f"{cube}: the beam (48\"x48\"" in err and "2.00x coarser than the model's" in err
+    assert "infer.beam_tolerance = 1.5" in err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
-    assert main([*args, "--set", "infer.beam_tolerance=1.6"]) == 0
+    assert main([*args, "--set", "infer.beam_tolerance=2.1"]) == 0
     header = fits.getheader(tmp_path / "out" / "coarse_dm.fits")
-    assert header["BMAJ"] * 3600 == pytest.approx(36.0)
+    assert header["BMAJ"] * 3600 == pytest.approx(48.0)
     assert "used as it is" in " ".join(str(h) for h in header["HISTORY"])
 
 
