@@ -212,8 +212,12 @@ def test_cli_galaxy_fits_and_dataset_domains(tmp_path):
     assert cube.header["BUNIT"] == "Jy/beam" and cube.data.shape == (1, 24, 32, 32)
     nhi = fits.open(tmp_path / "fits" / "cutout_3_faceon_hi_nhi.fits")[0]
     assert nhi.header["BUNIT"] == "cm-2" and np.nanmax(nhi.data) > 1e18
-    # Rerunning without --overwrite refuses to replace the files.
-    assert main(["mock", "--galaxy", str(path), "--out", str(tmp_path / "fits"), *sets]) == 2
+    # The same command again: up to date, nothing rewritten; other settings: refused.
+    stamps = {f: f.stat().st_mtime_ns for f in (tmp_path / "fits").iterdir()}
+    assert main(["mock", "--galaxy", str(path), "--out", str(tmp_path / "fits"), *sets]) == 0
+    assert {f: f.stat().st_mtime_ns for f in (tmp_path / "fits").iterdir()} == stamps
+    other = [*sets, "--set", "mock.channel_width_kms=25"]
+    assert main(["mock", "--galaxy", str(path), "--out", str(tmp_path / "fits"), *other]) == 2
 
     cfg = load_config(None, small)
     maps_cfg = cfg.maps.model_copy(update={"domains": ["hi", "sfr"], "n_random_views": 0})

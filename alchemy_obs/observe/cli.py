@@ -159,15 +159,39 @@ def _cutouts(path: Path | None) -> list[Path]:
     return paths
 
 
+def _up_to_date(files: list[Path], out: Path, stem: str, config: Config) -> bool:
+    """Whether ``files`` hold every configured product, written with these settings and seed."""
+    from astropy.io import fits
+
+    if any(not (out / f"{stem}_{kind}_image.fits").is_file() for kind in config.mock.products):
+        return False
+    want = mock_settings_hash(config)
+    for f in files:
+        try:
+            header = fits.getheader(f)
+        except OSError:
+            return False
+        if header.get("SETTINGS") != want or header.get("SEED") != config.seed:
+            return False
+    return True
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
     if args.galaxy is not None:
         check_input_file(args.galaxy, "--galaxy", "cutout file (.hdf5)")
         out = check_output_folder(args.out or config.mock.out_dir, "--out")
         stem = f"{args.galaxy.stem}_{args.view}"
         earlier = sorted(out.glob(f"{stem}_*.fits")) if out.is_dir() else []
-        if earlier and not args.overwrite:  # refused before the mock is made, not after
+        if earlier and not args.overwrite:  # decided before the mock is made, not after
+            if _up_to_date(earlier, out, stem, config):
+                log.info("%s: the mocks of %s (%s view) are up to date (same settings and "
+                         "seed); nothing to do", out, args.galaxy.name, args.view)
+                for f in earlier:
+                    print(f)
+                return 0
             raise UsageError(f"--out {out}: {earlier[0].name} and {len(earlier) - 1} more files of "
-                             f"this galaxy and view exist; pass --overwrite to replace them")
+                             f"this galaxy and view exist, made with other settings; pass "
+                             f"--overwrite to replace them")
         log.info("mock of %s (%s view): sky model, %s observation, imaging ...", args.galaxy.name,
                  args.view, config.observe.mode)
         start = time.perf_counter()
