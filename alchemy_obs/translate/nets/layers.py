@@ -111,12 +111,16 @@ class SelfAttention2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
-        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w)
-        # (B, heads, HW, d): the sequence axis is the spatial position. Contiguous copies,
-        # because SDPA falls back to a slow kernel for a strided last axis (~2x at 256^2).
-        q, k, v = (qkv[:, i].transpose(-1, -2).contiguous() for i in range(3))
+        qkv = self.qkv(self.norm(x))
+        # Position-major (B, HW, 3, heads, d): free for a channels-last map (the U-Net runs in
+        # that layout), one copy otherwise. q, k, v are then (B, heads, HW, d) views whose
+        # last axis has stride 1, which SDPA's fast kernels need (a strided last axis falls
+        # back to a kernel ~2x slower at 256^2).
+        qkv = qkv.permute(0, 2, 3, 1).reshape(b, h * w, 3, self.heads, c // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         out = F.scaled_dot_product_attention(q, k, v)
-        out = out.transpose(-1, -2).reshape(b, c, h, w)
+        # back to (B, C, H, W) as a channels-last view, channel = head * d + i as before
+        out = out.transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)
         return x + self.proj(out)
 
 
@@ -151,12 +155,28 @@ class Downsample(nn.Module):
         return self.conv(x)
 
 
+# Row (and column) taps of the stride-2 4x4 transposed convolution that equals nearest x2
+# upsampling followed by a 3x3 convolution: tap k of the transposed kernel sums the rows of
+# the 3x3 kernel that read the same low-resolution pixel (see Upsample).
+_UPSAMPLE_TAPS = ((0.0, 0.0, 1.0), (0.0, 1.0, 1.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0.0))
+
+
 class Upsample(nn.Module):
-    """Nearest-neighbour x2 followed by a 3x3 convolution (no checkerboard artefacts)."""
+    """Nearest-neighbour x2 followed by a 3x3 convolution (no checkerboard artefacts).
+
+    Computed as the one stride-2 transposed convolution with a 4x4 kernel that gives the same
+    result: each output pixel of a 3x3 convolution of the upsampled map reads only 2x2
+    distinct input pixels, so the transposed kernel, summed from the 3x3 one, does 16 instead
+    of 36 multiply-adds per input pixel and channel pair and never builds the upsampled map.
+    The parameter is still the 3x3 ``conv`` (saved models load unchanged).
+    """
 
     def __init__(self, in_ch: int, out_ch: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.register_buffer("taps", torch.tensor(_UPSAMPLE_TAPS), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        taps = self.taps.to(self.conv.weight.dtype)
+        kernel = torch.einsum("ky,lx,oiyx->iokl", taps, taps, self.conv.weight)
+        return F.conv_transpose2d(x, kernel, self.conv.bias, stride=2, padding=1)
