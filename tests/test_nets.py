@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alchemy_obs.translate.nets import PatchGAN, UNet, receptive_field
-from alchemy_obs.translate.nets.layers import AttentionGate, SelfAttention2d, Upsample
+from alchemy_obs.translate.nets.layers import AttentionGate, GroupNorm, SelfAttention2d, Upsample
 
 
 def test_unet_shapes_and_time_dependence():
@@ -80,6 +80,26 @@ def test_upsample_is_nearest_x2_then_3x3_conv(layout):
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
     assert list(dict(up.state_dict())) == ["conv.weight", "conv.bias"]
+
+
+@pytest.mark.parametrize("channels, groups", [(16, 8), (12, 4)])
+def test_group_norm_channels_last_backward_matches_torch(channels, groups):
+    # the hand-written backward for large channels-last maps against PyTorch's GroupNorm
+    torch.manual_seed(3)
+    norm = GroupNorm(groups, channels)
+    nn.init.normal_(norm.weight)
+    nn.init.normal_(norm.bias)
+    x = (2 * torch.randn(2, channels, 64, 64) + 1).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    out = norm(x)
+    ref = F.group_norm(x, groups, norm.weight, norm.bias, norm.eps)
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(out)
+    got = torch.autograd.grad(out, [x, norm.weight, norm.bias], g)
+    want = torch.autograd.grad(ref, [x, norm.weight, norm.bias], g)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert got[0].is_contiguous(memory_format=torch.channels_last)
 
 
 def test_attention_gate_scales_skip_between_zero_and_one():

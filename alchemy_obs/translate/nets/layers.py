@@ -15,6 +15,7 @@ from torch import Tensor, nn
 __all__ = [
     "SinusoidalTimeEmbedding",
     "TimeMLP",
+    "GroupNorm",
     "ResBlock",
     "SelfAttention2d",
     "AttentionGate",
@@ -62,11 +63,71 @@ class TimeMLP(nn.Module):
         return self.net(t)
 
 
+class _ChannelsLastGroupNorm(torch.autograd.Function):
+    """GroupNorm of a channels-last map with a backward pass of a few whole-tensor operations.
+
+    PyTorch's CPU GroupNorm backward for channels-last inputs is ~3x slower than for NCHW at
+    64^2 and up (few channels per group); this one does two reductions over positions and
+    one fused multiply-add. The forward pass is PyTorch's.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, groups: int, eps: float) -> Tensor:
+        b, c, h, w = x.shape
+        y, mean, rstd = torch.native_group_norm(x, weight, bias, b, c, h * w, groups, eps)
+        ctx.save_for_backward(x, weight, mean, rstd)
+        ctx.groups = groups
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: Tensor) -> tuple[Tensor | None, ...]:
+        x, weight, mean, rstd = ctx.saved_tensors
+        b, c, h, w = x.shape
+        g = ctx.groups
+        n = h * w * (c // g)
+        # (B, HW, C) views of the channels-last memory
+        xv = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
+        dyv = dy.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).reshape(b, h * w, c)
+        ds = (dyv * xv).sum(1).view(b, g, c // g)
+        db = dyv.sum(1).view(b, g, c // g)
+        mean, rstd = mean.view(b, g, 1), rstd.view(b, g, 1)
+        wg = weight.view(1, g, c // g)
+        ds_g = (ds * wg).sum(2, keepdim=True)
+        db_g = (db * wg).sum(2, keepdim=True)
+        # dx = rstd * weight * dy + c2 * x + c3, the usual GroupNorm gradient
+        c2 = (db_g * mean - ds_g) * rstd**3 / n
+        c3 = -c2 * mean - db_g * rstd / n
+        scale = (rstd * wg).reshape(b, 1, c)
+        c2 = c2.expand(b, g, c // g).reshape(b, 1, c)
+        c3 = c3.expand(b, g, c // g).reshape(b, 1, c)
+        dx = torch.addcmul(torch.addcmul(c3, xv, c2), dyv, scale)
+        dx = dx.view(b, h, w, c).permute(0, 3, 1, 2)
+        dweight = ((ds - db * mean) * rstd).sum(0).reshape(c)
+        return dx, dweight, db.sum(0).reshape(c), None, None
+
+
+class GroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` (same parameters) with a faster CPU backward on large channels-last maps."""
+
+    #: Positions from which the hand-written backward beats PyTorch's (measured on CPU at
+    #: 8-32 channels: slower at 32^2, ~1.4x faster at 64^2).
+    min_positions = 64 * 64
+
+    def forward(self, x: Tensor) -> Tensor:
+        if (
+            x.device.type == "cpu" and x.dim() == 4 and self.affine and torch.is_grad_enabled()
+            and x.shape[-1] * x.shape[-2] >= self.min_positions
+            and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        ):
+            return _ChannelsLastGroupNorm.apply(x, self.weight, self.bias, self.num_groups, self.eps)
+        return super().forward(x)
+
+
 def _norm(channels: int, groups: int) -> nn.GroupNorm:
     # Fall back to fewer groups when the width is not divisible, rather than failing deep
     # inside a user's config.
     g = math.gcd(channels, groups)
-    return nn.GroupNorm(g, channels)
+    return GroupNorm(g, channels)
 
 
 class ResBlock(nn.Module):
@@ -87,8 +148,9 @@ class ResBlock(nn.Module):
 
     def forward(self, x: Tensor, temb: Tensor | None = None) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
+        # in place: a convolution's backward pass does not need its output
         if self.time is not None and temb is not None:
-            h = h + self.time(F.silu(temb))[:, :, None, None]
+            h += self.time(F.silu(temb))[:, :, None, None]
         h = self.conv2(self.dropout(F.silu(self.norm2(h))))
         return h + self.skip(x)
 
