@@ -67,8 +67,8 @@ class _ChannelsLastGroupNorm(torch.autograd.Function):
     """GroupNorm of a channels-last map with a backward pass of a few whole-tensor operations.
 
     PyTorch's CPU GroupNorm backward for channels-last inputs is ~3x slower than for NCHW at
-    64^2 and up (few channels per group); this one does two reductions over positions and
-    one fused multiply-add. The forward pass is PyTorch's.
+    64^2 and up (few channels per group); this one, two reductions over positions and two
+    fused multiply-adds, is ~2x faster than PyTorch's. The forward pass is PyTorch's.
     """
 
     @staticmethod
@@ -83,24 +83,29 @@ class _ChannelsLastGroupNorm(torch.autograd.Function):
     def backward(ctx, dy: Tensor) -> tuple[Tensor | None, ...]:
         x, weight, mean, rstd = ctx.saved_tensors
         b, c, h, w = x.shape
-        g = ctx.groups
-        n = h * w * (c // g)
-        # (B, HW, C) views of the channels-last memory
-        xv = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
-        dyv = dy.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).reshape(b, h * w, c)
-        ds = (dyv * xv).sum(1).view(b, g, c // g)
-        db = dyv.sum(1).view(b, g, c // g)
+        g, cg = ctx.groups, c // ctx.groups
+        n = h * w * cg
+        # (B, HW/k, k*C) views of the channels-last memory: k positions per row, so that the
+        # element-wise passes below run over rows of k*C contiguous values (~2x faster than
+        # rows of C, a few tens of channels, broadcast against per-channel factors).
+        k = math.gcd(h * w, 16)
+        xv = x.permute(0, 2, 3, 1).reshape(b, h * w // k, k * c)
+        dyv = dy.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+        dyv = dyv.reshape(b, h * w // k, k * c)
+        ds = (dyv * xv).sum(1).view(b, k, g, cg).sum(1)  # sum of dy * x per (B, C)
+        db = dyv.sum(1).view(b, k, g, cg).sum(1)  # sum of dy per (B, C)
         mean, rstd = mean.view(b, g, 1), rstd.view(b, g, 1)
-        wg = weight.view(1, g, c // g)
+        wg = weight.view(1, g, cg)
         ds_g = (ds * wg).sum(2, keepdim=True)
         db_g = (db * wg).sum(2, keepdim=True)
         # dx = rstd * weight * dy + c2 * x + c3, the usual GroupNorm gradient
         c2 = (db_g * mean - ds_g) * rstd**3 / n
         c3 = -c2 * mean - db_g * rstd / n
-        scale = (rstd * wg).reshape(b, 1, c)
-        c2 = c2.expand(b, g, c // g).reshape(b, 1, c)
-        c3 = c3.expand(b, g, c // g).reshape(b, 1, c)
-        dx = torch.addcmul(torch.addcmul(c3, xv, c2), dyv, scale)
+
+        def per_row(f: Tensor) -> Tensor:  # (B, G, 1 or Cg) -> (B, 1, k*C)
+            return f.expand(b, g, cg).reshape(b, 1, 1, c).expand(b, 1, k, c).reshape(b, 1, k * c)
+
+        dx = torch.addcmul(torch.addcmul(per_row(c3), xv, per_row(c2)), dyv, per_row(rstd * wg))
         dx = dx.view(b, h, w, c).permute(0, 3, 1, 2)
         dweight = ((ds - db * mean) * rstd).sum(0).reshape(c)
         return dx, dweight, db.sum(0).reshape(c), None, None
