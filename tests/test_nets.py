@@ -18,6 +18,7 @@ def test_unet_shapes_and_time_dependence():
     y0 = net(x, torch.zeros(2))
     y1 = net(x, torch.ones(2))
     assert y0.shape == (2, 2, 32, 32)
+    assert y0.is_contiguous(), "NCHW out, although the features run channels-last"
     assert not torch.allclose(y0, y1), "output must depend on t"
     with pytest.raises(ValueError, match="pass t"):
         net(x)
