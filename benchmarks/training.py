@@ -4,6 +4,16 @@ Run from the repository root::
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/training.py            # CPU (and GPU if present)
     .venv/bin/python benchmarks/training.py --quick                      # smaller, for a smoke run
+    .venv/bin/python benchmarks/training.py --unets-only                 # part 0 alone
+
+Part 0 times one training step (forward, backward, Adam; batch 8 at 64^2, 2 input and 1
+output channels, time embedding, one thread) of the demo attention U-Net against the U-Nets
+of chuchichaestli 0.4.4 and diffusers at the same number of parameters (within 3 %), with
+the ratio to chuchichaestli's. Those two are optional (``pip install .[bench]`` brings
+diffusers; chuchichaestli needs ``pip install chuchichaestli==0.4.4 --no-deps``, since its
+torchvision requirement would replace the CPU build of torch); missing ones are skipped.
+Steps of the three networks are interleaved and the best of ``--unet-repeats`` is kept, so
+that other load on the machine affects them alike.
 
 Part 1 times training steps (forward + backward + optimiser, per batch) and sampling (per
 image, each method's default number of steps) for pix2pix, DDPM and InDI at 64^2 and 256^2
@@ -90,6 +100,112 @@ def time_method(name: str, npix: int, device: torch.device, batch: int, repeats:
             "sample_s_per_image": sample_s, "sample_evaluations_timed": measured}
 
 
+def _ours_unet() -> torch.nn.Module:
+    from alchemy_obs.translate.nets import build_network
+
+    return build_network(load_config(None, NETWORK).train.network, 2, 1, time=True)
+
+
+def _chuchichaestli_unet() -> torch.nn.Module:
+    from chuchichaestli.models.unet import UNet
+
+    # Our widths 16/32/32 (its multipliers are cumulative) and self-attention at the lowest
+    # level in the encoder, bottleneck and decoder, 2 heads. Its attention mixes the heads at
+    # each position rather than the positions (sequence axis = heads), so it is far cheaper
+    # than ours. The 256 time channels bring its parameter count to ours in the cheapest
+    # place (per-block time projections), which favours it.
+    return UNet(
+        dimensions=2, in_channels=2, n_channels=16, out_channels=1,
+        down_block_types=("DownBlock", "DownBlock", "AttnDownBlock"), mid_block_type="AttnMidBlock",
+        up_block_types=("AttnUpBlock", "UpBlock", "UpBlock"), block_out_channel_mults=(1, 2, 1),
+        time_embedding=True, time_channels=256, groups=8, res_groups=8, attn_groups=8,
+        attn_n_heads=2, attn_head_dim=32, res_dropout=0.0,
+    )
+
+
+class _Diffusers(torch.nn.Module):
+    """diffusers' UNet2DModel with our call signature: ``t`` in [0, 1] to steps 0..999."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from diffusers import UNet2DModel
+
+        # Attention across positions at the lowest level, like ours; widths 14/28/28 (norm
+        # groups 7) match our parameter count, its decoder having two blocks per level.
+        self.net = UNet2DModel(
+            sample_size=64, in_channels=2, out_channels=1, block_out_channels=(14, 28, 28),
+            down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+            up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"), layers_per_block=1,
+            norm_num_groups=7, attention_head_dim=14,
+        )
+
+    def forward(self, x, t):
+        return self.net(x, (t * 999).long()).sample
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "?"
+
+
+def compare_unets(repeats: int, batch: int = 8, npix: int = 64) -> list[dict]:
+    """Training-step time of our U-Net and of chuchichaestli's and diffusers' (one thread)."""
+    builders = {
+        "alchemy-obs attention U-Net": (_ours_unet, "alchemy-obs"),
+        "chuchichaestli UNet": (_chuchichaestli_unet, "chuchichaestli"),
+        "diffusers UNet2DModel": (_Diffusers, "diffusers"),
+    }
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runs = {}
+        for name, (build, dist) in builders.items():
+            try:
+                torch.manual_seed(0)
+                net = build()
+            except ImportError as err:
+                print(f"{name}: skipped ({err})")
+                continue
+            opt = torch.optim.Adam(net.parameters(), 1e-4)
+            x, t = torch.randn(batch, 2, npix, npix), torch.rand(batch)
+
+            def step(net=net, opt=opt, x=x, t=t):
+                opt.zero_grad(set_to_none=True)
+                net(x, t).square().mean().backward()
+                opt.step()
+
+            step()
+            step()
+            runs[name] = {"step": step, "dist": dist, "params": sum(p.numel() for p in net.parameters()),
+                          "wall": float("inf"), "cpu": float("inf")}
+        for _ in range(repeats):
+            for r in runs.values():
+                w0, c0 = time.perf_counter(), time.thread_time()
+                r["step"]()
+                r["cpu"] = min(r["cpu"], time.thread_time() - c0)
+                r["wall"] = min(r["wall"], time.perf_counter() - w0)
+    finally:
+        torch.set_num_threads(threads)
+    ref = runs.get("chuchichaestli UNet", {}).get("wall")
+    rows = [{"network": name, "version": _version(r["dist"]), "params": r["params"],
+             "step_ms": r["wall"] * 1e3, "cpu_ms": r["cpu"] * 1e3,
+             "ratio_to_chuchichaestli": r["wall"] / ref if ref else None,
+             "batch": batch, "npix": npix, "threads": 1, "repeats": repeats}
+            for name, r in runs.items()]
+    print(f"\nU-Net training step, {npix}^2, batch {batch}, one thread, best of {repeats}")
+    print(f"{'network':>28s} {'version':>8s} {'params':>8s} {'step ms':>8s} {'cpu ms':>8s} "
+          f"{'vs chuchichaestli':>17s}")
+    for r in rows:
+        ratio = f"{r['ratio_to_chuchichaestli']:.2f}x" if r["ratio_to_chuchichaestli"] else "-"
+        print(f"{r['network']:>28s} {r['version']:>8s} {r['params']:8d} {r['step_ms']:8.1f} "
+              f"{r['cpu_ms']:8.1f} {ratio:>17s}")
+    return rows
+
+
 def quality_vs_evaluations(workdir: Path, steps: int, quick: bool) -> list[dict]:
     from translate_helpers import write_toy_store
 
@@ -137,12 +253,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats, no DDPM-1000")
     parser.add_argument("--train-steps", type=int, default=250, help="training steps of part 2")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--unets-only", action="store_true", help="part 0 alone")
+    parser.add_argument("--unet-repeats", type=int, default=20, help="interleaved steps of part 0")
     args = parser.parse_args()
+    unets = compare_unets(5 if args.quick else args.unet_repeats)
     devices = [torch.device("cpu")]
     if torch.cuda.is_available():
         devices.append(select_device("cuda"))
     speed = []
-    for device in devices:
+    for device in [] if args.unets_only else devices:
         for npix in (64, 256):
             for name in ("pix2pix", "ddpm", "indi"):
                 batch = 8 if npix == 64 else 2
@@ -153,17 +272,19 @@ def main() -> None:
                       f"{r['train_steps_per_s']:8.2f} steps/s, sampling {r['sample_s_per_image']:8.3f} "
                       f"s/image ({r['sample_steps']} evaluations)", flush=True)
     quality = []
-    if not args.skip_quality:
+    if not (args.skip_quality or args.unets_only):
         with tempfile.TemporaryDirectory() as tmp:
             quality = quality_vs_evaluations(Path(tmp), args.train_steps, args.quick)
         print(f"\n{'method':>6s} {'sampler':>7s} {'NFE':>5s} {'profile dex':>12s} {'mass dex':>9s} {'s/8 maps':>9s}")
         for r in quality:
             print(f"{r['method']:>6s} {r['sampler']:>7s} {r['evaluations']:5d} {r['profile_abs_dex']:12.4f} "
                   f"{r['mass_abs_dex']:9.4f} {r['sample_s']:9.2f}")
-    out = REPO / "benchmarks" / "results" / "training.json"
+    name = "training_unets.json" if args.unets_only else "training.json"
+    out = REPO / "benchmarks" / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {"machine": platform.platform(), "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "speed": speed, "quality": quality}
+              "threads": torch.get_num_threads(), "unets": unets, "speed": speed,
+              "quality": quality}
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2))
     tmp.replace(out)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from alchemy_obs.translate.nets import PatchGAN, UNet, receptive_field
-from alchemy_obs.translate.nets.layers import AttentionGate, SelfAttention2d
+from alchemy_obs.translate.nets.layers import AttentionGate, GroupNorm, SelfAttention2d, Upsample
 
 
 def test_unet_shapes_and_time_dependence():
@@ -17,6 +18,7 @@ def test_unet_shapes_and_time_dependence():
     y0 = net(x, torch.zeros(2))
     y1 = net(x, torch.ones(2))
     assert y0.shape == (2, 2, 32, 32)
+    assert y0.is_contiguous(), "NCHW out, although the features run channels-last"
     assert not torch.allclose(y0, y1), "output must depend on t"
     with pytest.raises(ValueError, match="pass t"):
         net(x)
@@ -57,6 +59,48 @@ def test_self_attention_matches_per_head_softmax_over_positions():
         out.append((a @ v.T).T)
     ref = x + attn.proj(torch.cat(out).reshape(1, c, h, w))
     torch.testing.assert_close(attn(x), ref, atol=1e-5, rtol=1e-5)
+    # the U-Net feeds channels-last maps: same result
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(attn(x_cl), ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_upsample_is_nearest_x2_then_3x3_conv(layout):
+    # computed as one transposed convolution; values and gradients must be those of the
+    # plain formulation, borders included
+    torch.manual_seed(2)
+    up = Upsample(6, 4)
+    x = torch.randn(2, 6, 5, 7).contiguous(memory_format=layout).requires_grad_()
+    out = up(x)
+    ref = up.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+    assert out.shape == (2, 4, 10, 14)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(out)
+    got = torch.autograd.grad(out, [x, up.conv.weight, up.conv.bias], g)
+    want = torch.autograd.grad(ref, [x, up.conv.weight, up.conv.bias], g)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert list(dict(up.state_dict())) == ["conv.weight", "conv.bias"]
+
+
+@pytest.mark.parametrize("channels, groups", [(16, 8), (12, 4)])
+def test_group_norm_channels_last_backward_matches_torch(channels, groups):
+    # the hand-written backward for large channels-last maps against PyTorch's GroupNorm
+    torch.manual_seed(3)
+    norm = GroupNorm(groups, channels)
+    nn.init.normal_(norm.weight)
+    nn.init.normal_(norm.bias)
+    x = (2 * torch.randn(2, channels, 64, 64) + 1).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    out = norm(x)
+    ref = F.group_norm(x, groups, norm.weight, norm.bias, norm.eps)
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(out)
+    got = torch.autograd.grad(out, [x, norm.weight, norm.bias], g)
+    want = torch.autograd.grad(ref, [x, norm.weight, norm.bias], g)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert got[0].is_contiguous(memory_format=torch.channels_last)
 
 
 def test_attention_gate_scales_skip_between_zero_and_one():

@@ -136,7 +136,9 @@ class UNet(nn.Module):
             if t is None:
                 raise ValueError("this U-Net has a time embedding: pass t")
             temb = self.time_mlp(t.to(x.device).reshape(-1).expand(x.shape[0]))
-        h = self.conv_in(x)
+        # Channels-last features throughout: oneDNN's CPU convolutions are up to ~2x faster in
+        # that layout than in NCHW (and it is the fast layout on GPU).
+        h = self.conv_in(x.contiguous(memory_format=torch.channels_last))
         skips = []
         for level in self.down:
             for block in level.blocks:
@@ -156,4 +158,5 @@ class UNet(nn.Module):
             h = level.attn(h)
             if level.upsample is not None:
                 h = level.upsample(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        # NCHW out, as callers expect (a copy only when out_channels > 1)
+        return self.conv_out(F.silu(self.norm_out(h))).contiguous()
