@@ -107,8 +107,10 @@ def test_mock_products_carry_provenance_and_go_back_through_infer(tmp_path, caps
     assert beam.shape == fits.getdata(cube)[0].shape
     peak = np.unravel_index(np.argmax(beam[0]), beam[0].shape)
     assert beam[0][peak] == pytest.approx(1.0, abs=1e-3)
-    # A rerun without --overwrite is refused before any work, naming the flag.
-    assert main(["mock", "--galaxy", str(cutout), "--out", str(out), *opts]) == 2
+    # A rerun with other settings and without --overwrite is refused before any work,
+    # naming the flag (the same settings are up to date: tests/test_mock.py).
+    other = [*opts, "--set", "observe.seed=1"]
+    assert main(["mock", "--galaxy", str(cutout), "--out", str(out), *other]) == 2
     assert "--overwrite" in capsys.readouterr().err
     inferred = tmp_path / "inferred"
     assert main(["infer", str(cube), str(mom0), "--model", "demo-hi2dm", "--out", str(inferred)]) == 0
