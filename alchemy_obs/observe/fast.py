@@ -23,8 +23,8 @@ in wavelengths scale with its frequency, so the PSF of a channel at a relative f
 offset :math:`\\delta` is the other's stretched by :math:`1 + \\delta`, which moves a
 sidelobe at radius :math:`R` pixels by :math:`R\\delta`. Channels are grouped so that no
 sidelobe of the PSF image (half-diagonal :math:`\\sqrt{2}` times the image side) moves by
-more than :data:`PSF_SHIFT_PIX`; a 64-channel HI cube of 10 km/s channels then needs 3
-PSFs instead of 64.
+more than :data:`PSF_SHIFT_PIX`: on a 128-pixel image one PSF serves a relative band of
+1.1e-3, 34 channels of 10 km/s at 1.4 GHz.
 """
 
 from __future__ import annotations
@@ -80,7 +80,6 @@ def shared_psf_channels(frequencies: u.Quantity, npix: int,
         owner[start:end] = (start + end - 1) // 2
         start = end
     return owner
-
 
 
 class ImagePlaneSimulator:
