@@ -56,3 +56,29 @@ def check_input_folder(path: str | os.PathLike | None, option: str, what: str = 
     if not path.is_dir():
         raise UsageError(f"{option} {path}: is a file; expected a {what}")
     return path
+
+
+def parse_distance(text: str):
+    """``--distance``: a number of Mpc or a length with its unit (``3.2``, ``3200kpc``).
+
+    Returns
+    -------
+    Quantity
+        In Mpc.
+
+    Raises
+    ------
+    UsageError
+        If ``text`` is not a positive length.
+    """
+    import astropy.units as u
+
+    try:
+        value = u.Quantity(text)
+        value = value * u.Mpc if value.unit == u.one else value.to(u.Mpc)
+    except (TypeError, ValueError, u.UnitsError):
+        raise UsageError(f"--distance {text!r}: expected a length such as 3.2 (Mpc) or "
+                         "3200kpc") from None
+    if not (value.isscalar and value.value > 0):
+        raise UsageError(f"--distance {text!r}: must be a positive length")
+    return value

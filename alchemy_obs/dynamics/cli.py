@@ -5,12 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from alchemy_obs.config import Config
-
-if TYPE_CHECKING:
-    from astropy.units import Quantity
 
 __all__ = ["add_arguments", "run"]
 
@@ -77,23 +73,6 @@ def _floats(text: str, option: str, count: int | None = None) -> list[float]:
     return values
 
 
-def _parse_distance(text: str) -> Quantity:
-    """``--distance``: Mpc, or a length with its unit (as ``alchemy-obs infer`` reads it)."""
-    import astropy.units as u
-
-    from alchemy_obs.errors import UsageError
-
-    try:
-        value = u.Quantity(text)
-        value = value * u.Mpc if value.unit == u.one else value.to(u.Mpc)
-    except (TypeError, ValueError, u.UnitsError):
-        raise UsageError(f"--distance {text!r}: expected a length such as 3.2 (Mpc) or "
-                         "3200kpc") from None
-    if not (value.isscalar and value.value > 0):
-        raise UsageError(f"--distance {text!r}: must be a positive length")
-    return value
-
-
 def _outputs(map_path: Path, out_dir: Path) -> tuple[Path, Path]:
     """``OUT/<map stem>_dynamics.ecsv`` and ``.png``."""
     name = map_path.name
@@ -110,7 +89,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     import numpy as np
     from pydantic import ValidationError
 
-    from alchemy_obs.cli_checks import check_input_file, check_output_folder
+    from alchemy_obs.cli_checks import check_input_file, check_output_folder, parse_distance
     from alchemy_obs.dynamics.check import (
         dynamics_check,
         plot_check,
@@ -137,7 +116,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     lo, hi = settings.ml_disk_range
     if not lo <= settings.ml_disk <= hi:
         raise UsageError(f"--ml-disk {settings.ml_disk:g}: outside the range {lo:g}-{hi:g}")
-    distance = None if args.distance is None else _parse_distance(args.distance)
+    distance = None if args.distance is None else parse_distance(args.distance)
     if args.depth is None:
         depth = None if config.maps.slab_kpc is None else config.maps.slab_kpc * u.kpc
     elif args.depth.strip().lower() == "full":

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from alchemy_obs.cli_checks import parse_distance
 from alchemy_obs.config import Config
+from alchemy_obs.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -122,20 +124,6 @@ def _best_model_for(target: str, settings):
     return settings.model_copy(update={"model": name}), None
 
 
-def _parse_distance(text: str):
-    """``--distance``: a number of Mpc or a length with its unit; (Quantity, None) or (None, problem)."""
-    import astropy.units as u
-
-    try:
-        value = u.Quantity(text)
-        value = value * u.Mpc if value.unit == u.one else value.to(u.Mpc)
-    except (TypeError, ValueError, u.UnitsError):
-        return None, f"--distance {text!r}: expected a length such as 3.2 (Mpc) or 3200kpc"
-    if not (value.value > 0 and value.isscalar):
-        return None, f"--distance {text!r}: must be a positive length"
-    return value, None
-
-
 def run(args: argparse.Namespace, config: Config) -> int:
     """Process every input; returns 0 if all succeeded, 1 if any failed, 2 on usage errors."""
     import astropy.units as u
@@ -158,7 +146,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
             problem = str(exc)
     distance = None
     if problem is None and args.distance is not None:
-        distance, problem = _parse_distance(args.distance)
+        try:
+            distance = parse_distance(args.distance)
+        except UsageError as exc:
+            problem = str(exc)
     if problem is None and settings.out_dir.exists() and not settings.out_dir.is_dir():
         problem = f"--out {settings.out_dir}: is a file, not a folder"
     if problem is not None:
