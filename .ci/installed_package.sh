@@ -24,7 +24,7 @@ cd "$work/run"
 import alchemy_obs, alchemy_obs.shipped as s
 where = s.PACKAGE_DIR
 assert "site-packages" in where.parts, f"alchemy_obs imported from {where}, not the install"
-for f in (s.MODELS / "registry.yaml", s.MODELS / "demo-hi2dm" / "model.safetensors",
+for f in (s.MODELS / "registry.yaml", s.MODELS / "hi2dm" / "model.safetensors",
           s.CONFIGS / "flows" / "demo.yaml", s.PREFECT_YAML):
     assert f.is_file(), f"not installed: {f}"
 print(f"installed: alchemy_obs {alchemy_obs.__version__} in {where}")
@@ -38,7 +38,7 @@ echo "installed: demo (2 galaxies) in $((SECONDS - t)) s"
 cube=$(ls demo/mocks/*_hi_image.fits | head -1)
 [ -f demo/inferred/"$(basename "${cube%.fits}")"_dm.fits ] || { echo "demo wrote no inferred map"; exit 1; }
 
-"$bin/alchemy-obs" infer "$cube" --model demo-hi2dm --out inferred --set device=cpu
+"$bin/alchemy-obs" infer "$cube" --model hi2dm --out inferred --set device=cpu
 [ -f inferred/"$(basename "${cube%.fits}")"_dm.fits ] || { echo "infer wrote no map"; exit 1; }
 registry=$("$bin/alchemy-obs" models)
 registry=${registry%%$'\n'*}

@@ -134,7 +134,7 @@ def _stage_infer(config: Config, out: Path) -> None:
 
 
 #: Registry name of the model shipped in ``models/``, used by the demo's infer stage.
-DEMO_MODEL = "demo-hi2dm"
+DEMO_MODEL = "hi2dm"
 
 STAGES: list[tuple[str, Stage]] = [
     ("synthetic galaxies", _stage_synth),

@@ -36,13 +36,13 @@ MISTAKES = {
     "mock of a folder": (["mock", "--galaxy", "a_folder"], "--galaxy"),
     "comma list in --set": (["maps", "--set", "maps.domains=dm,stars"], "[dm,stars]"),
     "misspelt config key": (["maps", "--set", "maps.npixx=64"], "maps.npix"),
-    "beam in the wrong form": (["infer", "x.fits", "--model", "demo-hi2dm", "--beam", "10x10"],
+    "beam in the wrong form": (["infer", "x.fits", "--model", "hi2dm", "--beam", "10x10"],
                                "BMAJ[,BMIN[,BPA]]"),
-    "distance that is not a length": (["infer", "x.fits", "--model", "demo-hi2dm",
+    "distance that is not a length": (["infer", "x.fits", "--model", "hi2dm",
                                        "--distance", "3.2Jy"], "--distance"),
-    "infer into a file": (["infer", "x.fits", "--model", "demo-hi2dm", "--out", "a_file.txt"],
+    "infer into a file": (["infer", "x.fits", "--model", "hi2dm", "--out", "a_file.txt"],
                           "--out"),
-    "target the model does not predict": (["infer", "x.fits", "--model", "demo-hi2dm",
+    "target the model does not predict": (["infer", "x.fits", "--model", "hi2dm",
                                            "--target", "stars"], "predicts 'dm'"),
     "dynamics check of a missing map": (["dynamics-check", "x.fits", "--curve", "c.dat"],
                                         "x.fits"),
@@ -72,7 +72,7 @@ def test_mistake_gives_one_line(name, workdir, capsys):
 
 def test_distance_accepts_a_unit(workdir, capsys):
     """`--distance 3.2Mpc` passes the option check (the file is what fails, per file)."""
-    assert main(["infer", "x.fits", "--model", "demo-hi2dm", "--distance", "3.2Mpc"]) == 1
+    assert main(["infer", "x.fits", "--model", "hi2dm", "--distance", "3.2Mpc"]) == 1
     err = capsys.readouterr().err
     assert "--distance" not in err and "x.fits" in err
 
@@ -116,10 +116,10 @@ def test_model_names_resolve_alike_and_typos_get_a_suggestion(workdir, capsys):
     misspelt name is answered with the closest registered one; `models` lists them."""
     from alchemy_obs.translate.checkpoint import resolve_model
 
-    assert (resolve_model("demo-hi2dm") / "card.json").is_file()
+    assert (resolve_model("hi2dm") / "card.json").is_file()
     for argv in (["evaluate", "demo-hi2mm"], ["infer", "x.fits", "--model", "demo-hi2mm"]):
         assert main(argv) == 2
-        assert "did you mean 'demo-hi2dm'" in capsys.readouterr().err
+        assert "did you mean 'hi2dm'" in capsys.readouterr().err
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "demo-hi2dm" in out and "hi_nhi -> dm" in out and "demonstration" in out
+    assert "hi2dm" in out and "hi_nhi -> dm" in out and "demonstration" in out

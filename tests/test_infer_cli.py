@@ -60,7 +60,7 @@ def test_default_registry_is_the_installed_packages(tmp_path, monkeypatch, capsy
     assert load_config(None).infer.registry is None
     assert registry_file() == MODELS / "registry.yaml"
     registry = load_registry()
-    assert "demo-hi2dm" in registry.models
+    assert "hi2dm" in registry.models
     for name in registry.models:
         folder, _ = resolve(name)
         assert folder.resolve().parent == MODELS
@@ -224,7 +224,7 @@ def test_target_without_model_uses_the_best_shipped_model(tmp_path, monkeypatch,
 
     monkeypatch.delenv("ALCHEMY_OBS_MODELS", raising=False)
     name, entry = best_model("dm")
-    assert entry.target == "dm" and name == "demo-hi2dm"  # the only released dm model
+    assert entry.target == "dm" and name == "hi2dm"  # the released dm model (the demo model is gone)
     assert best_model("no-such-domain") is None
     cube = write_cube(tmp_path / "cube.fits")
     with caplog.at_level(logging.INFO, logger="alchemy_obs"):

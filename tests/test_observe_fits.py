@@ -113,7 +113,7 @@ def test_mock_products_carry_provenance_and_go_back_through_infer(tmp_path, caps
     assert main(["mock", "--galaxy", str(cutout), "--out", str(out), *other]) == 2
     assert "--overwrite" in capsys.readouterr().err
     inferred = tmp_path / "inferred"
-    assert main(["infer", str(cube), str(mom0), "--model", "demo-hi2dm", "--out", str(inferred)]) == 0
+    assert main(["infer", str(cube), str(mom0), "--model", "hi2dm", "--out", str(inferred)]) == 0
     for path in (cube, mom0):
         result = fits.getheader(inferred / f"{path.stem}_dm.fits")
         assert result["DISTSRC"] == "header DISTANCE"

@@ -4,7 +4,7 @@
 
     from alchemy_obs.infer import infer_file, load_translator
 
-    model = load_translator("demo-hi2dm")
+    model = load_translator("hi2dm")
     result = infer_file("ngc2403.fits", model, "out/", beam=parse_beam("12,10,30"),
                         distance=3.2 * u.Mpc)
     print(result.output, result.timings)

@@ -4,8 +4,8 @@ Format (``format: alchemy-obs-registry/1``)::
 
     format: alchemy-obs-registry/1
     models:
-      demo-hi2dm:                      # the name given to ``--model``
-        path: demo-hi2dm               # model folder, relative to the registry file
+      hi2dm:                           # the name given to ``--model``
+        path: hi2dm                    # model folder, relative to the registry file
         version: "1"
         description: HI column density -> dark matter surface density (64x64, synthetic)
         demonstration: true            # trained on synthetic galaxies: not a science result

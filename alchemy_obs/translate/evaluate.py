@@ -25,7 +25,7 @@ from alchemy_obs.translate.data import PairedMapDataset
 from alchemy_obs.translate.methods import Method
 from alchemy_obs.translate.normalise import Normalisation
 
-__all__ = ["evaluate_method", "baseline_predictions", "evaluate_model", "add_arguments", "run"]
+__all__ = ["evaluate_method", "Baselines", "baseline_predictions", "evaluate_model", "add_arguments", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -62,28 +62,81 @@ def evaluate_method(
             "input": torch.cat(conds)}
 
 
+class Baselines:
+    """The two baselines a translator must beat, fitted on the training views.
+
+    ``"mean map"`` is the mean target map of the training views in physical units.
+    ``"pixel regression"`` is, for each pixel, the least-squares linear map from the
+    normalised inputs (one or more domains) to the normalised target, inverted to physical
+    units: it knows everything a pixel's own value says, and nothing about its neighbours.
+
+    Parameters
+    ----------
+    mean_map : Tensor
+        ``(H, W)`` float64, physical units.
+    coefficients : Tensor
+        ``(C + 1, H, W)`` float64: an intercept, then one slope per input domain.
+    normalisation : Normalisation
+        The model's, to invert the regression's prediction.
+    target : str
+    """
+
+    names = ("mean map", "pixel regression")
+
+    def __init__(self, mean_map: torch.Tensor, coefficients: torch.Tensor,
+                 normalisation: Normalisation, target: str) -> None:
+        self.mean_map = mean_map
+        self.coefficients = coefficients
+        self.normalisation = normalisation
+        self.target = target
+
+    @classmethod
+    def fit(cls, train: PairedMapDataset, ridge: float = 1e-9) -> "Baselines":
+        """Fit both baselines on every view of ``train`` (no augmentation).
+
+        ``ridge`` (relative to each pixel's input variance) keeps a pixel where an input
+        never varies (empty corners) at its mean target instead of dividing by zero.
+        """
+        target = train.target
+        mean_map = torch.stack([torch.as_tensor(train.physical(i)[target])
+                                for i in range(len(train))]).double().mean(0)
+        x = torch.stack([train[i]["input"] for i in range(len(train))]).double()  # N C H W
+        y = torch.stack([train[i]["target"][0] for i in range(len(train))]).double()
+        xm, ym = x.mean(0), y.mean(0)
+        xc, yc = (x - xm).permute(2, 3, 0, 1), (y - ym).permute(1, 2, 0)  # H W N C, H W N
+        gram = xc.transpose(-1, -2) @ xc
+        scale = gram.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-12)
+        gram = gram + ridge * scale[..., None, None] * torch.eye(x.shape[1], dtype=x.dtype)
+        slopes = torch.linalg.solve(gram, (xc.transpose(-1, -2) @ yc[..., None]))[..., 0]
+        slopes = slopes.permute(2, 0, 1)  # C H W
+        intercept = ym - (slopes * xm).sum(0)
+        return cls(mean_map, torch.cat([intercept[None], slopes]), train.normalisation, target)
+
+    def predict(self, views: PairedMapDataset) -> dict[str, torch.Tensor]:
+        """Both baselines' maps for every view of ``views``: float64 ``(N, H, W)`` tensors
+        in physical units, to score with :func:`alchemy_obs.translate.metrics.summarise`."""
+        x = torch.stack([views[i]["input"] for i in range(len(views))]).double()
+        z = self.coefficients[0] + (self.coefficients[1:] * x).sum(1)
+        linear = self.normalisation.inverse(self.target, z)
+        return {"mean map": self.mean_map.expand(len(views), *self.mean_map.shape),
+                "pixel regression": linear}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The fitted arrays, to ship beside a model (``safetensors``)."""
+        return {"mean_map": self.mean_map, "coefficients": self.coefficients}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, torch.Tensor], normalisation: Normalisation,
+                        target: str) -> "Baselines":
+        """The inverse of :meth:`state_dict`, with the model's normalisation."""
+        return cls(state["mean_map"], state["coefficients"], normalisation, target)
+
+
 def baseline_predictions(
     train: PairedMapDataset, test: PairedMapDataset
 ) -> dict[str, torch.Tensor]:
-    """The two baselines a translator must beat, predicted for the views of ``test``.
-
-    ``"mean map"`` is the mean target map of ``train`` in physical units; ``"pixel
-    regression"`` is a per-pixel least-squares line from the normalised input to the
-    normalised target over ``train``, inverted to physical units. Both are float64
-    ``(N_test, H, W)`` tensors, to score with :func:`alchemy_obs.translate.metrics.summarise`.
-    """
-    if len(train.inputs) != 1:
-        raise ValueError(f"the per-pixel regression takes one input domain, got {train.inputs}")
-    target = train.target
-    mean_map = torch.stack([torch.as_tensor(train.physical(i)[target])
-                            for i in range(len(train))]).double().mean(0)
-    x = torch.stack([train[i]["input"][0] for i in range(len(train))]).double()
-    y = torch.stack([train[i]["target"][0] for i in range(len(train))]).double()
-    xm, ym = x.mean(0), y.mean(0)
-    slope = ((x - xm) * (y - ym)).sum(0) / ((x - xm) ** 2).sum(0).clamp_min(1e-12)
-    x_test = torch.stack([test[i]["input"][0] for i in range(len(test))]).double()
-    linear = train.normalisation.inverse(target, ym + slope * (x_test - xm))
-    return {"mean map": mean_map.expand(len(test), *mean_map.shape), "pixel regression": linear}
+    """:class:`Baselines` fitted on ``train``, predicted for the views of ``test``."""
+    return Baselines.fit(train).predict(test)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
