@@ -250,3 +250,16 @@ def test_diffusion_losses_backpropagate_and_samples_are_reproducible():
         a = m.sample(batch["input"], steps=3, generator=torch.Generator().manual_seed(5))
         b = m.sample(batch["input"], steps=3, generator=torch.Generator().manual_seed(5))
         assert torch.equal(a, b) and a.shape == (2, 1, 16, 16)
+
+
+def test_method_is_a_module_whose_schedule_moves_with_it():
+    m = _method("ddpm")
+    assert isinstance(m, nn.Module)
+    assert {"betas", "alphas_cumprod"} <= {name for name, _ in m.named_buffers()}
+    # The schedule follows from the settings: checkpoints hold network weights only.
+    assert not any(k.endswith(("betas", "alphas_cumprod")) for k in m.state_dict())
+    m.to("meta")
+    assert m.alphas_cumprod.device.type == "meta" and m.device.type == "meta"
+    assert m.alphas_cumprod.dtype == torch.float64
+    m.eval()
+    assert not any(net.training for net in m.nets.values())

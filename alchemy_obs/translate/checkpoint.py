@@ -97,7 +97,7 @@ def network_state(method: Method) -> dict[str, torch.Tensor]:
     """Flat ``"<network>.<param>"`` state of every network of ``method`` (CPU, contiguous)."""
     return {
         f"{name}.{k}": v.detach().cpu().contiguous()
-        for name, net in method.networks().items()
+        for name, net in method.nets.items()
         for k, v in net.state_dict().items()
     }
 
@@ -260,7 +260,7 @@ def load_model(
     cfg = saved_train_config(card["config"])
     method = build_method(cfg.method, cfg.network, card["in_channels"], card["out_channels"])
     state = load_file(str(weights_path))
-    for name, net in method.networks().items():
+    for name, net in method.nets.items():
         prefix = f"{name}."
         sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         try:

@@ -2,7 +2,7 @@
 
 The trainer only knows the :class:`~alchemy_obs.translate.methods.base.Method` interface:
 ``phases()`` (optimiser name and loss function of each optimisation step),
-``configure_optimizers``, ``networks()`` and ``sample_networks``. Around it:
+``configure_optimizers``, ``nets`` and ``sample_networks``. Around it:
 
 - device: CUDA when available (``config.device = "auto"``), else CPU; bf16 autocast and
   channels-last memory on CUDA;
@@ -185,7 +185,7 @@ class _Run:
         self.method = build_method(self.tcfg.method, self.tcfg.network, len(d.inputs), 1)
         fmt = torch.channels_last if (self.cuda and self.tcfg.channels_last) else None
         self.memory_format = fmt
-        self.method.to(self.device, fmt)
+        self.method.to(self.device, memory_format=fmt)
         self.optimizers = self.method.configure_optimizers(self.tcfg.optim)
         total = self.tcfg.steps
         self.schedulers = {

@@ -1,7 +1,9 @@
 """The interface every translator method implements, and that the trainer relies on.
 
-A method owns its networks (plain ``nn.Module`` objects) and knows how to turn a batch into
-a loss and a condition into a sample. The trainer knows nothing else: it asks for
+A method is an ``nn.Module`` that owns its networks (in :attr:`Method.nets`) and any fixed
+tensors of its process (noise schedules, as non-persistent buffers), so ``method.to(device)``
+moves everything once and ``train()``/``eval()`` reach every network. It knows how to turn a
+batch into a loss and a condition into a sample. The trainer knows nothing else: it asks for
 :meth:`Method.phases` (one ``(optimiser name, loss function)`` pair per optimisation step,
 two for a GAN), :meth:`Method.configure_optimizers`, and which networks are averaged by EMA
 and used for sampling (:attr:`Method.sample_networks`).
@@ -35,7 +37,7 @@ def randn(shape: tuple[int, ...], generator: torch.Generator | None, device: tor
     return torch.randn(shape, generator=generator, device=generator.device).to(device)
 
 
-class Method(ABC):
+class Method(nn.Module, ABC):
     """Base class of the translators.
 
     Parameters
@@ -63,10 +65,13 @@ class Method(ABC):
         self, nets: dict[str, nn.Module], in_channels: int, out_channels: int,
         config: MethodConfig,
     ) -> None:
-        self.nets = nets
+        super().__init__()
+        self.nets = nn.ModuleDict(nets)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.config = config
+        # A plain dict, not a ModuleDict: the DDP wrappers hold the same parameters, which
+        # must not be registered (and counted, moved or saved) twice.
         self._wrapped: dict[str, nn.Module] = {}
 
     @classmethod
@@ -76,10 +81,6 @@ class Method(ABC):
     ) -> Method:
         """Build the method and its freshly initialised networks."""
 
-    def networks(self) -> dict[str, nn.Module]:
-        """The trainable networks by name (unwrapped; their state dicts are what is saved)."""
-        return self.nets
-
     def net(self, name: str) -> nn.Module:
         """The network used in computations: its DDP wrapper when training distributed."""
         return self._wrapped.get(name, self.nets[name])
@@ -88,25 +89,10 @@ class Method(ABC):
         """Route computations through ``fn(net)`` (e.g. ``DistributedDataParallel``)."""
         self._wrapped = {k: fn(v) for k, v in self.nets.items()}
 
-    def to(self, device: torch.device | str, memory_format: torch.memory_format | None = None) -> Method:
-        """Move every network to ``device`` (and ``memory_format``); returns ``self``."""
-        for net in self.nets.values():
-            net.to(device)
-            if memory_format is not None:
-                net.to(memory_format=memory_format)
-        return self
-
     @property
     def device(self) -> torch.device:
-        return next(next(iter(self.nets.values())).parameters()).device
-
-    def train(self, mode: bool = True) -> Method:
-        for net in self.nets.values():
-            net.train(mode)
-        return self
-
-    def eval(self) -> Method:
-        return self.train(False)
+        """The device of the networks' parameters."""
+        return next(self.parameters()).device
 
     def configure_optimizers(self, cfg: OptimConfig) -> dict[str, torch.optim.Optimizer]:
         """One Adam optimiser per network (named like the network)."""
