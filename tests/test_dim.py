@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from alchemy_obs.config import MethodConfig, NetworkConfig
+from alchemy_obs.config import NetworkConfig, TrainConfig
 from alchemy_obs.translate.methods import build_method
 from alchemy_obs.translate.nets import DiM, build_network
 from alchemy_obs.translate.nets.dim import SCAN_ORDERS, _DiMBlock
@@ -79,11 +79,8 @@ def test_dim_shapes_time_and_global_reach():
 @pytest.mark.parametrize("method", ["ddpm", "indi", "sde"])
 def test_dim_is_the_network_of_each_diffusion_method(method):
     torch.manual_seed(0)
-    cfg = MethodConfig(name=method)
-    cfg.ddpm.sample_steps = 2
-    cfg.indi.sample_steps = 2
-    cfg.sde.sample_steps = 2
-    m = build_method(cfg, DIM_NET, 1, 1)
+    cfg = TrainConfig(method={"name": method, method: {"sample_steps": 2}}, network=DIM_NET)
+    m = build_method(cfg.method, cfg.network, in_channels=1, out_channels=1)
     assert isinstance(m.nets["net"], DiM)
     batch = {"input": torch.randn(2, 1, 16, 16), "target": torch.randn(2, 1, 16, 16)}
     m.loss(batch).backward()

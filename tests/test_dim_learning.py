@@ -109,7 +109,7 @@ def test_dim_learning_beats_baselines(setup, method):
 def test_dim_sde_uncertainty_calibration(setup):
     """Rank coverage of the central 68% and 95% intervals on held-out maps, within 10 points."""
     method, card, _ = _trained(setup, "sde-noise")
-    assert method.config.sde.prediction == "noise"
+    assert method.settings.prediction == "noise"
     ds = setup["test"]
     n = min(8, len(ds))
     cond = torch.stack([ds[i]["input"] for i in range(n)])

@@ -8,7 +8,6 @@ import pytest
 import torch
 from scipy.stats import norm as normal
 
-from alchemy_obs.config import MethodConfig
 from alchemy_obs.translate.methods.base import Method, randn
 from alchemy_obs.translate.methods.sde import VPSDE, sample_pc
 from alchemy_obs.translate.normalise import DomainScaling
@@ -31,7 +30,7 @@ class GaussianPosterior(Method):
     name = "gaussian"
 
     def __init__(self, sigma: float) -> None:
-        super().__init__({"net": torch.nn.Linear(1, 1)}, 1, 1, MethodConfig())
+        super().__init__({"net": torch.nn.Linear(1, 1)}, in_channels=1, out_channels=1)
         self.sigma = sigma
         self.sde = VPSDE()
 

@@ -111,3 +111,11 @@ def baseline_scores(store: Path):
     scores = {name: metrics.summarise(pred, truth)
               for name, pred in baseline_predictions(train_ds, test_ds).items()}
     return scores, train_ds, test_ds
+
+
+def tiny_unet(in_channels: int, out_channels: int, *, time: bool = True):
+    """A U-Net small enough for CPU tests, built from plain keywords."""
+    from alchemy_obs.translate.nets import UNet
+
+    return UNet(in_channels, out_channels, base_channels=8, channel_mults=(1, 2),
+                attention_levels=(1,), groups=4, time_embedding=time)

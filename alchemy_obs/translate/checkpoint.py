@@ -258,7 +258,9 @@ def load_model(
             f"{weights_path}: sha256 {digest} does not match the card's {card.get('weights_sha256')}"
         )
     cfg = saved_train_config(card["config"])
-    method = build_method(cfg.method, cfg.network, card["in_channels"], card["out_channels"])
+    method = build_method(
+        cfg.method, cfg.network, in_channels=card["in_channels"], out_channels=card["out_channels"]
+    )
     state = load_file(str(weights_path))
     for name, net in method.nets.items():
         prefix = f"{name}."

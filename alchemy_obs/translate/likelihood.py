@@ -155,7 +155,7 @@ def map_log_likelihood(
         ``logp`` (B,) nats of the normalised map, ``bits_per_dim`` (B,), and with
         ``scaling`` also ``logp_physical`` (B,) and ``nats_per_pixel_physical`` (B,).
     """
-    cfg = method.config.sde
+    cfg = method.settings
     z = scaling.forward(target).to(condition.device) if scaling is not None else target
     res = log_likelihood(
         method.sde, method.score_fn(condition), z.to(condition.dtype), cfg.t_min, cfg.probe,

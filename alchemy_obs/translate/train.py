@@ -182,7 +182,9 @@ class _Run:
         # Augmentation is chosen by the batch sampler, so resumes and workers agree.
         self.dataset = PairedMapDataset(store, d.inputs, d.target, "train", norm, augment=False)
         torch.manual_seed(config.seed)  # identical initial weights on every process
-        self.method = build_method(self.tcfg.method, self.tcfg.network, len(d.inputs), 1)
+        self.method = build_method(
+            self.tcfg.method, self.tcfg.network, in_channels=len(d.inputs), out_channels=1
+        )
         fmt = torch.channels_last if (self.cuda and self.tcfg.channels_last) else None
         self.memory_format = fmt
         self.method.to(self.device, memory_format=fmt)

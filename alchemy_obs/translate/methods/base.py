@@ -21,7 +21,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from alchemy_obs.config import MethodConfig, NetworkConfig, OptimConfig
+from alchemy_obs.config import NetworkConfig, OptimConfig, Section
 
 __all__ = ["Method", "Batch", "SampleCallback", "randn"]
 
@@ -46,8 +46,9 @@ class Method(nn.Module, ABC):
         The networks, by role (``"net"`` for diffusion, ``"gen"``/``"disc"`` for pix2pix).
     in_channels, out_channels : int
         Channels of the condition and of the target.
-    config : MethodConfig
-        The method section of the training configuration (stored in model cards).
+
+    Subclasses take their networks and settings as arguments; :meth:`from_config` builds
+    both from the training configuration, so configuration objects stop at that edge.
     """
 
     name: ClassVar[str]
@@ -61,15 +62,11 @@ class Method(nn.Module, ABC):
         """Whether :meth:`sample` draws from a distribution (repeated samples differ)."""
         return True
 
-    def __init__(
-        self, nets: dict[str, nn.Module], in_channels: int, out_channels: int,
-        config: MethodConfig,
-    ) -> None:
+    def __init__(self, nets: dict[str, nn.Module], *, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.nets = nn.ModuleDict(nets)
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.config = config
         # A plain dict, not a ModuleDict: the DDP wrappers hold the same parameters, which
         # must not be registered (and counted, moved or saved) twice.
         self._wrapped: dict[str, nn.Module] = {}
@@ -77,9 +74,19 @@ class Method(nn.Module, ABC):
     @classmethod
     @abstractmethod
     def from_config(
-        cls, config: MethodConfig, network: NetworkConfig, in_channels: int, out_channels: int
+        cls, settings: Section, network: NetworkConfig, *, in_channels: int, out_channels: int
     ) -> Method:
-        """Build the method and its freshly initialised networks."""
+        """Build the method and its freshly initialised networks.
+
+        Parameters
+        ----------
+        settings : Section
+            The method's own settings (``train.method.<name>``).
+        network : NetworkConfig
+            The network section (``train.network``).
+        in_channels, out_channels : int
+            Channels of the condition and of the target.
+        """
 
     def net(self, name: str) -> nn.Module:
         """The network used in computations: its DDP wrapper when training distributed."""

@@ -35,13 +35,13 @@ so strided sampling stays on the forward marginals for any stride.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from alchemy_obs.config import DDPMConfig, MethodConfig, NetworkConfig
+from alchemy_obs.config import DDPMConfig, NetworkConfig
 from alchemy_obs.translate.methods.base import Batch, Method, SampleCallback, randn
 from alchemy_obs.translate.nets import build_network
 
@@ -78,15 +78,30 @@ def ddim_timesteps(timesteps: int, steps: int) -> np.ndarray:
 
 
 class DDPM(Method):
-    """Denoising diffusion (v or epsilon prediction) conditioned by channel concatenation."""
+    """Denoising diffusion (v or epsilon prediction) conditioned by channel concatenation.
+
+    Parameters
+    ----------
+    net : nn.Module
+        Denoiser ``net(concat(x_t, condition), t)`` with ``in_channels + out_channels`` input
+        and ``out_channels`` output channels.
+    in_channels, out_channels : int
+        Channels of the condition and of the target.
+    **settings
+        Keywords of :class:`~alchemy_obs.config.DDPMConfig` (schedule, prediction, sampler);
+        the settings' defaults where omitted.
+    """
 
     name = "ddpm"
 
-    def __init__(self, nets, in_channels, out_channels, config: MethodConfig) -> None:
-        super().__init__(nets, in_channels, out_channels, config)
-        cfg: DDPMConfig = config.ddpm
-        self.T = cfg.timesteps
-        betas = beta_schedule(cfg.schedule, self.T)
+    def __init__(
+        self, net: nn.Module, *, in_channels: int, out_channels: int,
+        **settings: Any,
+    ) -> None:
+        super().__init__({"net": net}, in_channels=in_channels, out_channels=out_channels)
+        self.settings = DDPMConfig(**settings)
+        self.T = self.settings.timesteps
+        betas = beta_schedule(self.settings.schedule, self.T)
         # Buffers move with the method; not persistent, as the settings define them.
         self.register_buffer("betas", torch.from_numpy(betas), persistent=False)
         self.register_buffer(
@@ -94,9 +109,11 @@ class DDPM(Method):
         )
 
     @classmethod
-    def from_config(cls, config, network: NetworkConfig, in_channels, out_channels) -> DDPM:
+    def from_config(
+        cls, settings: DDPMConfig, network: NetworkConfig, *, in_channels: int, out_channels: int
+    ) -> DDPM:
         net = build_network(network, in_channels + out_channels, out_channels, time=True)
-        return cls({"net": net}, in_channels, out_channels, config)
+        return cls(net, in_channels=in_channels, out_channels=out_channels, **settings.model_dump())
 
     def _coefs(self, idx: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
         """``sqrt(abar_i)`` and ``sqrt(1 - abar_i)`` as columns of ``like``'s dtype.
@@ -125,7 +142,7 @@ class DDPM(Method):
         out = self.net("net")(torch.cat([x, condition], dim=1), self.network_time(idx)).float()
         x = x.float()
         a, s = self._coefs(idx, x)
-        if self.config.ddpm.prediction == "v":
+        if self.settings.prediction == "v":
             return a * x - s * out, s * x + a * out
         return (x - s * out) / a, out
 
@@ -136,7 +153,7 @@ class DDPM(Method):
         out = self.net("net")(
             torch.cat([self.q_sample(x0, idx, noise), cond], dim=1), self.network_time(idx)
         ).float()
-        cfg: DDPMConfig = self.config.ddpm
+        cfg = self.settings
         if cfg.prediction == "v":
             a, s = self._coefs(idx, out)
             v = a * noise.float() - s * x0.float()
@@ -158,7 +175,7 @@ class DDPM(Method):
         ``sampler`` and ``eta`` default to the configuration; ``steps`` must be ``None`` or
         ``T`` for the ancestral sampler.
         """
-        cfg: DDPMConfig = self.config.ddpm
+        cfg = self.settings
         sampler = sampler or cfg.sampler
         b, _, h, w = condition.shape
         x = randn((b, self.out_channels, h, w), generator, condition.device)
@@ -183,7 +200,7 @@ class DDPM(Method):
         """
         idx = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
         x0, eps = self.predict(x, condition, idx)
-        clip = self.config.ddpm.clip_x0
+        clip = self.settings.clip_x0
         if clip is not None:
             x0 = x0.clamp(-clip, clip)
             eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)

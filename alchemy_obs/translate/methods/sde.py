@@ -45,11 +45,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from alchemy_obs.config import MethodConfig, NetworkConfig, SDEConfig
+from alchemy_obs.config import NetworkConfig, SDEConfig
 from alchemy_obs.translate.methods.base import Batch, Method, SampleCallback, randn
 from alchemy_obs.translate.nets import build_network
 
@@ -220,18 +221,36 @@ def sample_ode(
 
 
 class ScoreSDE(Method):
-    """Conditional score-based diffusion (VP or VE SDE) with PC and ODE samplers."""
+    """Conditional score-based diffusion (VP or VE SDE) with PC and ODE samplers.
+
+    Parameters
+    ----------
+    net : nn.Module
+        ``net(concat(x_t, condition), t)`` with ``in_channels + out_channels`` input and
+        ``out_channels`` output channels.
+    in_channels, out_channels : int
+        Channels of the condition and of the target.
+    **settings
+        Keywords of :class:`~alchemy_obs.config.SDEConfig` (process, prediction, sampler,
+        likelihood); the settings' defaults where omitted.
+    """
 
     name = "sde"
 
-    def __init__(self, nets, in_channels, out_channels, config: MethodConfig) -> None:
-        super().__init__(nets, in_channels, out_channels, config)
-        self.sde = make_sde(config.sde)
+    def __init__(
+        self, net: nn.Module, *, in_channels: int, out_channels: int,
+        **settings: Any,
+    ) -> None:
+        super().__init__({"net": net}, in_channels=in_channels, out_channels=out_channels)
+        self.settings = SDEConfig(**settings)
+        self.sde = make_sde(self.settings)
 
     @classmethod
-    def from_config(cls, config, network: NetworkConfig, in_channels, out_channels) -> ScoreSDE:
+    def from_config(
+        cls, settings: SDEConfig, network: NetworkConfig, *, in_channels: int, out_channels: int
+    ) -> ScoreSDE:
         net = build_network(network, in_channels + out_channels, out_channels, time=True)
-        return cls({"net": net}, in_channels, out_channels, config)
+        return cls(net, in_channels=in_channels, out_channels=out_channels, **settings.model_dump())
 
     def predict(self, x: Tensor, condition: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """Estimates ``(x_0, z)`` of the clean map and the noise in ``x_t = m x_0 + s z``.
@@ -244,10 +263,10 @@ class ScoreSDE(Method):
         m, s = self.sde.marginal(t)
         m, s = _col(m, x), _col(s, x)
         net = self.net("net")
-        if self.config.sde.prediction == "noise":
+        if self.settings.prediction == "noise":
             z = net(torch.cat([x, condition.to(x.dtype)], dim=1), t)
             return (x - s * z) / m, z
-        sd = self.config.sde.sigma_data
+        sd = self.settings.sigma_data
         norm = torch.sqrt(s**2 + (m * sd) ** 2)
         out = net(torch.cat([x / norm, condition.to(x.dtype)], dim=1), t)
         x0 = sd**2 * m / norm**2 * x + s * sd / norm * out.to(x.dtype)
@@ -270,21 +289,21 @@ class ScoreSDE(Method):
 
     def loss(self, batch: Batch) -> Tensor:
         x0, cond = batch["target"], batch["input"]
-        t_min = self.config.sde.t_min
+        t_min = self.settings.t_min
         t = t_min + (1.0 - t_min) * torch.rand(x0.shape[0], device=x0.device)
         m, s = self.sde.marginal(t)
         z = torch.randn_like(x0)
         xt = _col(m, x0) * x0 + _col(s, x0) * z
         x0_hat, z_hat = self.predict(xt, cond, t)
-        if self.config.sde.prediction == "edm":
+        if self.settings.prediction == "edm":
             # Weight 1 / c_out^2 = (s^2 + m^2 sigma_data^2) / (s sigma_data)^2: the error of
             # the network output itself, of unit scale at every noise level.
-            sd = self.config.sde.sigma_data
+            sd = self.settings.sigma_data
             c_out = s * sd / torch.sqrt(s**2 + (m * sd) ** 2)
             err = ((x0_hat.float() - x0.float()) / _col(c_out, x0).float()) ** 2
             return err.flatten(1).mean(1).mean()
         err = ((z_hat.float() - z.float()) ** 2).flatten(1).mean(1)
-        cap = self.config.sde.snr_weight_cap
+        cap = self.settings.snr_weight_cap
         if cap is not None:
             # s^2/m^2 turns the noise error into the clean-map error: at high noise a small
             # noise error is a large error of x_0 = (x_t - s z) / m.
@@ -302,7 +321,7 @@ class ScoreSDE(Method):
         ``steps`` counts predictor steps (``pc``, ``em``) or drift evaluations (``ode``);
         each corrector step costs one more network evaluation.
         """
-        cfg: SDEConfig = self.config.sde
+        cfg = self.settings
         sampler = sampler or cfg.sampler
         n = steps or cfg.sample_steps
         b, _, h, w = condition.shape

@@ -113,6 +113,7 @@ class DiM(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
+        *,
         patch_size: int = 4,
         dim: int = 64,
         depth: int = 6,

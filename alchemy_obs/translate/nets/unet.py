@@ -60,6 +60,7 @@ class UNet(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
+        *,
         base_channels: int = 32,
         channel_mults: Sequence[int] = (1, 2, 4),
         num_res_blocks: int = 1,
