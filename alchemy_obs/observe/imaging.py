@@ -524,8 +524,9 @@ class Imager:
         (ny, nx) of the image.
     weighting, robust : str, float
         See :func:`image_weights`.
-    niter, gain, threshold_sigma, auto_mask_sigma, floor, major_cycles, mgain, jvm :
-        CLEAN and restoring controls (see :class:`alchemy_obs.config.ImagingConfig`).
+    niter, gain, mgain, threshold_sigma, auto_mask_sigma, floor, major_cycles, jvm :
+        CLEAN and restoring controls (see :class:`alchemy_obs.config.ImagingConfig`), named
+        and ordered as for :class:`~alchemy_obs.observe.wsclean.WSCleanImager`.
     epsilon : float
         ducc0 accuracy.
     nthreads : int
@@ -533,10 +534,10 @@ class Imager:
     """
 
     def __init__(self, wcs: WCS, shape: tuple[int, int], *, weighting: str = "briggs",
-                 robust: float = 0.0, niter: int = 100_000, gain: float = 0.3,
+                 robust: float = 0.0, niter: int = 100_000, gain: float = 0.3, mgain: float = 0.9,
                  threshold_sigma: float = 1.0, auto_mask_sigma: float | None = 5.0,
-                 floor: float = 3e-4, major_cycles: int = 20, mgain: float = 0.9,
-                 jvm: bool = False, epsilon: float = 1e-6, nthreads: int = 1):
+                 floor: float = 3e-4, major_cycles: int = 20, jvm: bool = False,
+                 epsilon: float = 1e-6, nthreads: int = 1):
         self.wcs = wcs.celestial
         self.geometry = GridGeometry.from_wcs(self.wcs, shape)
         self.weighting, self.robust = weighting, robust
@@ -544,15 +545,6 @@ class Imager:
         self.auto_mask_sigma, self.floor = auto_mask_sigma, floor
         self.major_cycles, self.mgain, self.jvm = major_cycles, mgain, jvm
         self.epsilon, self.nthreads = epsilon, nthreads
-
-    @classmethod
-    def from_config(cls, config, wcs: WCS, shape: tuple[int, int]) -> Imager:
-        """From an :class:`~alchemy_obs.config.ImagingConfig` on the grid ``wcs``/``shape``."""
-        return cls(wcs, shape, weighting=config.weighting, robust=config.robust,
-                   niter=config.niter, gain=config.gain, threshold_sigma=config.threshold_sigma,
-                   auto_mask_sigma=config.auto_mask_sigma, floor=config.floor,
-                   major_cycles=config.major_cycles, mgain=config.mgain, jvm=config.jvm,
-                   epsilon=config.epsilon, nthreads=config.threads)
 
     @property
     def cell(self) -> u.Quantity:
