@@ -238,7 +238,8 @@ def quality_vs_evaluations(workdir: Path, steps: int, quick: bool) -> list[dict]
             if quick and n == 1000:
                 continue
             t0 = time.perf_counter()
-            res = evaluate_method(method, store, ["gas"], "dm", norm, "test", max_maps=8,
+            res = evaluate_method(method, store, ["gas"], target="dm", normalisation=norm,
+                                  split="test", max_maps=8,
                                   steps=None if sampler == "ddpm" else n)
             rows.append({"method": name, "sampler": sampler, "evaluations": n,
                          "profile_abs_dex": res["summary"]["profile_abs_dex"],

@@ -70,7 +70,8 @@ def test_beats_the_baselines_on_the_held_out_test_views(entry, folder):
             assert m["model"][key] < base[key], f"{DEMO_MODEL} loses to {name} on {key}"
     method, card = load_model(folder, device="cpu")
     res = evaluate_method(method, folder / "test_views" / "dataset.h5", card["inputs"],
-                          card["target"], Normalisation.from_dict(card["normalisation"]), "test")
+                          target=card["target"],
+                          normalisation=Normalisation.from_dict(card["normalisation"]), split="test")
     assert res["pred"].shape[0] == m["n_maps"]
     for key in ("profile_abs_dex", "mass_abs_dex", "ssim", "psnr"):
         assert res["summary"][key] == pytest.approx(m["model"][key], rel=1e-3, abs=1e-5)

@@ -131,7 +131,8 @@ def test_more_steps_are_not_worse_on_held_out_maps(tmp_path):
         "train.optim.ema_decay=0.98"])
     method, card = load_model(train(cfg, progress=False), device="cpu")
     norm = Normalisation.from_dict(card["normalisation"])
-    scores = {n: evaluate_method(method, store, ["gas"], "dm", norm, split="test", steps=n)
+    scores = {n: evaluate_method(method, store, ["gas"], target="dm", normalisation=norm,
+                                 split="test", steps=n)
               for n in (1, 5)}
     for n, res in scores.items():
         s = res["summary"]

@@ -62,7 +62,7 @@ def test_observer_takes_an_explicit_observation():
     observer = MockObserver.from_config(cfg)
     sky = SimpleNamespace(data=asymmetric_source(N) * u.Jy, wcs=sky_wcs(N, 4.0))
     obs = Observation.from_config(cfg, observer.observation_for(sky).phase_centre,
-                                  [1.2e9] * u.Hz, 2 * u.MHz, observer.telescope)
+                                  [1.2e9] * u.Hz, channel_width=2 * u.MHz, telescope=observer.telescope)
     result = observer.observe(sky, obs)
     assert observer.last_observation is obs
     assert result.frequencies[0] == 1.2e9 * u.Hz

@@ -48,7 +48,8 @@ class GaussianPosterior(Method):
             return -(x - m * condition) / (m**2 * self.sigma**2 + s**2)
 
         x = randn(tuple(condition.shape), generator, condition.device)
-        return sample_pc(self.sde, score, x, steps or 100, 1e-4, 1, 0.1, generator)
+        return sample_pc(self.sde, score, x, steps=steps or 100, t_min=1e-4, corrector_steps=1,
+                         snr=0.1, generator=generator)
 
 
 def test_interval_coverage_of_exact_quantiles():

@@ -191,7 +191,7 @@ def test_score_sde_method_loss_sample_and_likelihood():
     sc = DomainScaling("dm", log=True, floor=1e5, median=7.0, iqr=0.5)
     phys = 10 ** (7.0 + 0.5 * torch.randn(2, 1, 8, 8, dtype=torch.float64))
     method.settings.rtol = method.settings.atol = 1e-3
-    out = map_log_likelihood(method, cond, phys, sc)
+    out = map_log_likelihood(method, cond, phys, scaling=sc)
     jac = sc.log_abs_det_jacobian(phys).flatten(1).sum(1)
     assert torch.allclose(out["logp_physical"], out["logp"] + jac)
     assert torch.allclose(out["nats_per_pixel_physical"], -(out["logp"] + jac) / 64)

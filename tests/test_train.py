@@ -226,7 +226,8 @@ def test_learning_beats_baselines(learning_setup, tmp_path, method):
     model = train(cfg, progress=False)
     wall = time.perf_counter() - start
     loaded, card = load_model(model, device="cpu")
-    res = evaluate_method(loaded, store, ["gas"], "dm", Normalisation.from_dict(card["normalisation"]),
+    res = evaluate_method(loaded, store, ["gas"], target="dm",
+                          normalisation=Normalisation.from_dict(card["normalisation"]),
                           split="test")
     mine = res["summary"]
     print(f"\n{method}: {steps} steps ({wall:.0f} s wall) on {n_train} training maps, "

@@ -105,8 +105,8 @@ def baseline_scores(store: Path):
 
     ms = MapStore(store)
     norm = fit_normalisation(ms, ["gas", "dm"])
-    train_ds = PairedMapDataset(ms, ["gas"], "dm", "train", norm)
-    test_ds = PairedMapDataset(ms, ["gas"], "dm", "test", norm)
+    train_ds = PairedMapDataset(ms, ["gas"], "dm", split="train", normalisation=norm)
+    test_ds = PairedMapDataset(ms, ["gas"], "dm", split="test", normalisation=norm)
     truth = torch.stack([torch.as_tensor(test_ds.physical(i)["dm"]) for i in range(len(test_ds))])
     scores = {name: metrics.summarise(pred, truth)
               for name, pred in baseline_predictions(train_ds, test_ds).items()}

@@ -80,8 +80,8 @@ def mock_galaxy(path: Path, config: Config, view: str = "faceon") -> tuple[str, 
     galaxy = source.load()
     rotation = _view_matrix(galaxy, source.galaxy_id, view, config)
     extent = map_extent(galaxy_field(galaxy, config.maps)[0]).value
-    _, mocks = mock_view_maps(galaxy, rotation, extent, config.mock.npix, config.mock,
-                              config.observe, config.maps)
+    _, mocks = mock_view_maps(galaxy, rotation, extent, map_npix=config.mock.npix, mock=config.mock,
+                              observe=config.observe, maps=config.maps)
     return source.label, mocks
 
 
@@ -113,7 +113,7 @@ def mock_settings_hash(config: Config) -> str:
     return config_hash(config.mock, config.observe, config.maps)
 
 
-def mock_dataset(dataset: Path, inputs: list[Path], config: Config, overwrite: bool = False) -> dict:
+def mock_dataset(dataset: Path, inputs: list[Path], config: Config, *, overwrite: bool = False) -> dict:
     """Add the mock domains to every shard of ``dataset`` whose galaxy is in ``inputs``.
 
     Returns
@@ -205,7 +205,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         for f in files:
             print(f)
         return 0
-    report = mock_dataset(args.dataset, _cutouts(args.input), config, args.overwrite)
+    report = mock_dataset(args.dataset, _cutouts(args.input), config, overwrite=args.overwrite)
     print(f"mock: {len(report['written'])} galaxies written, {len(report['skipped'])} already "
           f"complete, {len(report['failed'])} failed")
     if report["dataset"] is not None:

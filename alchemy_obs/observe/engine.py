@@ -90,7 +90,8 @@ def observation_for(
     freqs = u.Quantity(freqs, u.Hz) if freqs is not None else sky_img.frequencies
     if channel_width is None and freqs is not None and len(freqs) > 1:
         channel_width = abs(freqs[1] - freqs[0])
-    return Observation.from_config(settings, sky_img.phase_centre, freqs, channel_width, telescope)
+    return Observation.from_config(settings, sky_img.phase_centre, freqs,
+                                   channel_width=channel_width, telescope=telescope)
 
 
 class MockObserver:

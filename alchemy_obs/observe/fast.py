@@ -100,7 +100,7 @@ class ImagePlaneSimulator:
     >>> result = fast.observe(sky)                                            # doctest: +SKIP
     """
 
-    def __init__(self, observation: Observation, imager: Imager, noise: bool = True, seed=None):
+    def __init__(self, observation: Observation, imager: Imager, noise: bool = True, *, seed=None):
         self.observation = observation
         self.imager = imager
         self.noise = noise
@@ -185,10 +185,10 @@ class ImagePlaneSimulator:
         sigma = self.rms if self.noise else np.zeros_like(self.rms)
         # The minor cycles subtract each component's exact dirty image (the same PSF), so no
         # major cycle is needed.
-        model, residual = im.deconvolve(dirty, self.psf, sigma, self.beams)
-        result = im.result(self.observation.frequencies, dirty, model, residual, self.psf,
-                           self.beams, self.rms,
-                           {"weighting": im.weighting, "robust": im.robust, "mode": "fast"})
+        model, residual = im.deconvolve(dirty, self.psf, sigma, beams=self.beams)
+        result = im.result(self.observation.frequencies, dirty, model, residual=residual, psf=self.psf,
+                           beams=self.beams, rms=self.rms,
+                           meta={"weighting": im.weighting, "robust": im.robust, "mode": "fast"})
         result.primary_beam = self.primary_beam
         return result
 
@@ -228,5 +228,5 @@ class ImagePlaneMode:
                obs.band, obs.n_pol, tuple(np.round(obs.times.mjd, 9)), obs.dump_time.to_value(u.s),
                id(obs.telescope), g.nx, g.ny, g.cell, g.ref_x, g.ref_y)
         if key not in self.cache:
-            self.cache[key] = ImagePlaneSimulator(obs, imager, self.noise, self.rng)
+            self.cache[key] = ImagePlaneSimulator(obs, imager, self.noise, seed=self.rng)
         return self.cache[key]

@@ -84,6 +84,7 @@ def image_weights(
     vis: Visibilities,
     geometry: GridGeometry,
     weighting: str = "briggs",
+    *,
     robust: float = 0.0,
 ) -> np.ndarray:
     """Imaging weights (nrow, nchan), zero where flagged or beyond the grid's uv range.
@@ -128,24 +129,26 @@ def predicted_rms(vis: Visibilities, weights: np.ndarray) -> np.ndarray:
 
 
 def dirty_image(vis: Visibilities, weights: np.ndarray, geometry: GridGeometry,
+                *,
                 data: np.ndarray | None = None, epsilon: float = 1e-6, nthreads: int = 1) -> np.ndarray:
     """Dirty image cube (nchan, ny, nx) in Jy/beam of ``data`` (default ``vis.data``)."""
     data = vis.data if data is None else data
     out = np.empty((len(vis.freq_hz), geometry.ny, geometry.nx))
     for c, f in enumerate(vis.freq_hz):
         rows = weights[:, c] > 0
-        out[c] = grid(vis.uvw[rows], np.array([f]), data[rows, c:c + 1], weights[rows, c:c + 1],
-                      geometry, epsilon, nthreads) / weights[rows, c].sum()
+        out[c] = grid(vis.uvw[rows], np.array([f]), data[rows, c:c + 1], weights=weights[rows, c:c + 1],
+                      geometry=geometry, epsilon=epsilon, nthreads=nthreads) / weights[rows, c].sum()
     return out
 
 
 def psf_image(vis: Visibilities, weights: np.ndarray, geometry: GridGeometry,
+              *,
               factor: int = 2, epsilon: float = 1e-6, nthreads: int = 1) -> np.ndarray:
     """PSF cube (nchan, factor*ny, factor*nx), peak 1 at pixel (factor*ny/2, factor*nx/2)."""
     big = GridGeometry(factor * geometry.nx, factor * geometry.ny, geometry.cell,
                        factor * geometry.nx / 2, factor * geometry.ny / 2)
     ones = np.ones_like(vis.data)
-    return dirty_image(vis, weights, big, ones, epsilon, nthreads)
+    return dirty_image(vis, weights, big, data=ones, epsilon=epsilon, nthreads=nthreads)
 
 
 def primary_beam_response(observation, weights: np.ndarray, geometry: GridGeometry) -> np.ndarray:
@@ -270,7 +273,7 @@ def _clark(values, ys, xs, psf, gain, threshold, niter, model):
     return niter
 
 
-def hogbom(residual: np.ndarray, psf: np.ndarray, gain: float = 0.1, threshold: float = 0.0,
+def hogbom(residual: np.ndarray, psf: np.ndarray, gain: float = 0.1, *, threshold: float = 0.0,
            niter: int = 1000, mask: np.ndarray | None = None,
            model: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Hogbom CLEAN of one plane.
@@ -322,7 +325,7 @@ class PSFConvolver:
         return full[ny:2 * ny, nx:2 * nx]
 
 
-def restore(model: np.ndarray, residual: np.ndarray, beam: Beam, cell: u.Quantity,
+def restore(model: np.ndarray, residual: np.ndarray, beam: Beam, *, cell: u.Quantity,
             epsilon: float = 1.0) -> np.ndarray:
     """``model * clean_beam + epsilon * residual`` in Jy/beam (model in Jy/pixel)."""
     ny, nx = model.shape
@@ -552,7 +555,7 @@ class Imager:
 
     def weights(self, vis: Visibilities) -> np.ndarray:
         """Imaging weights of ``vis`` on this grid."""
-        return image_weights(vis, self.geometry, self.weighting, self.robust)
+        return image_weights(vis, self.geometry, self.weighting, robust=self.robust)
 
     def image(self, vis: Visibilities, mask: np.ndarray | None = None,
               noise: bool = True) -> ImageResult:
@@ -573,16 +576,16 @@ class Imager:
         dirty = dirty_image(vis, w, geo, epsilon=self.epsilon, nthreads=self.nthreads)
         psf = psf_image(vis, w, geo, epsilon=self.epsilon, nthreads=self.nthreads)
         beams = [fit_beam(psf[c], self.cell) for c in range(len(vis.freq_hz))]
-        model, residual = self.deconvolve(dirty, psf, rms if noise else np.zeros_like(rms), beams,
+        model, residual = self.deconvolve(dirty, psf, rms if noise else np.zeros_like(rms), beams=beams,
                                           residual_of=lambda m, cs: self._residual(vis, w, m, cs),
                                           mask=mask)
-        result = self.result(vis.frequencies, dirty, model, residual, psf, beams, rms,
-                             {"weighting": self.weighting, "robust": self.robust})
+        result = self.result(vis.frequencies, dirty, model, residual=residual, psf=psf, beams=beams, rms=rms,
+                             meta={"weighting": self.weighting, "robust": self.robust})
         if vis.observation is not None:
             result.primary_beam = primary_beam_response(vis.observation, w, geo)
         return result
 
-    def deconvolve(self, dirty: np.ndarray, psf: np.ndarray, sigma: np.ndarray, beams,
+    def deconvolve(self, dirty: np.ndarray, psf: np.ndarray, sigma: np.ndarray, *, beams,
                    residual_of=None, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Auto-masked CLEAN of a dirty cube.
 
@@ -677,13 +680,14 @@ class Imager:
             f = np.array([vis.freq_hz[c]])
             data = vis.data[rows, c:c + 1]
             if model[c].any():
-                data = data - degrid(vis.uvw[rows], f, model[c], self.geometry, self.epsilon,
-                                     self.nthreads)
-            out[k] = grid(vis.uvw[rows], f, data, w[rows, c:c + 1], self.geometry, self.epsilon,
-                          self.nthreads) / w[rows, c].sum()
+                data = data - degrid(vis.uvw[rows], f, model[c], geometry=self.geometry, epsilon=self.epsilon,
+                                     nthreads=self.nthreads)
+            out[k] = grid(vis.uvw[rows], f, data, weights=w[rows, c:c + 1],
+                          geometry=self.geometry, epsilon=self.epsilon,
+                          nthreads=self.nthreads) / w[rows, c].sum()
         return out
 
-    def result(self, freqs, dirty, model, residual, psf, beams, rms, meta) -> ImageResult:
+    def result(self, freqs, dirty, model, *, residual, psf, beams, rms, meta) -> ImageResult:
         """Restore and package CLEAN products as an :class:`ImageResult`.
 
         With ``jvm`` the residual is rescaled by the Jorsater-van Moorsel epsilon, and the
@@ -693,7 +697,7 @@ class Imager:
         nchan = len(dirty)
         eps = (np.array([jvm_epsilon(psf[c], beams[c], self.cell) for c in range(nchan)])
                if self.jvm else np.ones(nchan))
-        restored = np.stack([restore(model[c], residual[c], beams[c], self.cell, eps[c])
+        restored = np.stack([restore(model[c], residual[c], beams[c], cell=self.cell, epsilon=eps[c])
                              for c in range(nchan)])
         jyb = u.Jy / u.beam
         return ImageResult(

@@ -167,8 +167,8 @@ def make_mock(
     source: HISource | ContinuumSource,
     placement: SkyPlacement,
     grid: SkyGrid,
-    observe: ObserveConfig,
     *,
+    observe: ObserveConfig,
     spectral: SpectralAxis | None = None,
     line: LineModel = LineModel(),
     continuum: ContinuumModel = ContinuumModel(),
@@ -278,6 +278,7 @@ def models_from_config(config: MockConfig) -> tuple[SpectralAxis | None, LineMod
 
 
 def tapered(observe: ObserveConfig, pixel: u.Quantity, frequency: u.Quantity,
+            *,
             pixels_per_beam: float | None) -> ObserveConfig:
     r"""``observe`` restricted to the dishes that give a beam of about ``pixels_per_beam`` pixels.
 
@@ -313,6 +314,7 @@ def mock_view_maps(
     galaxy,
     rotation: np.ndarray,
     extent_kpc,
+    *,
     map_npix: int,
     mock: MockConfig,
     observe: ObserveConfig,
@@ -367,16 +369,16 @@ def mock_view_maps(
         else:
             source = ContinuumSource.from_galaxy(galaxy, rotation, gas_factor=maps.gas_hsml_factor)
         freq = (band.frequencies(placement).min() if kind == "hi" else cont.frequency)
-        obs_cfg = tapered(observe, grid.pixel_angle(placement), freq, mock.pixels_per_beam)
+        obs_cfg = tapered(observe, grid.pixel_angle(placement), freq, pixels_per_beam=mock.pixels_per_beam)
         key = (kind, grid.npix, round(grid.pixel_angle(placement).to_value(u.arcsec), 9))
         sim = None if simulators is None else simulators.get(key)
-        m = make_mock(source, placement, grid, obs_cfg, spectral=band, line=line,
+        m = make_mock(source, placement, grid, observe=obs_cfg, spectral=band, line=line,
                       continuum=cont, kernel=maps.kernel, simulator=sim)
         if simulators is not None:
             simulators[key] = m.simulator
         mocks[kind] = m
         for name, image in m.domains().items():
-            on_map = reproject_map(image.value, m.wcs, target, (map_npix, map_npix)) * image.unit
+            on_map = reproject_map(image.value, m.wcs, target, shape_out=(map_npix, map_npix)) * image.unit
             out[name] = on_map.to(MOCK_DOMAINS[name])
     return out, mocks
 
@@ -404,8 +406,8 @@ def add_mock_domains(shard: str | Path, galaxy, mock: MockConfig, observe: Obser
     npix = next(iter(present.values())).shape[-1]
     per_view, simulators = [], {}
     for k in range(len(meta["view"])):
-        view_maps, _ = mock_view_maps(galaxy, meta["rotation"][k], meta["extent_kpc"][k], npix,
-                                      mock, observe, maps, simulators)
+        view_maps, _ = mock_view_maps(galaxy, meta["rotation"][k], meta["extent_kpc"][k], map_npix=npix,
+                                      mock=mock, observe=observe, maps=maps, simulators=simulators)
         per_view.append(view_maps)
     for name in todo:
         data = u.Quantity([v[name] for v in per_view])

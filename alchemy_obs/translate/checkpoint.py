@@ -136,6 +136,7 @@ def _write_model_files(folder: Path, weights: dict[str, torch.Tensor], card: dic
 
 def save_model(
     directory: str | os.PathLike, method: Method, card: dict[str, Any],
+    *,
     weights: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write a model folder (``model.safetensors`` + ``card.json``) atomically.
@@ -277,6 +278,7 @@ def load_model(
 
 def save_training_state(
     directory: str | os.PathLike, method: Method, card: dict[str, Any],
+    *,
     model_weights: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor], meta: dict,
 ) -> Path:
     """Write a resumable training checkpoint folder atomically.

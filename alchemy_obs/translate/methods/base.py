@@ -122,7 +122,7 @@ class Method(nn.Module, ABC):
     @abstractmethod
     def sample(
         self, condition: Tensor, steps: int | None = None,
-        generator: torch.Generator | None = None, callback: SampleCallback | None = None,
+        generator: torch.Generator | None = None, *, callback: SampleCallback | None = None,
     ) -> Tensor:
         """Translate ``condition`` ``(B, C_in, H, W)`` into ``(B, C_t, H, W)`` (normalised).
 

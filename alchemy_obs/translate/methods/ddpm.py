@@ -167,7 +167,7 @@ class DDPM(Method):
     @torch.no_grad()
     def sample(
         self, condition: Tensor, steps: int | None = None,
-        generator: torch.Generator | None = None, callback: SampleCallback | None = None,
+        generator: torch.Generator | None = None, *, callback: SampleCallback | None = None,
         sampler: str | None = None, eta: float | None = None,
     ) -> Tensor:
         """Sample with DDIM (``steps`` evaluations) or ancestral DDPM (``T`` evaluations).

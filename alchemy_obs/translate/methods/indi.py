@@ -112,7 +112,7 @@ class InDI(Method):
         c = self.settings.start_channel
         return torch.cat([condition[:, :c], condition[:, c + 1 :]], dim=1)
 
-    def path(self, x: Tensor, y: Tensor, t: Tensor, noise: Tensor | None = None) -> Tensor:
+    def path(self, x: Tensor, y: Tensor, t: Tensor, *, noise: Tensor | None = None) -> Tensor:
         """``x_t = (1 - t) x + t y (+ t sigma eps)`` for per-sample ``t`` (B,)."""
         tt = t.to(x.dtype).view(-1, 1, 1, 1)
         xt = (1 - tt) * x + tt * y
@@ -134,13 +134,13 @@ class InDI(Method):
             )
         x, cond = batch["target"], batch["input"]
         t = torch.rand(x.shape[0], device=x.device)
-        xt = self.path(x, self.start(cond), t, torch.randn_like(x))
+        xt = self.path(x, self.start(cond), t, noise=torch.randn_like(x))
         return F.mse_loss(self.predict(xt, cond, t).float(), x.float())
 
     @torch.no_grad()
     def sample(
         self, condition: Tensor, steps: int | None = None,
-        generator: torch.Generator | None = None, callback: SampleCallback | None = None,
+        generator: torch.Generator | None = None, *, callback: SampleCallback | None = None,
     ) -> Tensor:
         n = steps or self.settings.sample_steps
         if n < 1:

@@ -98,7 +98,7 @@ class Pix2Pix(Method):
     @torch.no_grad()
     def sample(
         self, condition: Tensor, steps: int | None = None,
-        generator: torch.Generator | None = None, callback: SampleCallback | None = None,
+        generator: torch.Generator | None = None, *, callback: SampleCallback | None = None,
     ) -> Tensor:
         out = self.net("gen")(condition).float()
         if callback is not None:

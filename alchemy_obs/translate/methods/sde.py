@@ -148,7 +148,7 @@ def _langevin(
 
 
 def sample_pc(
-    sde, score_fn: ScoreFn, x: Tensor, steps: int, t_min: float = 1e-3,
+    sde, score_fn: ScoreFn, x: Tensor, *, steps: int, t_min: float = 1e-3,
     corrector_steps: int = 1, snr: float = 0.16, generator: torch.Generator | None = None,
     callback: SampleCallback | None = None,
 ) -> Tensor:
@@ -190,14 +190,14 @@ def sample_pc(
     return x_mean
 
 
-def ode_drift(sde, score_fn: ScoreFn, x: Tensor, t: Tensor) -> Tensor:
+def ode_drift(sde, score_fn: ScoreFn, x: Tensor, *, t: Tensor) -> Tensor:
     """Probability-flow drift ``f - g^2 score / 2``."""
     f, g = sde.drift_diffusion(x, t)
     return f - 0.5 * _col(g**2, x) * score_fn(x, t)
 
 
 def sample_ode(
-    sde, score_fn: ScoreFn, x: Tensor, steps: int, t_min: float = 1e-3,
+    sde, score_fn: ScoreFn, x: Tensor, *, steps: int, t_min: float = 1e-3,
     callback: SampleCallback | None = None,
 ) -> Tensor:
     """Integrate the probability-flow ODE from ``t = 1`` to ``t_min`` with ``steps`` drift calls.
@@ -212,9 +212,9 @@ def sample_ode(
         t0 = torch.full((x.shape[0],), float(ts[i]), device=x.device, dtype=x.dtype)
         t1 = torch.full_like(t0, float(ts[i + 1]))
         h = float(ts[i + 1] - ts[i])
-        d0 = ode_drift(sde, score_fn, x, t0)
+        d0 = ode_drift(sde, score_fn, x, t=t0)
         x_e = x + h * d0
-        x = x + 0.5 * h * (d0 + ode_drift(sde, score_fn, x_e, t1)) if heun else x_e
+        x = x + 0.5 * h * (d0 + ode_drift(sde, score_fn, x_e, t=t1)) if heun else x_e
         if callback is not None:
             callback(float(ts[i + 1]), x, x)
     return x
@@ -313,7 +313,7 @@ class ScoreSDE(Method):
     @torch.no_grad()
     def sample(
         self, condition: Tensor, steps: int | None = None,
-        generator: torch.Generator | None = None, callback: SampleCallback | None = None,
+        generator: torch.Generator | None = None, *, callback: SampleCallback | None = None,
         sampler: str | None = None,
     ) -> Tensor:
         """Sample with the configured (or given) sampler: ``pc``, ``em`` or ``ode``.
@@ -329,9 +329,10 @@ class ScoreSDE(Method):
         score = self.score_fn(condition)
         if sampler in ("pc", "em"):
             corrector = cfg.corrector_steps if sampler == "pc" else 0
-            x = sample_pc(self.sde, score, x, n, cfg.t_min, corrector, cfg.snr, generator, callback)
+            x = sample_pc(self.sde, score, x, steps=n, t_min=cfg.t_min, corrector_steps=corrector,
+                          snr=cfg.snr, generator=generator, callback=callback)
         elif sampler == "ode":
-            x = sample_ode(self.sde, score, x, n, cfg.t_min, callback)
+            x = sample_ode(self.sde, score, x, steps=n, t_min=cfg.t_min, callback=callback)
         else:
             raise ValueError(f"unknown SDE sampler {sampler!r}; use 'pc', 'em' or 'ode'")
         if cfg.denoise:
