@@ -19,18 +19,21 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     SecretStr,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 
 from alchemy_obs.errors import AlchemyObsError
 from alchemy_obs.shipped import config_path
@@ -50,6 +53,10 @@ __all__ = [
     "DDPMConfig",
     "InDIConfig",
     "SDEConfig",
+    "Pix2PixMethodConfig",
+    "DDPMMethodConfig",
+    "InDIMethodConfig",
+    "SDEMethodConfig",
     "MethodConfig",
     "DataConfig",
     "OptimConfig",
@@ -391,14 +398,91 @@ class SDEConfig(Section):
         return self
 
 
-class MethodConfig(Section):
-    """Which translator to train, and the knobs of each."""
+_METHOD_NAME = "Translator method: pix2pix, ddpm, indi or sde; its settings are the section so named."
+_METHOD_SETTINGS: dict[str, type[Section]] = {
+    "pix2pix": Pix2PixConfig, "ddpm": DDPMConfig, "indi": InDIConfig, "sde": SDEConfig,
+}
 
-    name: str = Field("ddpm", description="Registered method: pix2pix, ddpm, indi, sde.")
+
+class _MethodSection(Section):
+    """Base of the ``train.method`` sections: a method name and that method's settings."""
+
+    #: Network kinds the method can train.
+    networks: ClassVar[tuple[str, ...]] = ("unet", "dim")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_other_methods(cls, data: Any) -> Any:
+        # A file may hold every method's settings (configs/pipeline.yaml does) so that
+        # ``--set train.method.name=...`` switches; the unused ones are checked, not kept.
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        own = cls.model_fields["name"].default
+        for name, section in _METHOD_SETTINGS.items():
+            if name != own and name in data:
+                try:
+                    section.model_validate(data.pop(name))
+                except ValidationError as exc:
+                    raise ValueError("; ".join(
+                        f"{name}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+                    )) from None
+        return data
+
+    @property
+    def settings(self) -> Section:
+        """The settings section of the method named by ``name``."""
+        return getattr(self, self.name)
+
+
+class Pix2PixMethodConfig(_MethodSection):
+    """``train.method`` of pix2pix: the name and the pix2pix settings."""
+
+    # The generator is built without a time embedding, which only the U-Net is tested without.
+    networks: ClassVar[tuple[str, ...]] = ("unet",)
+    name: Literal["pix2pix"] = Field("pix2pix", description=_METHOD_NAME)
     pix2pix: Pix2PixConfig = Pix2PixConfig()
+
+
+class DDPMMethodConfig(_MethodSection):
+    """``train.method`` of DDPM: the name and the DDPM settings."""
+
+    name: Literal["ddpm"] = Field("ddpm", description=_METHOD_NAME)
     ddpm: DDPMConfig = DDPMConfig()
+
+
+class InDIMethodConfig(_MethodSection):
+    """``train.method`` of InDI: the name and the InDI settings."""
+
+    name: Literal["indi"] = Field("indi", description=_METHOD_NAME)
     indi: InDIConfig = InDIConfig()
+
+
+class SDEMethodConfig(_MethodSection):
+    """``train.method`` of the score SDE: the name and the SDE settings."""
+
+    name: Literal["sde"] = Field("sde", description=_METHOD_NAME)
     sde: SDEConfig = SDEConfig()
+
+
+def _method_name(value: Any) -> str | None:
+    # A method section without a name is the default method's, as before the union.
+    if isinstance(value, dict):
+        return value.get("name", "ddpm")
+    return getattr(value, "name", None)
+
+
+#: Which translator to train and its settings, one section type per method, chosen by
+#: ``name``: the settings of another method are unknown keys, not silently ignored ones.
+MethodConfig = Annotated[
+    Union[
+        Annotated[Pix2PixMethodConfig, Tag("pix2pix")],
+        Annotated[DDPMMethodConfig, Tag("ddpm")],
+        Annotated[InDIMethodConfig, Tag("indi")],
+        Annotated[SDEMethodConfig, Tag("sde")],
+    ],
+    Discriminator(_method_name),
+]
 
 
 class DataConfig(Section):
@@ -432,7 +516,7 @@ class TrainConfig(Section):
 
     data: DataConfig = DataConfig()
     network: NetworkConfig = NetworkConfig()
-    method: MethodConfig = MethodConfig()
+    method: MethodConfig = DDPMMethodConfig()
     optim: OptimConfig = OptimConfig()
     batch_size: int = Field(16, ge=1, description="Batch size per process.")
     steps: int = Field(10_000, ge=1, description="Optimiser steps in total.")
@@ -443,6 +527,15 @@ class TrainConfig(Section):
     amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU).")
     channels_last: bool = Field(True, description="channels-last memory format on CUDA.")
     eval_maps: int = Field(16, ge=0, description="Validation maps scored at the end of training.")
+
+    @model_validator(mode="after")
+    def _method_trains_network(self) -> TrainConfig:
+        if self.network.kind not in self.method.networks:
+            raise ValueError(
+                f"method {self.method.name!r} cannot train network.kind {self.network.kind!r}; "
+                f"it trains {', '.join(self.method.networks)}"
+            )
+        return self
 
 
 #: T_sys/eta_A (K) of the dish types against frequency (GHz), from the model of Braun et al.
@@ -764,26 +857,59 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _sibling_keys(loc: tuple) -> list[str]:
-    """The keys allowed beside the last element of ``loc`` (for "did you mean")."""
-    model: type[BaseModel] = Config
-    for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
+def _variants(annotation: Any) -> dict[str, type[BaseModel]]:
+    """Tag -> section of a tagged union of sections (:data:`MethodConfig`); else empty."""
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) is not Union:
+        return {}
+    variants = {}
+    for member in get_args(annotation):
+        if get_origin(member) is Annotated:
+            cls, *meta = get_args(member)
+            variants.update({m.tag: cls for m in meta if isinstance(m, Tag)})
+    return variants
+
+
+def _key_and_section(loc: tuple) -> tuple[str, type[BaseModel] | None]:
+    """The dotted key of an error location and the section that declares its last part.
+
+    Pydantic puts the tag of a union member into the location (``train.method.ddpm.ddpm``);
+    the key a user writes has no such part, so it is left out.
+    """
+    model: type[BaseModel] | None = Config
+    owner = None
+    parts: list[str] = []
+    items = [str(p) for p in loc]
+    while items:
+        part = items.pop(0)
+        parts.append(part)
+        owner = model
+        field = model.model_fields.get(part) if model is not None else None
         annotation = None if field is None else field.annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return list(model.model_fields)
+        variants = _variants(annotation)
+        if variants and items and items[0] in variants:
+            model = variants[items.pop(0)]
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            model = None
+    return ".".join(parts), owner
 
 
 def _describe(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"])
+        key, owner = _key_and_section(e["loc"])
         if e["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(str(e["loc"][-1]), _sibling_keys(e["loc"]), n=1)
-            hint = f" (did you mean {'.'.join([*map(str, e['loc'][:-1]), close[0]])!r}?)" if close else ""
+            siblings = list(owner.model_fields) if owner is not None else []
+            close = difflib.get_close_matches(key.rsplit(".", 1)[-1], siblings, n=1)
+            parent = key.split(".")[:-1]
+            hint = f" (did you mean {'.'.join([*parent, close[0]])!r}?)" if close else ""
             lines.append(f"{source}: unknown key {key!r}{hint}")
+        elif e["type"] == "union_tag_invalid":
+            lines.append(f"{source}: {key}.name: {e['ctx']['tag']!r} is not one of "
+                         f"{e['ctx']['expected_tags']}")
         elif e["type"] == "list_type" and isinstance(e.get("input"), str):
             lines.append(f"{source}: {key}: {e['msg']}; write a list as "
                          f"[{e['input'].strip('[]')}]")
@@ -870,6 +996,9 @@ def _section_type(annotation: Any) -> tuple[type[BaseModel] | None, str]:
 def config_fields(model: type[BaseModel] = Config, prefix: str = ""):
     """Every leaf setting of ``model``, depth first, in declaration order.
 
+    The members of a tagged union (``train.method``) contribute their own sections; the
+    tag field they share (``name``) is listed once, with every allowed value.
+
     Yields
     ------
     key : str
@@ -881,6 +1010,19 @@ def config_fields(model: type[BaseModel] = Config, prefix: str = ""):
     """
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
+        variants = _variants(field.annotation)
+        if variants:
+            default = field.default
+            tag = FieldInfo(
+                annotation=Literal[tuple(variants)], default=default.name,
+                description=type(default).model_fields["name"].description,
+            )
+            yield f"{key}.name", tag, type(default)
+            for cls in variants.values():
+                for sub, sub_field, section in config_fields(cls, f"{key}."):
+                    if sub != f"{key}.name":
+                        yield sub, sub_field, section
+            continue
         section, part = _section_type(field.annotation)
         if section is not None:
             yield from config_fields(section, f"{key}{part}.")

@@ -102,12 +102,12 @@ def _stage_mock_dataset(config: Config, out: Path) -> None:
 
     cutouts = sorted((out / "synthetic").glob("cutout_*.hdf5"))
     report = mock_dataset(out / "maps", cutouts, _demo_mock_config(config))
-    for gid, error in report["failed"].items():
-        log.error("demo mock dataset: galaxy %s failed: %s", gid, error)
-    if report["dataset"] is None:
+    for label, error in report.failed.items():
+        log.error("demo mock dataset: %s failed: %s", label, error)
+    if report.dataset is None:
         raise RuntimeError("demo mock dataset: no galaxy got its mock domains")
     log.info("mock domains: %d galaxies written, %d already complete; dataset %s",
-             len(report["written"]), len(report["skipped"]), report["dataset"])
+             len(report.written), len(report.skipped), report.dataset)
 
 
 def _stage_infer(config: Config, out: Path) -> None:

@@ -123,7 +123,7 @@ def time_scans(lengths, repeats: int = 3) -> list[dict]:
         variants = {"sequential": lambda a, b_, c: scan_sequential(a, b_, c)}
         for chunk in (None, 32, 128):
             variants[f"parallel/{chunk or 'all'}"] = (
-                lambda a, b_, c, ch=chunk: scan_parallel(a, b_, c, ch))
+                lambda a, b_, c, ch=chunk: scan_parallel(a, b_, c, chunk=ch))
         for name, fn in variants.items():
             if name == "sequential" and length > 1100:
                 continue  # minutes per call: the backward graph of the loop

@@ -72,7 +72,7 @@ def make_model(folder: Path, method: str, npix: int = 256) -> Path:
     torch.manual_seed(0)
     cfg = TrainConfig.model_validate({"data": {"inputs": ["hi_nhi"], "target": "dm"},
                                       "method": {"name": method}})
-    m = build_method(cfg.method, cfg.network, 1, 1)
+    m = build_method(cfg.method, cfg.network, in_channels=1, out_channels=1)
     rng = np.random.default_rng(0)
     norm = Normalisation({
         "hi_nhi": fit_domain_scaling("hi_nhi", [rng.lognormal(46, 1, (64, 64))]),

@@ -58,8 +58,8 @@ def _sync(device):
 def time_method(name: str, npix: int, device: torch.device, batch: int, repeats: int) -> dict:
     cfg = load_config(None, [f"train.method.name={name}", *NETWORK]).train
     torch.manual_seed(0)
-    method = build_method(cfg.method, cfg.network, 1, 1).to(
-        device, torch.channels_last if device.type == "cuda" else None)
+    method = build_method(cfg.method, cfg.network, in_channels=1, out_channels=1).to(
+        device, memory_format=torch.channels_last if device.type == "cuda" else None)
     opts = method.configure_optimizers(cfg.optim)
     b = {"input": torch.randn(batch, 1, npix, npix, device=device),
          "target": torch.randn(batch, 1, npix, npix, device=device)}
@@ -234,11 +234,12 @@ def quality_vs_evaluations(workdir: Path, steps: int, quick: bool) -> list[dict]
         norm = Normalisation.from_dict(card["normalisation"])
         for sampler, n in runs:
             if name == "ddpm":
-                method.config.ddpm.sampler = sampler
+                method.settings.sampler = sampler
             if quick and n == 1000:
                 continue
             t0 = time.perf_counter()
-            res = evaluate_method(method, store, ["gas"], "dm", norm, "test", max_maps=8,
+            res = evaluate_method(method, store, ["gas"], target="dm", normalisation=norm,
+                                  split="test", max_maps=8,
                                   steps=None if sampler == "ddpm" else n)
             rows.append({"method": name, "sampler": sampler, "evaluations": n,
                          "profile_abs_dex": res["summary"]["profile_abs_dex"],

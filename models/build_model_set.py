@@ -180,11 +180,11 @@ def baseline_scores(target: str) -> dict:
     from alchemy_obs.translate.evaluate import Baselines
 
     inputs = TARGETS[target]
-    train = PairedMapDataset(STORE, inputs, target, "train")  # the trainer's normalisation
+    train = PairedMapDataset(STORE, inputs, target, split="train")  # the trainer's normalisation
     norm, fitted = train.normalisation, Baselines.fit(train)
     out = {}
     for split in ("val", "test"):
-        ds = PairedMapDataset(STORE, inputs, target, split, norm, augment=False)
+        ds = PairedMapDataset(STORE, inputs, target, split=split, normalisation=norm)
         truth = torch.stack([torch.as_tensor(ds.physical(i)[target]) for i in range(len(ds))])
         out[split] = {name: metrics.summarise(pred, truth)
                       for name, pred in fitted.predict(ds).items()}
@@ -327,7 +327,7 @@ def stage_publish(targets: list[str]) -> None:
                                    "pixel_regression": base["pixel regression"]}},
         )
         save_model(folder, method, card)
-        train = PairedMapDataset(STORE, card["inputs"], target, "train")
+        train = PairedMapDataset(STORE, card["inputs"], target, split="train")
         save_file({k: v.contiguous() for k, v in Baselines.fit(train).state_dict().items()},
                   str(folder / "baselines.safetensors"))
         entry = register_model(folder, name, MODELS / "registry.yaml", version="1",

@@ -36,7 +36,7 @@ def make_model(
                     "groups": 4, "attention_gates": False},
         "method": {"name": method, **(method_options or {})},
     })
-    m = build_method(cfg.method, cfg.network, len(inputs), 1)
+    m = build_method(cfg.method, cfg.network, in_channels=len(inputs), out_channels=1)
     rng = np.random.default_rng(seed)
     units = {"hi_nhi": "1 / cm2", "hi_mom0": "Jy km / (beam s)", "hi": "solMass / kpc2",
              "continuum": "Jy / beam", "dm": "solMass / kpc2", "stars": "solMass / kpc2"}

@@ -40,8 +40,9 @@ def _store(tmp_path, n_inputs: int, n_galaxies: int = 12, n_views: int = 2, npix
 def test_pixel_regression_is_exact_for_a_per_pixel_linear_relation(tmp_path, n_inputs):
     store = _store(tmp_path, n_inputs)
     inputs = [f"x{i}" for i in range(n_inputs)]
-    train = PairedMapDataset(store, inputs, "t", "train")
-    test = PairedMapDataset(store, inputs, "t", "test", train.normalisation)
+    train = PairedMapDataset(store, inputs, "t", split="train")
+    test = PairedMapDataset(store, inputs, "t", split="test",
+                            normalisation=train.normalisation)
     pred = Baselines.fit(train).predict(test)
     truth = np.stack([test.physical(i)["t"] for i in range(len(test))])
     # Exact wherever the log transform did not saturate at the normalisation's floor (the
@@ -66,7 +67,7 @@ def test_a_pixel_whose_input_never_varies_predicts_its_mean_target(tmp_path):
         f.visit(names.append)
         (x0,) = [n for n in names if n.endswith("x0") and isinstance(f[n], h5py.Dataset)]
         f[x0][:, 0, 0] = 0.0
-    train = PairedMapDataset(store, ["x0"], "t", "train")
+    train = PairedMapDataset(store, ["x0"], "t", split="train")
     fitted = Baselines.fit(train)
     y = torch.stack([train[i]["target"][0] for i in range(len(train))]).double()
     assert torch.isfinite(fitted.coefficients).all()

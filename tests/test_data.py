@@ -83,7 +83,7 @@ def test_dihedral_group():
 
 
 def test_dataset_items_and_paired_augmentation(store):
-    ds = PairedMapDataset(store, ["gas"], "dm", "train")
+    ds = PairedMapDataset(store, ["gas"], "dm", split="train")
     item = ds[0]
     assert item["input"].shape == (1, 32, 32) and item["target"].shape == (1, 32, 32)
     assert item["input"].dtype == torch.float32
@@ -93,7 +93,7 @@ def test_dataset_items_and_paired_augmentation(store):
         aug = ds[(0, k)]
         torch.testing.assert_close(aug["input"], dihedral(item["input"], k))
         torch.testing.assert_close(aug["target"], dihedral(item["target"], k))
-    val = PairedMapDataset(store, ["gas"], "dm", "val", normalisation=ds.normalisation)
+    val = PairedMapDataset(store, ["gas"], "dm", split="val", normalisation=ds.normalisation)
     assert set(val.views.tolist()).isdisjoint(ds.views.tolist())
     with pytest.raises(KeyError, match="no domain 'hi'"):
         PairedMapDataset(store, ["hi"], "dm")
@@ -107,17 +107,17 @@ def test_epoch_sampler_is_deterministic_and_shards_ranks():
     assert a != c
     resumed = list(EpochBatchSampler(20, 3, seed=1, epoch=2, augment=True, start=4))
     assert resumed == a[4:]
-    r0 = list(EpochBatchSampler(20, 3, 1, 2, False, rank=0, world_size=2))
-    r1 = list(EpochBatchSampler(20, 3, 1, 2, False, rank=1, world_size=2))
+    r0 = list(EpochBatchSampler(20, 3, 1, epoch=2, augment=False, rank=0, world_size=2))
+    r1 = list(EpochBatchSampler(20, 3, 1, epoch=2, augment=False, rank=1, world_size=2))
     seen = [i for batch in r0 + r1 for i, _ in batch]
     assert len(seen) == len(set(seen)) == 18
     assert all(k == 0 for batch in r0 for _, k in batch)
     with pytest.raises(ValueError, match="cannot fill"):
-        EpochBatchSampler(5, 3, 0, 0, False, world_size=2)
+        EpochBatchSampler(5, 3, 0, epoch=0, augment=False, world_size=2)
 
 
 def test_streaming_with_workers_matches_single_process(store):
-    ds = PairedMapDataset(store, ["gas"], "dm", "train", augment=True)
+    ds = PairedMapDataset(store, ["gas"], "dm", split="train", augment=True)
     sampler = EpochBatchSampler(len(ds), 4, seed=0, epoch=0, augment=True)
     single = [b["target"] for b in DataLoader(ds, batch_sampler=sampler, num_workers=0)]
     multi = [b["target"] for b in DataLoader(ds, batch_sampler=sampler, num_workers=2)]

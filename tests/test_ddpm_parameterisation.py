@@ -10,11 +10,11 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from alchemy_obs.config import DDPMConfig, MethodConfig, NetworkConfig
-from alchemy_obs.translate.methods import build_method
-from alchemy_obs.translate.methods.ddpm import ddim_timesteps
+from translate_helpers import tiny_unet
 
-TINY = NetworkConfig(base_channels=8, channel_mults=[1, 2], attention_levels=[1], groups=4)
+from alchemy_obs.config import DDPMConfig
+from alchemy_obs.translate.methods import DDPM
+from alchemy_obs.translate.methods.ddpm import ddim_timesteps
 
 
 class VOracle(nn.Module):
@@ -35,7 +35,7 @@ class VOracle(nn.Module):
 
 
 def _v_method(kind: str):
-    m = build_method(MethodConfig(name="ddpm", ddpm={"schedule": kind}), TINY, 2, 1)
+    m = DDPM(tiny_unet(3, 1), in_channels=2, out_channels=1, schedule=kind)
     x0 = torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(0),
                      dtype=torch.float64).clamp(-3, 3)
     m.nets["net"] = VOracle(x0, m.alphas_cumprod, m.T)
@@ -77,7 +77,7 @@ def test_v_estimates_are_exact_at_pure_noise():
 def test_v_loss_is_noise_error_plus_clean_map_error():
     """``|v_hat - v|^2 = |eps_hat - eps|^2 + |x0_hat - x0|^2`` because ``abar + (1 - abar) = 1``."""
     torch.manual_seed(0)
-    m = build_method(MethodConfig(name="ddpm"), TINY, 1, 1)
+    m = DDPM(tiny_unet(2, 1), in_channels=1, out_channels=1)
     x0, cond = torch.randn(6, 1, 16, 16), torch.randn(6, 1, 16, 16)
     torch.manual_seed(1)
     loss = m.loss({"input": cond, "target": x0})

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from alchemy_obs.config import MethodConfig, NetworkConfig
+from alchemy_obs.config import TrainConfig
 from alchemy_obs.translate.methods import build_method
-from alchemy_obs.translate.nets import DiM, build_network
+from alchemy_obs.translate.nets import DiM
 from alchemy_obs.translate.nets.dim import SCAN_ORDERS, _DiMBlock
 
-DIM_NET = NetworkConfig(kind="dim", dim={"patch_size": 4, "dim": 16, "depth": 4, "d_state": 4})
+TINY_DIM = {"patch_size": 4, "dim": 16, "depth": 4, "d_state": 4}
 
 
 def _order_index(order: str, h: int, w: int) -> torch.Tensor:
@@ -53,7 +53,7 @@ def test_end_of_line_token_marks_lines():
 
 def test_dim_shapes_time_and_global_reach():
     torch.manual_seed(0)
-    net = build_network(DIM_NET, 2, 1, time=True)
+    net = DiM(2, 1, **TINY_DIM)
     assert isinstance(net, DiM) and len(net.skip_proj) == 2
     x, t = torch.randn(2, 2, 32, 32), torch.rand(2)
     out = net(x, t)
@@ -79,11 +79,10 @@ def test_dim_shapes_time_and_global_reach():
 @pytest.mark.parametrize("method", ["ddpm", "indi", "sde"])
 def test_dim_is_the_network_of_each_diffusion_method(method):
     torch.manual_seed(0)
-    cfg = MethodConfig(name=method)
-    cfg.ddpm.sample_steps = 2
-    cfg.indi.sample_steps = 2
-    cfg.sde.sample_steps = 2
-    m = build_method(cfg, DIM_NET, 1, 1)
+    # The configuration's edge: build_method picks DiM from train.network.kind.
+    cfg = TrainConfig(method={"name": method, method: {"sample_steps": 2}},
+                      network={"kind": "dim", "dim": TINY_DIM})
+    m = build_method(cfg.method, cfg.network, in_channels=1, out_channels=1)
     assert isinstance(m.nets["net"], DiM)
     batch = {"input": torch.randn(2, 1, 16, 16), "target": torch.randn(2, 1, 16, 16)}
     m.loss(batch).backward()

@@ -92,8 +92,8 @@ def _trained(setup, name):
 def test_dim_learning_beats_baselines(setup, method):
     loaded, card, wall = _trained(setup, method)
     assert type(loaded.nets["net"]).__name__ == "DiM"
-    res = evaluate_method(loaded, setup["store"], ["gas"], "dm",
-                          Normalisation.from_dict(card["normalisation"]), split="test")
+    res = evaluate_method(loaded, setup["store"], ["gas"], target="dm",
+                          normalisation=Normalisation.from_dict(card["normalisation"]), split="test")
     mine = res["summary"]
     print(f"\nDiM + {method}: {STEPS} steps ({wall:.0f} s wall), {len(setup['test'])} held-out maps")
     print(f"{'':>18s} {'profile |dex|':>14s} {'mass |dex|':>11s} {'SSIM':>6s}")
@@ -109,7 +109,7 @@ def test_dim_learning_beats_baselines(setup, method):
 def test_dim_sde_uncertainty_calibration(setup):
     """Rank coverage of the central 68% and 95% intervals on held-out maps, within 10 points."""
     method, card, _ = _trained(setup, "sde-noise")
-    assert method.config.sde.prediction == "noise"
+    assert method.settings.prediction == "noise"
     ds = setup["test"]
     n = min(8, len(ds))
     cond = torch.stack([ds[i]["input"] for i in range(n)])

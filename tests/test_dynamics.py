@@ -456,8 +456,8 @@ def test_oracle_through_the_mock_cube_and_infer_recovers_the_true_mass(synthetic
     cfg = load_config(None, ["mock.products=[hi]", "mock.distance_mpc=10", "mock.npix=96",
                              "observe.mode=fast", "observe.noise=false"])
     half = 40.0
-    _, mocks = mock_view_maps(galaxy, rotation, (-half, half, -half, half), cfg.mock.npix,
-                              cfg.mock, cfg.observe, cfg.maps)
+    _, mocks = mock_view_maps(galaxy, rotation, (-half, half, -half, half), map_npix=cfg.mock.npix,
+                              mock=cfg.mock, observe=cfg.observe, maps=cfg.maps)
     write_mock_products(mocks, tmp_path, "g3", object_name="g3")
     cube = tmp_path / "g3_hi_image.fits"
 

@@ -74,8 +74,9 @@ def _mock(tmp_path, gid, inclination, overrides):
     extent = map_extent(galaxy_field(galaxy, cfg.maps)[0]).value
     with warnings.catch_warnings():
         warnings.simplefilter("error", BandTruncationWarning)  # the default band is whole
-        _, mocks = mock_view_maps(galaxy, rotation, extent, cfg.mock.npix, cfg.mock, cfg.observe,
-                                  cfg.maps)
+        _, mocks = mock_view_maps(galaxy, rotation, extent, map_npix=cfg.mock.npix, mock=cfg.mock,
+                                  observe=cfg.observe,
+                                  maps=cfg.maps)
     stem = f"g{gid}_i{inclination:.0f}"
     write_mock_products(mocks, tmp_path, stem, object_name=stem)
     source = HISource.from_galaxy(galaxy, rotation, gas_factor=cfg.maps.gas_hsml_factor,

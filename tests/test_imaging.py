@@ -34,7 +34,8 @@ def obs():
     tel = Telescope.from_config(TelescopeConfig(array="AA*", max_baseline_km=4))
     wcs = sky_wcs(N, CELL)
     return Observation.from_hour_angles(tel, SkyImage(np.zeros((N, N)) * u.Jy, wcs).phase_centre,
-                                        (-2, 2) * u.hourangle, 1200 * u.s, 1.4 * u.GHz, 1 * u.MHz, 1)
+                                        (-2, 2) * u.hourangle, dump_time=1200 * u.s,
+                                        freq_start=1.4 * u.GHz, channel_width=1 * u.MHz, n_channels=1)
 
 
 def _apparent(obs, imager, vis, offsets, f):
@@ -56,8 +57,8 @@ def test_point_source_right_pixel_and_peak():
     y, x = 95, 20  # 11' east and 7.75' north of the phase centre
     img[y, x] = 0.5
     sky = SkyImage(img * u.Jy, wcs)
-    obs = Observation.from_hour_angles(tel, sky.phase_centre, (-2, 2) * u.hourangle, 1200 * u.s,
-                                       1.4 * u.GHz, 1 * u.MHz, 1)
+    obs = Observation.from_hour_angles(tel, sky.phase_centre, (-2, 2) * u.hourangle, dump_time=1200 * u.s,
+                                       freq_start=1.4 * u.GHz, channel_width=1 * u.MHz, n_channels=1)
     vis = BuiltinSimulator(seed=2).observe(sky, obs)
     imager = Imager(wcs, (N, N), weighting="briggs", robust=0.0, niter=300)
     res = imager.image(vis)
@@ -83,7 +84,7 @@ def test_extended_asymmetric_source_clean(obs):
     beam = res.beams[0]
     offs = sky.geometry.offsets() * u.rad
     apparent = img * _apparent(obs, imager, vis, offs, obs.frequencies[0])
-    truth = restore(apparent, np.zeros_like(apparent), beam, CELL * u.arcsec)
+    truth = restore(apparent, np.zeros_like(apparent), beam, cell=CELL * u.arcsec)
     restored = res.image.to_value(u.Jy / u.beam)[0]
     assert np.corrcoef(restored.ravel(), truth.ravel())[0, 1] >= 0.99
     beam_pix = (beam.sr / (CELL * u.arcsec) ** 2).decompose().value
@@ -103,13 +104,13 @@ def test_shallow_clean_keeps_flux_with_jvm(obs):
     res = imager.image(vis, noise=False)
     beam = res.beams[0]
     beam_pix = (beam.sr / (CELL * u.arcsec) ** 2).decompose().value
-    truth = restore(img, np.zeros_like(img), beam, CELL * u.arcsec)
+    truth = restore(img, np.zeros_like(img), beam, cell=CELL * u.arcsec)
     aperture = truth > 0.01 * truth.max()
     expected = truth[aperture].sum() / beam_pix
     model, residual = res.model.to_value(u.Jy)[0], res.residual.to_value(u.Jy / u.beam)[0]
     assert model.sum() < 0.5 * img.sum()  # CLEAN really stopped early
     jvm = res.image.to_value(u.Jy / u.beam)[0][aperture].sum() / beam_pix
-    plain = restore(model, residual, beam, CELL * u.arcsec, 1.0)[aperture].sum() / beam_pix
+    plain = restore(model, residual, beam, cell=CELL * u.arcsec, epsilon=1.0)[aperture].sum() / beam_pix
     assert jvm == pytest.approx(expected, rel=0.02)
     assert abs(plain / expected - 1) > 0.04  # without the correction the flux is off
 
@@ -270,8 +271,8 @@ def test_natural_noise_is_the_textbook_array_sensitivity():
     tel = Telescope.ska_mid("AA1")  # 8 SKA dishes
     wcs = sky_wcs(N, 4.0)
     sky = SkyImage(np.zeros((N, N)) * u.Jy, wcs)
-    obs = Observation.from_hour_angles(tel, sky.phase_centre, (-1, 1) * u.hourangle, 60 * u.s,
-                                       1.4 * u.GHz, 200 * u.kHz, 1)
+    obs = Observation.from_hour_angles(tel, sky.phase_centre, (-1, 1) * u.hourangle, dump_time=60 * u.s,
+                                       freq_start=1.4 * u.GHz, channel_width=200 * u.kHz, n_channels=1)
     vis = BuiltinSimulator(seed=11).observe(sky, obs)  # 28 baselines x 119 dumps
     assert not vis.flag.any()
     sefd = tel.dish_types["ska"].sefd("2", 1.4 * u.GHz).to_value(u.Jy)
@@ -298,8 +299,9 @@ def test_beam_position_angle_from_a_linear_array():
                     {"ska": DishType("ska", 15 * u.m, {"2": 20 * u.K})})
     wcs = sky_wcs(N, CELL, dec=-30.712925)
     sky = SkyImage(np.zeros((N, N)) * u.Jy, wcs)
-    obs = Observation.from_hour_angles(tel, sky.phase_centre, (-0.05, 0.05) * u.hourangle, 300 * u.s,
-                                       1.4 * u.GHz, 1 * u.MHz, 1)
+    obs = Observation.from_hour_angles(tel, sky.phase_centre, (-0.05, 0.05) * u.hourangle,
+                                       dump_time=300 * u.s,
+                                       freq_start=1.4 * u.GHz, channel_width=1 * u.MHz, n_channels=1)
     vis = BuiltinSimulator(noise=False).predict(sky, obs)
     imager = Imager(wcs, (N, N), weighting="natural")
     psf = psf_image(vis, imager.weights(vis), imager.geometry)[0]

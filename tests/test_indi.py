@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from alchemy_obs.config import MethodConfig, NetworkConfig, TrainConfig
-from alchemy_obs.translate.checkpoint import load_model, save_model
-from alchemy_obs.translate.methods import build_method
+from translate_helpers import tiny_unet
 
-TINY = NetworkConfig(base_channels=8, channel_mults=[1, 2], attention_levels=[1], groups=4)
+from alchemy_obs.config import TrainConfig
+from alchemy_obs.translate.checkpoint import load_model, save_model
+from alchemy_obs.translate.methods import InDI, build_method
 
 
 class Recorder(nn.Module):
@@ -37,7 +37,7 @@ def test_network_inputs_do_not_determine_the_target(noise):
     batches and ``x_t`` does not, so a network that sees ``y`` could output both targets
     exactly, and one that sees only ``x_t`` and ``t`` (plus side channels) cannot.
     """
-    m = build_method(MethodConfig(name="indi", indi={"noise": noise}), TINY, 2, 1)
+    m = InDI(tiny_unet(2, 1), in_channels=2, out_channels=1, noise=noise)
     rec = Recorder()
     m.nets["net"] = rec
     g = torch.Generator().manual_seed(1)
@@ -58,7 +58,7 @@ def test_network_inputs_do_not_determine_the_target(noise):
 
 def test_at_half_way_the_target_is_not_a_function_of_the_network_input():
     """At t = 0.5 the input is (x + y) / 2: (x, y) and (y, x) cannot be told apart."""
-    m = build_method(MethodConfig(name="indi"), TINY, 1, 1)
+    m = InDI(tiny_unet(1, 1), in_channels=1, out_channels=1)
     rec = Recorder()
     m.nets["net"] = rec
     x, y = torch.randn(2, 1, 1, 16, 16)
@@ -71,9 +71,9 @@ def test_at_half_way_the_target_is_not_a_function_of_the_network_input():
 
 def test_network_channels():
     for (cin, cout), want in {(1, 1): 1, (3, 3): 3, (3, 1): 3, (2, 1): 2}.items():
-        m = build_method(MethodConfig(name="indi"), TINY, cin, cout)
-        assert m.nets["net"].conv_in.in_channels == want, (cin, cout)
-    m = build_method(MethodConfig(name="indi", indi={"start_channel": 1}), TINY, 3, 1)
+        assert InDI.network_channels(cin, cout) == want, (cin, cout)
+    assert InDI.network_channels(3, 1, condition_on_start=True) == 4
+    m = InDI(tiny_unet(3, 1), in_channels=3, out_channels=1, start_channel=1)
     c = torch.arange(3.0).view(1, 3, 1, 1).expand(1, 3, 4, 4)
     assert m.start(c).unique().tolist() == [1.0]
     assert m.side(c)[0, :, 0, 0].tolist() == [0.0, 2.0]
@@ -81,16 +81,19 @@ def test_network_channels():
 
 def test_models_trained_with_the_start_in_the_input_load_as_trained(tmp_path):
     """A card from before ``indi.condition_on_start`` keeps its network and its input."""
-    old = TrainConfig(method=MethodConfig(name="indi", indi={"condition_on_start": True}),
-                      network=TINY)
+    old = TrainConfig.model_validate({
+        "method": {"name": "indi", "indi": {"condition_on_start": True}},
+        "network": {"base_channels": 8, "channel_mults": [1, 2], "attention_levels": [1],
+                    "groups": 4},
+    })
     torch.manual_seed(0)
-    trained = build_method(old.method, old.network, 1, 1)
+    trained = build_method(old.method, old.network, in_channels=1, out_channels=1)
     assert trained.nets["net"].conv_in.in_channels == 2
     config = old.model_dump(mode="json")
     del config["method"]["indi"]["condition_on_start"]  # as such cards were written
     save_model(tmp_path / "m", trained, {"config": config, "in_channels": 1, "out_channels": 1})
     loaded, _ = load_model(tmp_path / "m", device="cpu")
-    assert loaded.config.indi.condition_on_start
+    assert loaded.settings.condition_on_start
     cond = torch.randn(2, 1, 16, 16)
     t = torch.ones(2)
     want = trained.nets["net"].eval()(torch.cat([cond, cond], 1), t)  # x_1 = y, then y
@@ -128,7 +131,8 @@ def test_more_steps_are_not_worse_on_held_out_maps(tmp_path):
         "train.optim.ema_decay=0.98"])
     method, card = load_model(train(cfg, progress=False), device="cpu")
     norm = Normalisation.from_dict(card["normalisation"])
-    scores = {n: evaluate_method(method, store, ["gas"], "dm", norm, split="test", steps=n)
+    scores = {n: evaluate_method(method, store, ["gas"], target="dm", normalisation=norm,
+                                 split="test", steps=n)
               for n in (1, 5)}
     for n, res in scores.items():
         s = res["summary"]

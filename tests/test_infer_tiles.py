@@ -102,12 +102,12 @@ def test_windows_sum_to_one_half_a_field_apart():
 def test_blended_fields_equal_one_big_field_and_fade_smoothly():
     """Function level: fields over an emission map that overflows the central one."""
     npix = 16
-    sky = model_grid((150.0, 30.0), None, PIXEL_KPC, 96, DISTANCE)  # sky pixels = model's
+    sky = model_grid((150.0, 30.0), None, PIXEL_KPC, npix=96, distance=DISTANCE)  # sky pixels = model's
     sky.pixel_shape = (96, 96)
     support = np.zeros((96, 96), dtype=bool)
     support[20:70, 10:85] = True  # 75 x 50 pixels: about 5 x 3 fields
-    central = model_grid((150.0, 30.0), sky, PIXEL_KPC, npix, DISTANCE)
-    plan = tiles.plan_tiles(support, sky, central, PIXEL_KPC * u.kpc)
+    central = model_grid((150.0, 30.0), sky, PIXEL_KPC, npix=npix, distance=DISTANCE)
+    plan = tiles.plan_tiles(support, sky, central, pixel=PIXEL_KPC * u.kpc)
     assert plan.step == 8 and plan.ntiles > 10 and plan.origins[0] != (0, 0)
     yy, xx = np.indices(plan.shape)
     smooth = PEAK * (1 + np.sin(xx / 7.0) * np.cos(yy / 5.0))
@@ -172,8 +172,8 @@ def test_region_cards(tmp_path):
     result = infer_file(path, stand_in(16), tmp_path / "out")
     header = fits.getheader(result.output)
     sky = _wcs(fits.getheader(path))
-    central = model_grid((header["CENLON"], header["CENLAT"]), sky, PIXEL_KPC, 16, DISTANCE)
-    plan = tiles.plan_tiles(support, sky, central, PIXEL_KPC * u.kpc)
+    central = model_grid((header["CENLON"], header["CENLAT"]), sky, PIXEL_KPC, npix=16, distance=DISTANCE)
+    plan = tiles.plan_tiles(support, sky, central, pixel=PIXEL_KPC * u.kpc)
     y0, y1, x0, x1 = plan.bounds()
     assert header["COVERAGE"] == "emission"
     assert header["NTILES"] == plan.ntiles == result.tiles > 1
@@ -263,16 +263,16 @@ def test_emission_mask_support_of_a_noisy_cube(tmp_path):
 
 def test_empty_and_overflowing_plans():
     """No emission: the central field; too many fields: refused in one line naming the file."""
-    sky = model_grid((150.0, 30.0), None, PIXEL_KPC, 400, DISTANCE)
+    sky = model_grid((150.0, 30.0), None, PIXEL_KPC, npix=400, distance=DISTANCE)
     sky.pixel_shape = (400, 400)
-    central = model_grid((150.0, 30.0), sky, PIXEL_KPC, 16, DISTANCE)
-    empty = tiles.plan_tiles(np.zeros((400, 400), bool), sky, central, PIXEL_KPC * u.kpc)
+    central = model_grid((150.0, 30.0), sky, PIXEL_KPC, npix=16, distance=DISTANCE)
+    empty = tiles.plan_tiles(np.zeros((400, 400), bool), sky, central, pixel=PIXEL_KPC * u.kpc)
     assert empty.ntiles == 1 and empty.shape == (16, 16)
-    tiny = model_grid((150.0, 30.0), sky, PIXEL_KPC, 4, DISTANCE)
+    tiny = model_grid((150.0, 30.0), sky, PIXEL_KPC, npix=4, distance=DISTANCE)
     from alchemy_obs.infer.errors import InferError
 
     with pytest.raises(InferError, match="big.fits: the emission spans .* model fields"):
-        tiles.plan_tiles(np.ones((400, 400), bool), sky, tiny, PIXEL_KPC * u.kpc, path="big.fits")
+        tiles.plan_tiles(np.ones((400, 400), bool), sky, tiny, pixel=PIXEL_KPC * u.kpc, path="big.fits")
 
 
 def test_real_things_cube_coverage(tmp_path):

@@ -159,7 +159,7 @@ def test_centre_and_round_trip_reprojection():
     grid = model_grid((lon, lat), w, pixel_kpc=0.5, npix=64, distance=10 * u.Mpc)
     assert grid.wcs.ctype[0] == "RA---SIN"
     assert abs(grid.wcs.cdelt[0]) == pytest.approx(np.degrees(0.5 / 1e4))
-    on_grid = reproject_map(blob, w, grid, (64, 64))
+    on_grid = reproject_map(blob, w, grid, shape_out=(64, 64))
     gy, gx = np.indices((64, 64))
     px, py = w.world_to_pixel_values(*grid.pixel_to_world_values(gx, gy))
     analytic = np.exp(-0.5 * (((px - 60) / 8.0) ** 2 + ((py - 45) / 6.0) ** 2))
@@ -168,7 +168,7 @@ def test_centre_and_round_trip_reprojection():
     # Model pixels 1.4x the input's: the anti-aliased resampling smooths by about an output
     # pixel, which lowers this blob's peak by 1.5 %.
     np.testing.assert_allclose(on_grid[inside_grid], analytic[inside_grid], atol=0.02)
-    back = reproject_map(on_grid, grid, w, (100, 100))
+    back = reproject_map(on_grid, grid, w, shape_out=(100, 100))
     inside = np.isfinite(back)
     assert inside.sum() > 500
     # The coarser model grid cannot hold the peak's curvature: 3 % lower after the round trip.
@@ -312,7 +312,7 @@ def test_simulated_ska_mid_cube(tmp_path, model_dir):
                              "observe.hour_angle_start_h=-0.5", "observe.hour_angle_end_h=0.5",
                              "observe.dump_s=600"])
     m = make_mock(source, SkyPlacement(distance=20 * u.Mpc), SkyGrid(32, 1.0 * u.kpc),
-                  cfg.observe, spectral=SpectralAxis(12, 20 * u.km / u.s))
+                  observe=cfg.observe, spectral=SpectralAxis(12, 20 * u.km / u.s))
     path = write_fits(m.result, tmp_path / "mock_hi_image.fits", m.observation,
                       restfreq=HI_REST_FREQUENCY)
     sky = line_integral(read_observation(path))

@@ -42,8 +42,8 @@ def setup():
     tel = Telescope(tel.name, tel.antenna_names[keep], tel.dish_type[keep], tel.enu[keep],
                     tel.location, tel.dish_types)
     sky = SkyImage(img * u.Jy, wcs)
-    obs = Observation.from_hour_angles(tel, sky.phase_centre, (-3, 3) * u.hourangle, 3600 * u.s,
-                                       1.2 * u.GHz, 50 * u.MHz, 2)
+    obs = Observation.from_hour_angles(tel, sky.phase_centre, (-3, 3) * u.hourangle, dump_time=3600 * u.s,
+                                       freq_start=1.2 * u.GHz, channel_width=50 * u.MHz, n_channels=2)
     return img, wcs, sky, obs
 
 
@@ -106,14 +106,16 @@ def test_source_below_elevation_limit():
     wcs = sky_wcs(64, 3.0, dec=60.0)
     sky = SkyImage(np.zeros((64, 64)) * u.Jy, wcs)
     obs = Observation.from_hour_angles(Telescope.ska_mid("AA1"), sky.phase_centre, (-1, 1) * u.hourangle,
-                                       1800 * u.s, 1.4 * u.GHz, 1 * u.MHz, 1)
+                                       dump_time=1800 * u.s, freq_start=1.4 * u.GHz,
+                                       channel_width=1 * u.MHz, n_channels=1)
     assert obs.elevations().max() < 0 * u.deg
     with pytest.raises(ValueError, match="every visibility is flagged"):
         BuiltinSimulator().predict(sky, obs)
     # Dec -30 at hour angle 0 transits at the zenith.
     zen = Observation.from_hour_angles(Telescope.ska_mid("AA1"), SkyImage(np.zeros((64, 64)) * u.Jy,
                                        sky_wcs(64, 3.0, dec=-30.712925)).phase_centre,
-                                       (-0.1, 0.1) * u.hourangle, 60 * u.s, 1.4 * u.GHz, 1 * u.MHz, 1)
+                                       (-0.1, 0.1) * u.hourangle, dump_time=60 * u.s,
+                                       freq_start=1.4 * u.GHz, channel_width=1 * u.MHz, n_channels=1)
     assert zen.elevations().max().to_value(u.deg) == pytest.approx(90, abs=0.5)
 
 

@@ -45,7 +45,8 @@ def test_karabo_matches_builtin_engine():
     img[40, 20] = 1.0
     sky = SkyImage(img * u.Jy, wcs)
     obs = Observation.from_hour_angles(Telescope.ska_mid("AA1"), sky.phase_centre, (-1, 1) * u.hourangle,
-                                       1800 * u.s, 1.4 * u.GHz, 1 * u.MHz, 1)
+                                       dump_time=1800 * u.s, freq_start=1.4 * u.GHz,
+                                       channel_width=1 * u.MHz, n_channels=1)
     ours = BuiltinSimulator(noise=False).observe(sky, obs)
     theirs = KaraboSimulator(noise=False).observe(sky, obs)
     ok = ~ours.flag

@@ -39,7 +39,7 @@ def test_parallel_scan_equals_sequential_values_and_gradients(length, chunk):
     a1, b1, c1 = (t.clone().requires_grad_() for t in (a, bx, c))
     a2, b2, c2 = (t.clone().requires_grad_() for t in (a, bx, c))
     ys = scan_sequential(a1, b1, c1)
-    yp = scan_parallel(a2, b2, c2, chunk)
+    yp = scan_parallel(a2, b2, c2, chunk=chunk)
     torch.testing.assert_close(yp, ys, rtol=1e-5, atol=1e-5)
     w = torch.randn(ys.shape, generator=torch.Generator().manual_seed(1))
     (ys * w).sum().backward()

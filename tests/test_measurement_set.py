@@ -26,8 +26,8 @@ def vis():
     img = asymmetric_source(N)
     img[96, 30] = 1.0  # bright point 68" east, 64" north
     sky = SkyImage(img * u.Jy, wcs)
-    obs = Observation.from_hour_angles(tel, sky.phase_centre, (-2, 2) * u.hourangle, 1800 * u.s,
-                                       1.40 * u.GHz, 1 * u.MHz, 2)
+    obs = Observation.from_hour_angles(tel, sky.phase_centre, (-2, 2) * u.hourangle, dump_time=1800 * u.s,
+                                       freq_start=1.40 * u.GHz, channel_width=1 * u.MHz, n_channels=2)
     return BuiltinSimulator(noise=False).observe(sky, obs), wcs, img
 
 
@@ -99,8 +99,8 @@ def test_wsclean_empty_field_rms_is_its_noise_header(weighting, tmp_path):
     tel = Telescope.from_config(TelescopeConfig(array="AA*", max_baseline_km=4))
     wcs = sky_wcs(n, 2.0)
     sky = SkyImage(np.zeros((n, n)) * u.Jy, wcs)
-    obs = Observation.from_hour_angles(tel, sky.phase_centre, (-2, 2) * u.hourangle, 1200 * u.s,
-                                       1.4 * u.GHz, 1 * u.MHz, 1)
+    obs = Observation.from_hour_angles(tel, sky.phase_centre, (-2, 2) * u.hourangle, dump_time=1200 * u.s,
+                                       freq_start=1.4 * u.GHz, channel_width=1 * u.MHz, n_channels=1)
     v = BuiltinSimulator(seed=11).observe(sky, obs)
     res = WSCleanImager(wcs, (n, n), weighting=weighting).image(v, workdir=tmp_path)
     path = write_fits(res, tmp_path / "empty.fits")
@@ -119,8 +119,8 @@ def test_wsclean_keeps_the_flux_of_extended_emission(tmp_path):
     img = np.exp(-np.hypot(xx, yy + 3.0) / 6.0)
     img /= img.sum()
     sky = SkyImage(img * u.Jy, wcs)
-    obs = Observation.from_hour_angles(tel, sky.phase_centre, (-2, 2) * u.hourangle, 1200 * u.s,
-                                       1.4 * u.GHz, 1 * u.MHz, 1)
+    obs = Observation.from_hour_angles(tel, sky.phase_centre, (-2, 2) * u.hourangle, dump_time=1200 * u.s,
+                                       freq_start=1.4 * u.GHz, channel_width=1 * u.MHz, n_channels=1)
     v = BuiltinSimulator(noise=False).observe(sky, obs)
     res = WSCleanImager(wcs, (N, N), weighting="briggs").image(v, workdir=tmp_path, noise=False)
     beam = res.beams[0]

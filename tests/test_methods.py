@@ -10,16 +10,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alchemy_obs.config import MethodConfig, NetworkConfig, OptimConfig
-from alchemy_obs.translate.methods import DDPM, METHODS, InDI, Pix2Pix, build_method
+from translate_helpers import tiny_unet
+
+from alchemy_obs.config import ConfigError, MethodConfig, OptimConfig, load_config
+from alchemy_obs.translate.methods import DDPM, METHODS, InDI, Method, Pix2Pix
 from alchemy_obs.translate.methods.ddpm import beta_schedule, ddim_timesteps
+from alchemy_obs.translate.nets import PatchGAN
 
-TINY = NetworkConfig(base_channels=8, channel_mults=[1, 2], attention_levels=[1], groups=4)
 
-
-def _method(name: str, **kw) -> object:
-    cfg = MethodConfig(name=name, **kw)
-    return build_method(cfg, TINY, in_channels=2, out_channels=1)
+def _method(name: str, **settings) -> Method:
+    """A method on a two-channel condition and a one-channel target, from plain keywords."""
+    if name == "pix2pix":
+        return Pix2Pix(tiny_unet(2, 1, time=False), PatchGAN(3), in_channels=2, out_channels=1,
+                       **settings)
+    # The denoiser sees the iterate and the condition (DDPM) or the side channel (InDI).
+    cls, net_in = {"ddpm": (DDPM, 3), "indi": (InDI, 2)}[name]
+    return cls(tiny_unet(net_in, 1), in_channels=2, out_channels=1, **settings)
 
 
 class EpsOracle(nn.Module):
@@ -61,10 +67,17 @@ def _x0(n=64, seed=0):
     return torch.randn(1, 1, n, n, generator=g, dtype=torch.float64).clamp(-3, 3)
 
 
-def test_registry():
-    assert set(METHODS) == {"pix2pix", "ddpm", "indi", "sde"}
-    with pytest.raises(ValueError, match="unknown translator method"):
-        build_method(MethodConfig(name="gan9000"), TINY, 1, 1)
+def test_registry_and_configuration_agree():
+    from typing import get_args
+
+    sections = get_args(get_args(MethodConfig)[0])
+    assert set(METHODS) == {get_args(s)[0].model_fields["name"].default for s in sections}
+    with pytest.raises(ConfigError, match="'gan9000' is not one of"):
+        load_config(None, ["train.method.name=gan9000"])
+    with pytest.raises(ConfigError, match="method 'pix2pix' cannot train network.kind 'dim'"):
+        load_config(None, ["train.method.name=pix2pix", "train.network.kind=dim"])
+    with pytest.raises(ConfigError, match="unknown key 'train.method.ddpm.nosie'"):
+        load_config(None, ["train.method.ddpm.nosie=1"])
 
 
 @pytest.mark.parametrize("kind", ["linear", "cosine"])
@@ -87,7 +100,7 @@ def test_schedules_match_their_formulas(kind):
 
 @pytest.mark.parametrize("kind", ["linear", "cosine"])
 def test_forward_marginal_statistics(kind):
-    m = _method("ddpm", ddpm={"schedule": kind})
+    m = _method("ddpm", schedule=kind)
     x0 = torch.full((4, 1, 256, 256), 0.7, dtype=torch.float64)
     torch.manual_seed(0)
     for i in (0, 100, 500, 999):
@@ -99,7 +112,7 @@ def test_forward_marginal_statistics(kind):
 
 
 def _ddpm_with_oracle(kind="cosine", n=64):
-    m = _method("ddpm", ddpm={"schedule": kind, "prediction": "eps"})
+    m = _method("ddpm", schedule=kind, prediction="eps")
     x0 = _x0(n)
     oracle = EpsOracle(x0, m.alphas_cumprod, m.T)
     m.nets["net"] = oracle
@@ -167,7 +180,7 @@ def test_ddpm_ancestral_rejects_steps():
 @pytest.mark.parametrize("steps", [1, 5, 10])
 @pytest.mark.parametrize("noise", [0.0, 0.3])
 def test_indi_with_exact_model_recovers_target_on_its_path(steps, noise):
-    m = _method("indi", indi={"noise": noise})
+    m = _method("indi", noise=noise)
     x0 = _x0().float()
     y = torch.randn(1, 2, 64, 64)
     oracle = XOracle(x0)
@@ -192,7 +205,7 @@ def test_indi_with_exact_model_recovers_target_on_its_path(steps, noise):
 
 
 def test_indi_training_path_and_loss():
-    m = _method("indi", indi={"noise": 0.0})
+    m = _method("indi", noise=0.0)
     x, y = torch.randn(3, 1, 8, 8), torch.randn(3, 1, 8, 8)
     t = torch.tensor([0.0, 0.25, 1.0])
     xt = m.path(x, y, t)
@@ -204,7 +217,7 @@ def test_indi_training_path_and_loss():
     batch = {"input": torch.cat([y, torch.randn(3, 1, 8, 8)], 1), "target": x}
     assert m.loss(batch).item() == 0.0
     with pytest.raises(ValueError, match="start point"):
-        build_method(MethodConfig(name="indi"), TINY, in_channels=2, out_channels=3)
+        InDI(tiny_unet(5, 3), in_channels=2, out_channels=3)
 
 
 class ZeroDisc(nn.Module):
@@ -243,10 +256,23 @@ def test_pix2pix_losses_and_optimiser_settings():
 def test_diffusion_losses_backpropagate_and_samples_are_reproducible():
     torch.manual_seed(0)
     for name in ("ddpm", "indi"):
-        m = _method(name, indi={"noise": 0.1})
+        m = _method(name, **({"noise": 0.1} if name == "indi" else {}))
         batch = {"input": torch.randn(2, 2, 16, 16), "target": torch.randn(2, 1, 16, 16)}
         m.loss(batch).backward()
         assert all(p.grad is not None for p in m.nets["net"].parameters())
         a = m.sample(batch["input"], steps=3, generator=torch.Generator().manual_seed(5))
         b = m.sample(batch["input"], steps=3, generator=torch.Generator().manual_seed(5))
         assert torch.equal(a, b) and a.shape == (2, 1, 16, 16)
+
+
+def test_method_is_a_module_whose_schedule_moves_with_it():
+    m = _method("ddpm")
+    assert isinstance(m, nn.Module)
+    assert {"betas", "alphas_cumprod"} <= {name for name, _ in m.named_buffers()}
+    # The schedule follows from the settings: checkpoints hold network weights only.
+    assert not any(k.endswith(("betas", "alphas_cumprod")) for k in m.state_dict())
+    m.to("meta")
+    assert m.alphas_cumprod.device.type == "meta" and m.device.type == "meta"
+    assert m.alphas_cumprod.dtype == torch.float64
+    m.eval()
+    assert not any(net.training for net in m.nets.values())

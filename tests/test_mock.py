@@ -59,7 +59,7 @@ def hi_mock():
     cfg = load_config(None, NOISELESS)
     place = SkyPlacement(distance=20 * u.Mpc)
     grid = SkyGrid(64, 0.5 * u.kpc)
-    m = make_mock(_disc(), place, grid, cfg.observe, spectral=SpectralAxis(24, 15 * u.km / u.s))
+    m = make_mock(_disc(), place, grid, observe=cfg.observe, spectral=SpectralAxis(24, 15 * u.km / u.s))
     return m, grid, place
 
 
@@ -121,7 +121,8 @@ def test_continuum_mock_flux():
                           np.full(n, 0.5) * u.kpc)
     place = SkyPlacement(distance=20 * u.Mpc)
     grid = SkyGrid(64, 0.5 * u.kpc)
-    m = make_mock(src, place, grid, cfg.observe, continuum=ContinuumModel(diffusion_length=0.5 * u.kpc))
+    m = make_mock(src, place, grid, observe=cfg.observe,
+                  continuum=ContinuumModel(diffusion_length=0.5 * u.kpc))
     assert m.kind == "continuum" and m.result.image.shape == (1, 64, 64)
     img = m.continuum()
     assert img.unit == u.Jy / u.beam
@@ -139,14 +140,14 @@ def test_map_wcs_and_reprojection_place_pixels():
     same = map_wcs(place, (-16, 16, -16, 16), 32)
     img = np.zeros((32, 32))
     img[20, 7] = 1.0
-    out = reproject_map(img, sky, same, (32, 32))
+    out = reproject_map(img, sky, same, shape_out=(32, 32))
     assert np.nanargmax(out) == 20 * 32 + 7
     assert np.nanmax(out) == pytest.approx(1.0, rel=1e-6)
     # A finer, off-centre map whose pixel (14, 34) is centred on (x, y) = (-8.5, 4.5) kpc,
     # the centre of sky pixel (7, 20): the peak lands there.
     smooth = np.exp(-((np.arange(32)[None, :] - 7) ** 2 + (np.arange(32)[:, None] - 20) ** 2) / 8.0)
     fine = map_wcs(place, (-12.125, 3.875, -4.125, 11.875), 64)
-    out = reproject_map(smooth, sky, fine, (64, 64))
+    out = reproject_map(smooth, sky, fine, shape_out=(64, 64))
     row, col = np.unravel_index(np.nanargmax(out), out.shape)
     assert (col, row) == (14, 34)
     assert np.nanmax(out) == pytest.approx(1.0, rel=1e-3)
@@ -168,8 +169,8 @@ def test_mock_of_galaxy_matches_maps_hi(tmp_path):
     maps, meta = render_view(galaxy, rotation, maps_cfg)
     cfg = load_config(None, NOISELESS + ["mock.npix=64", "mock.n_channels=48",
                                          "mock.channel_width_kms=10", "mock.products=[hi]"])
-    mock_maps, mocks = mock_view_maps(galaxy, rotation, meta["extent_kpc"], 64, cfg.mock,
-                                      cfg.observe, maps_cfg)
+    mock_maps, mocks = mock_view_maps(galaxy, rotation, meta["extent_kpc"], map_npix=64, mock=cfg.mock,
+                                      observe=cfg.observe, maps=maps_cfg)
     m = mocks["hi"]
     # The whole line is inside the band: the cube holds the HI mass of the field.
     place = m.sky.placement

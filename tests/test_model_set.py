@@ -84,9 +84,10 @@ def test_beats_both_baselines_on_held_out_galaxies(registry, name):
     assert res["pred"].shape[0] == m["n_maps"]
     for key in ("profile_abs_dex", "mass_abs_dex", "ssim", "psnr"):
         assert res["summary"][key] == pytest.approx(m["model"][key], rel=1e-3, abs=1e-5)
-    fitted = Baselines.from_state_dict(load_file(folder / "baselines.safetensors"), norm,
-                                       card["target"])
-    test = PairedMapDataset(views, card["inputs"], card["target"], "test", norm)
+    fitted = Baselines.from_state_dict(load_file(folder / "baselines.safetensors"),
+                                       normalisation=norm, target=card["target"])
+    test = PairedMapDataset(views, card["inputs"], card["target"], split="test",
+                            normalisation=norm)
     for label, pred in fitted.predict(test).items():
         score = metrics.summarise(pred, res["target"])
         recorded = m["baselines"][label.replace(" ", "_")]

@@ -1,7 +1,8 @@
-"""The MockObserver driver: configuration in, FITS-ready ImageResult out."""
+"""The MockObserver driver: parts (or a configuration) in, FITS-ready ImageResult out."""
 
 from __future__ import annotations
 
+from functools import partial
 from types import SimpleNamespace
 
 import pytest
@@ -9,7 +10,11 @@ from astropy import units as u
 
 from alchemy_obs.config import load_config
 from alchemy_obs.observe.engine import MockObserver
+from alchemy_obs.observe.fast import ImagePlaneMode
 from alchemy_obs.observe.fits import write_fits
+from alchemy_obs.observe.imaging import Imager
+from alchemy_obs.observe.interferometer import BuiltinSimulator
+from alchemy_obs.observe.telescope import Telescope
 
 from _observe_helpers import asymmetric_source, sky_wcs
 
@@ -28,7 +33,7 @@ def test_observer_on_a_sky_like_object(mode, tmp_path):
     img = asymmetric_source(N)
     # Any object with data (Jy/pixel) and wcs works, e.g. observe.sky.SkyModel.
     sky = SimpleNamespace(data=img * u.Jy, wcs=sky_wcs(N, 4.0), frequencies=[1.3e9] * u.Hz)
-    observer = MockObserver(_config(mode))
+    observer = MockObserver.from_config(_config(mode))
     result = observer.observe(sky)
     assert result.image.shape == (1, N, N)
     assert result.frequencies[0] == 1.3e9 * u.Hz
@@ -41,23 +46,50 @@ def test_observer_on_a_sky_like_object(mode, tmp_path):
 
 
 def test_fast_mode_caches_per_setup():
-    observer = MockObserver(_config("fast"))
+    observer = MockObserver.from_config(_config("fast"))
     sky = SimpleNamespace(data=asymmetric_source(N) * u.Jy, wcs=sky_wcs(N, 4.0))
     observer.observe(sky)
     observer.observe(SimpleNamespace(data=2 * asymmetric_source(N) * u.Jy, wcs=sky_wcs(N, 4.0)))
-    assert len(observer._fast) == 1
+    assert len(observer.simulator.cache) == 1
     observer.observe(SimpleNamespace(data=asymmetric_source(N) * u.Jy, wcs=sky_wcs(N, 4.0, ra=10.0)))
-    assert len(observer._fast) == 2
+    assert len(observer.simulator.cache) == 2
 
 
 def test_observer_takes_an_explicit_observation():
     from alchemy_obs.observe.telescope import Observation
 
     cfg = _config("visibility")
-    observer = MockObserver(cfg)
+    observer = MockObserver.from_config(cfg)
     sky = SimpleNamespace(data=asymmetric_source(N) * u.Jy, wcs=sky_wcs(N, 4.0))
     obs = Observation.from_config(cfg, observer.observation_for(sky).phase_centre,
-                                  [1.2e9] * u.Hz, 2 * u.MHz, observer.telescope)
+                                  [1.2e9] * u.Hz, channel_width=2 * u.MHz, telescope=observer.telescope)
     result = observer.observe(sky, obs)
     assert observer.last_observation is obs
     assert result.frequencies[0] == 1.2e9 * u.Hz
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_observer_composed_of_parts_without_configuration(fast):
+    telescope = Telescope.ska_mid("AA0.5")
+    simulator = ImagePlaneMode(noise=False) if fast else BuiltinSimulator(noise=False)
+    observer = MockObserver(telescope=telescope, simulator=simulator,
+                            imager=partial(Imager, niter=200, gain=0.2))
+    sky = SimpleNamespace(data=asymmetric_source(N) * u.Jy, wcs=sky_wcs(N, 4.0),
+                          frequencies=[1.3e9] * u.Hz)
+    result = observer.observe(sky)
+    assert result.image.shape == (1, N, N) and result.frequencies[0] == 1.3e9 * u.Hz
+    assert observer.last_observation.telescope is telescope
+    assert observer.imager_for(sky).gain == 0.2
+
+
+def test_from_config_chooses_the_parts():
+    cfg = _config("visibility")
+    observer = MockObserver.from_config(cfg)
+    assert isinstance(observer.simulator, BuiltinSimulator) and observer.imager.func is Imager
+    assert observer.imager.keywords["gain"] == cfg.imaging.gain and not observer.centred_grid
+    assert isinstance(MockObserver.from_config(_config("fast")).simulator, ImagePlaneMode)
+    wsclean = MockObserver.from_config(cfg.model_copy(update={
+        "imaging": cfg.imaging.model_copy(update={"imager": "wsclean"})}))
+    from alchemy_obs.observe.wsclean import WSCleanImager
+
+    assert wsclean.imager.func is WSCleanImager and wsclean.centred_grid

@@ -26,9 +26,10 @@ def _result(freqs_hz):
     img = asymmetric_source(N)
     sky = SkyImage(np.stack([img] * len(freqs_hz)) * u.Jy, wcs)
     tel = Telescope.from_config(TelescopeConfig(array="AA*", max_baseline_km=1.5))
-    obs = Observation.from_hour_angles(tel, sky.phase_centre, (-1, 1) * u.hourangle, 1800 * u.s,
-                                       freqs_hz[0] * u.Hz, (freqs_hz[1] - freqs_hz[0]) * u.Hz,
-                                       len(freqs_hz))
+    obs = Observation.from_hour_angles(tel, sky.phase_centre, (-1, 1) * u.hourangle, dump_time=1800 * u.s,
+                                       freq_start=freqs_hz[0] * u.Hz,
+                                       channel_width=(freqs_hz[1] - freqs_hz[0]) * u.Hz,
+                                       n_channels=len(freqs_hz))
     fast = ImagePlaneSimulator(obs, Imager(wcs, (N, N), niter=200), seed=0)
     return fast.observe(sky), obs, img
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 from scipy.stats import norm as normal
 
-from alchemy_obs.config import MethodConfig
 from alchemy_obs.translate.methods.base import Method, randn
 from alchemy_obs.translate.methods.sde import VPSDE, sample_pc
 from alchemy_obs.translate.normalise import DomainScaling
@@ -31,7 +30,7 @@ class GaussianPosterior(Method):
     name = "gaussian"
 
     def __init__(self, sigma: float) -> None:
-        super().__init__({"net": torch.nn.Linear(1, 1)}, 1, 1, MethodConfig())
+        super().__init__({"net": torch.nn.Linear(1, 1)}, in_channels=1, out_channels=1)
         self.sigma = sigma
         self.sde = VPSDE()
 
@@ -49,7 +48,8 @@ class GaussianPosterior(Method):
             return -(x - m * condition) / (m**2 * self.sigma**2 + s**2)
 
         x = randn(tuple(condition.shape), generator, condition.device)
-        return sample_pc(self.sde, score, x, steps or 100, 1e-4, 1, 0.1, generator)
+        return sample_pc(self.sde, score, x, steps=steps or 100, t_min=1e-4, corrector_steps=1,
+                         snr=0.1, generator=generator)
 
 
 def test_interval_coverage_of_exact_quantiles():

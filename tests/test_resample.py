@@ -28,7 +28,7 @@ def test_grid_onto_itself_is_the_identity():
     rng = np.random.default_rng(0)
     data = rng.lognormal(0.0, 2.0, (3, 40, 40))
     w = sky_grid((150.0, 2.0), 3.0 * u.arcsec, 40)
-    out = reproject_map(data, w, w, (40, 40))
+    out = reproject_map(data, w, w, shape_out=(40, 40))
     # WCS round trips place pixel centres to ~1e-10 px; steep lognormal gradients make that 1e-7.
     np.testing.assert_allclose(out, data, rtol=1e-6)
     assert pixel_scale(w).to_value(u.arcsec) == pytest.approx(3.0)
@@ -43,7 +43,7 @@ def test_downsampling_is_anti_aliased_and_blanks_are_left_out():
     y, x = np.indices((64, 64))
     board = 1.0 + 0.5 * (-1.0) ** (x + y)
     board[30:34, 30:34] = np.nan
-    out = reproject_map(board, w_in, w_out, (20, 20))
+    out = reproject_map(board, w_in, w_out, shape_out=(20, 20))
     inner = out[2:-2, 2:-2]
     assert np.isfinite(inner).all()
     np.testing.assert_allclose(inner, 1.0, atol=0.03)
@@ -63,8 +63,8 @@ def test_mock_map_through_infer_preprocessing_returns_training_input(tmp_path):
     cfg = load_config(None, NOISELESS)
     npix, half = 32, 20.0
     extent = (-half, half, -half, half)
-    maps, mocks = mock_module.mock_view_maps(galaxy, np.eye(3), extent, npix, cfg.mock,
-                                             cfg.observe, MapsConfig(domains=["hi"]))
+    maps, mocks = mock_module.mock_view_maps(galaxy, np.eye(3), extent, map_npix=npix, mock=cfg.mock,
+                                             observe=cfg.observe, maps=MapsConfig(domains=["hi"]))
     write_mock_products(mocks, tmp_path, "g0", object_name="galaxy 0")
     placement = mocks["hi"].sky.placement
     centre = (placement.ra.to_value(u.deg), placement.dec.to_value(u.deg))
@@ -72,9 +72,9 @@ def test_mock_map_through_infer_preprocessing_returns_training_input(tmp_path):
         path = tmp_path / f"g0_hi_{product}.fits"
         obs = read_observation(path)
         observable = preprocess.to_domain(preprocess.line_integral(obs), domain, path)
-        grid = preprocess.model_grid(centre, obs.celestial_wcs, 2 * half / npix, npix,
-                                     placement.angular_diameter_distance)
-        model_input = reproject_map(observable.value, obs.celestial_wcs, grid, (npix, npix))
+        grid = preprocess.model_grid(centre, obs.celestial_wcs, 2 * half / npix, npix=npix,
+                                     distance=placement.angular_diameter_distance)
+        model_input = reproject_map(observable.value, obs.celestial_wcs, grid, shape_out=(npix, npix))
         training = maps[domain].value
         assert np.isfinite(training).all()
         scale = np.abs(training).max()

@@ -8,13 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from alchemy_obs.config import MethodConfig, NetworkConfig, SDEConfig
+from translate_helpers import tiny_unet
+
 from alchemy_obs.translate.likelihood import bits_per_dim, log_likelihood, map_log_likelihood
-from alchemy_obs.translate.methods import build_method
+from alchemy_obs.translate.methods import ScoreSDE
 from alchemy_obs.translate.methods.sde import VESDE, VPSDE, sample_ode, sample_pc
 from alchemy_obs.translate.normalise import DomainScaling
 
-TINY = NetworkConfig(base_channels=8, channel_mults=[1, 2], attention_levels=[1], groups=4)
+
+def _sde_method(**settings) -> ScoreSDE:
+    """A score SDE on a one-channel condition and target, from plain keywords."""
+    return ScoreSDE(tiny_unet(2, 1), in_channels=1, out_channels=1, **settings)
 
 
 class Gaussian:
@@ -169,9 +173,8 @@ def test_bits_per_dim_and_physical_jacobian():
 
 
 def test_score_sde_method_loss_sample_and_likelihood():
-    cfg = MethodConfig(name="sde", sde=SDEConfig(sample_steps=3, corrector_steps=1))
     torch.manual_seed(0)
-    method = build_method(cfg, TINY, 1, 1)
+    method = _sde_method(sample_steps=3, corrector_steps=1)
     batch = {"input": torch.randn(2, 1, 8, 8), "target": torch.randn(2, 1, 8, 8)}
     loss = method.loss(batch)
     loss.backward()
@@ -187,8 +190,8 @@ def test_score_sde_method_loss_sample_and_likelihood():
         method.sample(cond, sampler="heun")
     sc = DomainScaling("dm", log=True, floor=1e5, median=7.0, iqr=0.5)
     phys = 10 ** (7.0 + 0.5 * torch.randn(2, 1, 8, 8, dtype=torch.float64))
-    method.config.sde.rtol = method.config.sde.atol = 1e-3
-    out = map_log_likelihood(method, cond, phys, sc)
+    method.settings.rtol = method.settings.atol = 1e-3
+    out = map_log_likelihood(method, cond, phys, scaling=sc)
     jac = sc.log_abs_det_jacobian(phys).flatten(1).sum(1)
     assert torch.allclose(out["logp_physical"], out["logp"] + jac)
     assert torch.allclose(out["nats_per_pixel_physical"], -(out["logp"] + jac) / 64)
@@ -198,13 +201,12 @@ def test_score_sde_method_loss_sample_and_likelihood():
 def test_snr_weighted_loss_is_the_larger_of_noise_and_clean_map_errors():
     """With weight max(s^2/m^2, 1) each map's loss is max(noise error, clean-map error)."""
     torch.manual_seed(0)
-    cfg = MethodConfig(name="sde", sde=SDEConfig(prediction="noise", snr_weight_cap=1e12))
-    method = build_method(cfg, TINY, 1, 1)
+    method = _sde_method(prediction="noise", snr_weight_cap=1e12)
     x0, cond = torch.randn(6, 1, 8, 8), torch.randn(6, 1, 8, 8)
     torch.manual_seed(1)
     loss = method.loss({"input": cond, "target": x0})
     torch.manual_seed(1)  # the same draws of t and z as inside loss()
-    t = cfg.sde.t_min + (1 - cfg.sde.t_min) * torch.rand(6)
+    t = method.settings.t_min + (1 - method.settings.t_min) * torch.rand(6)
     z = torch.randn_like(x0)
     m, s = method.sde.marginal(t)
     m, s = m.view(-1, 1, 1, 1), s.view(-1, 1, 1, 1)
@@ -230,8 +232,7 @@ class _Recorder(torch.nn.Module):
 
 
 def _edm_setup(kind: str, sigma_data: float):
-    cfg = MethodConfig(name="sde", sde=SDEConfig(sde=kind, sigma_data=sigma_data))
-    method = build_method(cfg, TINY, 1, 1)
+    method = _sde_method(sde=kind, sigma_data=sigma_data)
     method.nets["net"] = _Recorder()
     gen = torch.Generator().manual_seed(7)
     x0 = torch.randn(5, 1, 8, 8, generator=gen, dtype=torch.float64)
@@ -274,13 +275,12 @@ def test_edm_on_vp_with_unit_sigma_data_is_v_prediction():
 def test_edm_loss_is_the_error_of_the_network_output():
     """Weight 1 / c_out^2: the loss is |F - (x0 - c_skip x) / c_out|^2, of unit scale."""
     torch.manual_seed(0)
-    cfg = MethodConfig(name="sde", sde=SDEConfig(sigma_data=0.7))
-    method = build_method(cfg, TINY, 1, 1)
+    method = _sde_method(sigma_data=0.7)
     x0, cond = torch.randn(6, 1, 8, 8), torch.randn(6, 1, 8, 8)
     torch.manual_seed(1)
     loss = method.loss({"input": cond, "target": x0})
     torch.manual_seed(1)
-    t = cfg.sde.t_min + (1 - cfg.sde.t_min) * torch.rand(6)
+    t = method.settings.t_min + (1 - method.settings.t_min) * torch.rand(6)
     z = torch.randn_like(x0)
     m, s = (v.view(-1, 1, 1, 1) for v in method.sde.marginal(t))
     sigma, sd = s / m, 0.7
@@ -293,4 +293,4 @@ def test_edm_loss_is_the_error_of_the_network_output():
 
 def test_snr_weighting_needs_noise_prediction():
     with pytest.raises(ValueError, match="prediction = 'noise'"):
-        SDEConfig(snr_weight_cap=10.0)
+        _sde_method(snr_weight_cap=10.0)

@@ -93,7 +93,8 @@ def test_band_1_noise_follows_the_system_temperature_at_0p6_and_0p9_ghz():
     # SEFD / sqrt(2 * 1e5 * 600) / sqrt(2) = 0.03964 and 0.03006 Jy.
     tel = Telescope.ska_mid("AA2")
     obs = Observation.from_hour_angles(tel, SkyCoord(150 * u.deg, -30 * u.deg), (-0.2, 0.2) * u.hourangle,
-                                       600 * u.s, 0.6 * u.GHz, 100 * u.kHz, 1, band="1")
+                                       dump_time=600 * u.s, freq_start=0.6 * u.GHz,
+                                       channel_width=100 * u.kHz, n_channels=1, band="1")
     obs.frequencies = [0.6, 0.9] * u.GHz
     sigma = obs.sigma()
     assert sigma.shape == (obs.n_times * obs.n_baselines, 2)
@@ -104,7 +105,8 @@ def test_band_1_noise_follows_the_system_temperature_at_0p6_and_0p9_ghz():
 def test_meerkat_dishes_have_no_receiver_below_0p58_ghz():
     tel = Telescope.ska_mid("AA*")
     obs = Observation.from_hour_angles(tel, SkyCoord(0 * u.deg, -30 * u.deg), (-0.2, 0.2) * u.hourangle,
-                                       600 * u.s, 0.5 * u.GHz, 1 * u.MHz, 1, band="1")
+                                       dump_time=600 * u.s, freq_start=0.5 * u.GHz,
+                                       channel_width=1 * u.MHz, n_channels=1, band="1")
     with pytest.raises(ValueError, match="meerkat.*0.58"):
         obs.sigma()
     # The SKA dishes alone (AA2) observe there.
@@ -131,7 +133,8 @@ def test_east_west_baseline_traces_ellipse():
                     {"ska": DishType("ska", 15 * u.m, {"2": 20 * u.K})})
     dec = -40 * u.deg
     obs = Observation.from_hour_angles(tel, SkyCoord(30 * u.deg, dec), (-3, 3) * u.hourangle,
-                                       900 * u.s, 1.4 * u.GHz, 1 * u.MHz, 1)
+                                       dump_time=900 * u.s, freq_start=1.4 * u.GHz,
+                                       channel_width=1 * u.MHz, n_channels=1)
     h = obs.hour_angles().to_value(u.rad)
     uvw = obs.uvw()
     d = dec.to_value(u.rad)
@@ -147,7 +150,8 @@ def test_east_west_baseline_traces_ellipse():
 def test_uvw_preserves_baseline_length():
     tel = Telescope.ska_mid("AA2")
     obs = Observation.from_hour_angles(tel, SkyCoord(10 * u.deg, -50 * u.deg), (-1, 1) * u.hourangle,
-                                       1800 * u.s, 1.0 * u.GHz, 1 * u.MHz, 1)
+                                       dump_time=1800 * u.s, freq_start=1.0 * u.GHz,
+                                       channel_width=1 * u.MHz, n_channels=1)
     i, j = tel.baselines()
     b = np.linalg.norm(tel.enu[j] - tel.enu[i], axis=1)
     uvw = obs.uvw().reshape(obs.n_times, -1, 3)
@@ -167,7 +171,8 @@ def test_itrf_keeps_distances_and_reference():
 def test_radiometer_sigma_per_visibility():
     tel = Telescope.ska_mid("AA*")
     obs = Observation.from_hour_angles(tel, SkyCoord(150 * u.deg, -30 * u.deg), (-0.5, 0.5) * u.hourangle,
-                                       600 * u.s, 1.4 * u.GHz, 100 * u.kHz, 1)
+                                       dump_time=600 * u.s, freq_start=1.4 * u.GHz,
+                                       channel_width=100 * u.kHz, n_channels=1)
     a1, a2, _ = obs.rows()
     sefd = tel.sefd("2", 1.4 * u.GHz)[:, 0].to_value(u.Jy)
     k = np.flatnonzero((tel.dish_type[a1] == "meerkat") & (tel.dish_type[a2] == "ska"))[0]
@@ -179,14 +184,17 @@ def test_channels_outside_band_rejected():
     tel = Telescope.ska_mid("AA1")
     with pytest.raises(ValueError, match="band 2"):
         Observation.from_hour_angles(tel, SkyCoord(0 * u.deg, -30 * u.deg), (-1, 1) * u.hourangle,
-                                     600 * u.s, 1.75 * u.GHz, 10 * u.MHz, 4, band="2")
+                                     dump_time=600 * u.s, freq_start=1.75 * u.GHz,
+                                     channel_width=10 * u.MHz, n_channels=4, band="2")
     Observation.from_hour_angles(tel, SkyCoord(0 * u.deg, -30 * u.deg), (-1, 1) * u.hourangle,
-                                 600 * u.s, 0.5 * u.GHz, 10 * u.MHz, 4, band="1")
+                                 dump_time=600 * u.s, freq_start=0.5 * u.GHz,
+                                 channel_width=10 * u.MHz, n_channels=4, band="1")
 
 
 def test_config_overrides_dish_and_array():
     cfg = TelescopeConfig(array="AA0.5", dishes={"ska": {"diameter_m": 15.0, "tsys_over_eta_k": {"2": 40.0}},
-                                                 "meerkat": {"diameter_m": 13.5, "tsys_over_eta_k": {"2": 22.0}}})
+                                                 "meerkat": {"diameter_m": 13.5,
+                                                             "tsys_over_eta_k": {"2": 22.0}}})
     tel = Telescope.from_config(cfg)
     assert tel.n_antennas == 4
     assert tel.sefd("2")[0].to_value(u.Jy) == pytest.approx(625.0, rel=1e-3)

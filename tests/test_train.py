@@ -99,10 +99,18 @@ def test_cards_from_before_the_prediction_key_keep_their_parameterisation():
     """Cards written before ``prediction`` existed were trained on eps / noise, not v / EDM."""
     from alchemy_obs.translate.checkpoint import saved_train_config
 
-    old = load_config(None, []).train.model_dump(mode="json")
-    del old["method"]["ddpm"]["prediction"], old["method"]["sde"]["prediction"]
-    cfg = saved_train_config(old)
-    assert cfg.method.ddpm.prediction == "eps" and cfg.method.sde.prediction == "noise"
+    from alchemy_obs.config import DDPMConfig, InDIConfig, Pix2PixConfig, SDEConfig
+
+    # Cards then held the settings of every method, whichever was trained.
+    every = {"pix2pix": Pix2PixConfig(), "ddpm": DDPMConfig(), "indi": InDIConfig(),
+             "sde": SDEConfig()}
+    for name, legacy in (("ddpm", "eps"), ("sde", "noise")):
+        old = load_config(None, [f"train.method.name={name}"]).train.model_dump(mode="json")
+        old["method"].update({k: v.model_dump(mode="json") for k, v in every.items()})
+        del old["method"]["ddpm"]["prediction"], old["method"]["sde"]["prediction"]
+        cfg = saved_train_config(old)
+        assert cfg.method.name == name and cfg.method.settings.prediction == legacy
+        assert set(cfg.method.model_dump()) == {"name", name}
     new = load_config(None, []).train
     assert saved_train_config(new.model_dump(mode="json")) == new
 
@@ -218,7 +226,8 @@ def test_learning_beats_baselines(learning_setup, tmp_path, method):
     model = train(cfg, progress=False)
     wall = time.perf_counter() - start
     loaded, card = load_model(model, device="cpu")
-    res = evaluate_method(loaded, store, ["gas"], "dm", Normalisation.from_dict(card["normalisation"]),
+    res = evaluate_method(loaded, store, ["gas"], target="dm",
+                          normalisation=Normalisation.from_dict(card["normalisation"]),
                           split="test")
     mine = res["summary"]
     print(f"\n{method}: {steps} steps ({wall:.0f} s wall) on {n_train} training maps, "

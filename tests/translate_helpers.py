@@ -105,9 +105,17 @@ def baseline_scores(store: Path):
 
     ms = MapStore(store)
     norm = fit_normalisation(ms, ["gas", "dm"])
-    train_ds = PairedMapDataset(ms, ["gas"], "dm", "train", norm)
-    test_ds = PairedMapDataset(ms, ["gas"], "dm", "test", norm)
+    train_ds = PairedMapDataset(ms, ["gas"], "dm", split="train", normalisation=norm)
+    test_ds = PairedMapDataset(ms, ["gas"], "dm", split="test", normalisation=norm)
     truth = torch.stack([torch.as_tensor(test_ds.physical(i)["dm"]) for i in range(len(test_ds))])
     scores = {name: metrics.summarise(pred, truth)
               for name, pred in baseline_predictions(train_ds, test_ds).items()}
     return scores, train_ds, test_ds
+
+
+def tiny_unet(in_channels: int, out_channels: int, *, time: bool = True):
+    """A U-Net small enough for CPU tests, built from plain keywords."""
+    from alchemy_obs.translate.nets import UNet
+
+    return UNet(in_channels, out_channels, base_channels=8, channel_mults=(1, 2),
+                attention_levels=(1,), groups=4, time_embedding=time)

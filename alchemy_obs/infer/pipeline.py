@@ -320,17 +320,17 @@ def infer_file(
     dist, dist_source = preprocess.resolve_distance(obs.header, redshift, distance, path=path)
     training_kpc = (model.beam_fwhm_kpc if model.beam_fwhm_kpc is not None
                     else preprocess.training_beam_kpc(card))
-    sky, beam_note = preprocess.match_beam(sky, training_kpc, dist, path, beam_tolerance)
+    sky, beam_note = preprocess.match_beam(sky, training_kpc, dist, path=path, tolerance=beam_tolerance)
     observable = preprocess.to_domain(sky, domain, path, training_beam=preprocess.training_beam(card))
     timings["moment0"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     lonlat = preprocess.galaxy_centre(sky, centre)
     npix, pixel_kpc = int(card["npix"]), float(card["pixel_kpc"])
-    central = preprocess.model_grid(lonlat, obs.celestial_wcs, pixel_kpc, npix, dist)
-    plan = tiles.plan_tiles(support, obs.celestial_wcs, central, pixel_kpc * u.kpc,
+    central = preprocess.model_grid(lonlat, obs.celestial_wcs, pixel_kpc, npix=npix, distance=dist)
+    plan = tiles.plan_tiles(support, obs.celestial_wcs, central, pixel=pixel_kpc * u.kpc,
                             overlap=tile_overlap, single=coverage == "centre", path=path)
-    model_input = reproject_map(observable.value, obs.celestial_wcs, plan.grid, plan.shape)
+    model_input = reproject_map(observable.value, obs.celestial_wcs, plan.grid, shape_out=plan.shape)
     timings["reproject_in"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -349,15 +349,16 @@ def infer_file(
 
     t0 = time.perf_counter()
     stack = mean[None] if std is None else np.stack([mean, std])
-    back = reproject_map(stack, plan.grid, obs.celestial_wcs, obs.spatial_shape)
+    back = reproject_map(stack, plan.grid, obs.celestial_wcs, shape_out=obs.spatial_shape)
     masked = ~obs.spatial_mask
     back[:, masked] = np.nan
     timings["reproject_out"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     provenance = provenance_cards(
-        model.name, model.version, card.get("weights_sha256", ""), card.get("method", ""),
-        model.target, path, input_sha, dist, dist_source, samples, steps, pixel_kpc, lonlat,
+        model.name, model.version, card.get("weights_sha256", ""), method=card.get("method", ""),
+        target=model.target, input_path=path, input_sha256=input_sha, distance=dist,
+        distance_source=dist_source, samples=samples, steps=steps, pixel_kpc=pixel_kpc, centre=lonlat,
     )
     provenance["SETTINGS"] = (settings, "hash of the options; a rerun skips equal outputs")
     if obs.beam is not None:
@@ -375,8 +376,8 @@ def infer_file(
     provenance.update(region_cards)
     if model.demonstration:
         provenance["DEMOMODL"] = (True, "demonstration model: not a science result")
-    hdul = prediction_hdus(obs, back[0], None if std is None else back[1], model.target_unit,
-                           provenance)
+    hdul = prediction_hdus(obs, back[0], None if std is None else back[1], unit=model.target_unit,
+                           provenance=provenance)
     hdul[0].header["HISTORY"] = f"alchemy-obs infer: {beam_note}"
     hdul[0].header["HISTORY"] = f"alchemy-obs infer: {region_note}"
     write_atomic(hdul, out, overwrite=overwrite, protected=(path, *protected))
@@ -387,7 +388,7 @@ def infer_file(
         png = out.with_suffix(".png")
         tmp = png.with_name(f".{png.stem}.tmp.png")
         try:
-            plot_overlay(observable, obs.celestial_wcs, out, tmp, domain=domain, beam=sky.beam,
+            plot_overlay(observable, obs.celestial_wcs, out, png=tmp, domain=domain, beam=sky.beam,
                          title=f"{path.name} -> {model.target} ({model.name})")
             os.replace(tmp, png)
         finally:

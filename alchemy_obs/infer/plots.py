@@ -19,8 +19,8 @@ _INPUT_LABELS = {"hi_nhi": r"$N_{\rm HI}$", "hi_mom0": "HI moment 0",
 
 
 def plot_overlay(
-    observed: u.Quantity, observed_wcs: WCS, prediction: str | os.PathLike,
-    png: str | os.PathLike, *, title: str = "", domain: str = "", beam=None,
+    observed: u.Quantity, observed_wcs: WCS, prediction: str | os.PathLike, *,
+    png: str | os.PathLike, title: str = "", domain: str = "", beam=None,
 ) -> Path:
     """Observed map in colour with the predicted map's contours, and the prediction alone.
 

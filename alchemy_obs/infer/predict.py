@@ -18,6 +18,7 @@ def predict(
     method: Method,
     card: Mapping[str, Any],
     inputs: Mapping[str, np.ndarray],
+    *,
     samples: int = 1,
     steps: int | None = None,
     seed: int = 0,

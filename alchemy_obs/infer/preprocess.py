@@ -133,7 +133,7 @@ def _disk(radius: float) -> np.ndarray:
 
 
 def noise_mask(
-    data: np.ndarray, threshold: float = 4.0, smooth_pixels: float = 1.5, smooth_channels: int = 3,
+    data: np.ndarray, threshold: float = 4.0, smooth_pixels: float = 1.5, *, smooth_channels: int = 3,
     dilate_pixels: float = 0.0, dilate_channels: int = 0,
 ) -> np.ndarray:
     """Voxels of a cube that belong to emission detected in a smoothed copy (S/N mask).
@@ -275,7 +275,7 @@ def line_integral(
             smooth_px, grow_px = _MASK_SMOOTH_PIXELS_NO_BEAM, 2.0
         else:
             smooth_px, grow_px = smooth_beams * beam_px / _FWHM_PER_SIGMA, beam_px
-        keep = noise_mask(scaled, mask_sigma, smooth_px, smooth_channels,
+        keep = noise_mask(scaled, mask_sigma, smooth_px, smooth_channels=smooth_channels,
                           dilate_pixels=grow_px, dilate_channels=1) & unblanked
         log.info("%s: moment-0 mask (%.1f sigma, smoothed %.1f px sigma x %d channels) "
                  "keeps %.1f%% of the voxels", obs.path, mask_sigma, smooth_px,
@@ -438,6 +438,7 @@ def resolve_distance(
     header: fits.Header,
     redshift: float | None,
     distance: u.Quantity | None = None,
+    *,
     cosmology: Cosmology = COSMOLOGY,
     path: str | os.PathLike = "",
 ) -> tuple[u.Quantity, str]:
@@ -538,7 +539,7 @@ def galaxy_centre(sky: SkyMap, how: str = "flux") -> tuple[float, float]:
 
 
 def model_grid(
-    centre: tuple[float, float], like: WCS, pixel_kpc: float, npix: int, distance: u.Quantity
+    centre: tuple[float, float], like: WCS, pixel_kpc: float, *, npix: int, distance: u.Quantity
 ) -> WCS:
     """The model's square grid on the sky, laid out as the training maps were.
 
@@ -659,6 +660,7 @@ def convolve_to(sky: SkyMap, beam: Beam, path: str | os.PathLike = "") -> SkyMap
 
 def match_beam(
     sky: SkyMap, training_kpc: float | None, distance: u.Quantity,
+    *,
     path: str | os.PathLike = "", tolerance: float = BEAM_TOLERANCE,
 ) -> tuple[SkyMap, str]:
     """Bring ``sky`` to the resolution the model was trained at.

@@ -233,6 +233,7 @@ def register_model(
     folder: str | os.PathLike,
     name: str,
     registry_path: str | os.PathLike | None = None,
+    *,
     version: str = "1",
     description: str = "",
     demonstration: bool = False,

@@ -36,6 +36,7 @@ def prediction_hdus(
     obs: Observation,
     mean: np.ndarray,
     std: np.ndarray | None,
+    *,
     unit: u.UnitBase,
     provenance: dict[str, Any],
 ) -> fits.HDUList:
@@ -86,7 +87,7 @@ def prediction_hdus(
 
 
 def provenance_cards(
-    model_name: str, model_version: str, model_sha256: str, method: str, target: str,
+    model_name: str, model_version: str, model_sha256: str, *, method: str, target: str,
     input_path: Path, input_sha256: str, distance: u.Quantity, distance_source: str,
     samples: int, steps: int | None, pixel_kpc: float, centre: tuple[float, float],
 ) -> dict[str, tuple[Any, str]]:
@@ -116,6 +117,7 @@ def write_atomic(
     hdul: fits.HDUList,
     path: str | os.PathLike,
     overwrite: bool = False,
+    *,
     protected: tuple[str | os.PathLike, ...] = (),
 ) -> Path:
     """Write ``hdul`` to ``path`` through a temporary file in the same folder.

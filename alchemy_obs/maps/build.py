@@ -13,15 +13,14 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import partial
-from multiprocessing import get_context
 from pathlib import Path
 
 import astropy.units as u
 import numpy as np
 
+from alchemy_obs.campaign import CampaignReport, run_campaign
 from alchemy_obs.config import MapsConfig, config_hash
 from alchemy_obs.maps.geometry import galaxy_views
 from alchemy_obs.maps.render import cosmology_json, render_views
@@ -70,13 +69,9 @@ class GalaxySource:
 
 
 @dataclass
-class BuildReport:
-    """What :func:`build_dataset` did."""
+class BuildReport(CampaignReport):
+    """What :func:`build_dataset` did, with the views of each split of the joined dataset."""
 
-    dataset: Path | None = None
-    written: list[int] = field(default_factory=list)
-    skipped: list[int] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
     split_counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -162,10 +157,6 @@ def build_shard(source: GalaxySource, out_dir: str | os.PathLike, config: MapsCo
     return True
 
 
-def _build_one(source: GalaxySource, out_dir: Path, config: MapsConfig) -> tuple[int, bool]:
-    return source.galaxy_id, build_shard(source, out_dir, config)
-
-
 def _init_worker(threads: int) -> None:
     import numba
 
@@ -201,46 +192,22 @@ def build_dataset(
     -------
     BuildReport
     """
-    from tqdm import tqdm
-
     out_dir = Path(out_dir)
     ids = [s.galaxy_id for s in sources]
     dupes = sorted({g for g in ids if ids.count(g) > 1})
     if dupes:
         raise ValueError(f"galaxy ids {dupes} occur more than once in the inputs "
                          "(same subhalo id from two snapshots?)")
-    report = BuildReport()
-    bar = tqdm(total=len(sources), desc="maps", unit="galaxy", disable=None if progress else True)
-
-    def record(source: GalaxySource, outcome: bool | BaseException) -> None:
-        if isinstance(outcome, BaseException):
-            report.failed[source.label] = f"{type(outcome).__name__}: {outcome}"
-            log.error("galaxy %d (%s) failed: %s", source.galaxy_id, source.label, outcome)
-        else:
-            (report.written if outcome else report.skipped).append(source.galaxy_id)
-        bar.update()
-
-    if workers <= 1:
-        for s in sources:
-            try:
-                record(s, build_shard(s, out_dir, config))
-            except Exception as exc:  # one bad galaxy must not stop a campaign
-                record(s, exc)
-    else:
-        # Fresh (spawned) processes: forking a parent whose numba thread pool is running is
-        # unsafe. The cores are shared out between the workers' projection threads.
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                 initializer=_init_worker, initargs=(threads,)) as pool:
-            futures = {pool.submit(_build_one, s, out_dir, config): s for s in sources}
-            for fut in as_completed(futures):
-                exc = fut.exception()
-                record(futures[fut], exc if exc is not None else fut.result()[1])
-    bar.close()
-    done = sorted(report.written + report.skipped)
-    if done:
+    # The cores are shared out between the workers' projection threads.
+    threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
+    report = run_campaign(
+        sources, partial(build_shard, out_dir=out_dir, config=config), report=BuildReport(),
+        workers=workers, initializer=_init_worker, initargs=(threads,), desc="maps",
+        progress=progress,
+    )
+    if report.done:
         report.dataset = join_shards(
-            [shard_path(out_dir, g) for g in done], out_dir / "dataset.h5",
+            [shard_path(out_dir, g) for g in report.done], out_dir / "dataset.h5",
             split_fractions=config.split_fractions, split_seed=config.split_seed,
         )
         store = MapStore(report.dataset)

@@ -9,17 +9,18 @@ Composed like MARTINI: small objects handed to one driver.
   :class:`BuiltinSimulator`.
 * :mod:`~alchemy_obs.observe.imaging` -- weighting, dirty image, CLEAN, restoring
   (:class:`Imager`, :class:`ImageResult`).
-* :mod:`~alchemy_obs.observe.fast` -- :class:`ImagePlaneSimulator`, the cached image-plane
-  mode for datasets.
-* :mod:`~alchemy_obs.observe.engine` -- :class:`MockObserver`, the driver configured by
-  :class:`~alchemy_obs.config.ObserveConfig`.
+* :mod:`~alchemy_obs.observe.fast` -- :class:`ImagePlaneSimulator` and
+  :class:`ImagePlaneMode`, the cached image-plane mode for datasets.
+* :mod:`~alchemy_obs.observe.engine` -- :class:`MockObserver`, the driver composed of a
+  telescope, a simulator and an imager (``MockObserver.from_config`` picks them from an
+  :class:`~alchemy_obs.config.ObserveConfig`), and :func:`observation_for`.
 * :mod:`~alchemy_obs.observe.fits` -- :func:`write_fits`; :mod:`~alchemy_obs.observe.measurement_set`,
   :mod:`~alchemy_obs.observe.wsclean` and :mod:`~alchemy_obs.observe.karabo` for the
   MeasurementSet, WSClean and Karabo routes.
 """
 
-from alchemy_obs.observe.engine import MockObserver
-from alchemy_obs.observe.fast import ImagePlaneSimulator
+from alchemy_obs.observe.engine import MockObserver, observation_for
+from alchemy_obs.observe.fast import ImagePlaneMode, ImagePlaneSimulator
 from alchemy_obs.observe.fits import write_fits
 from alchemy_obs.observe.imaging import ImageResult, Imager
 from alchemy_obs.observe.interferometer import BuiltinSimulator, Simulator, SkyImage, Visibilities
@@ -27,6 +28,7 @@ from alchemy_obs.observe.telescope import Observation, Telescope
 
 __all__ = [
     "BuiltinSimulator",
+    "ImagePlaneMode",
     "ImagePlaneSimulator",
     "ImageResult",
     "Imager",
@@ -36,5 +38,6 @@ __all__ = [
     "SkyImage",
     "Telescope",
     "Visibilities",
+    "observation_for",
     "write_fits",
 ]

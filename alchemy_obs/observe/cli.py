@@ -17,11 +17,13 @@ import argparse
 import logging
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from astropy import units as u
 
+from alchemy_obs.campaign import CampaignReport, run_campaign
 from alchemy_obs.cli_checks import check_input_file, check_input_folder, check_output_folder
 from alchemy_obs.config import Config
 from alchemy_obs.errors import UsageError
@@ -80,8 +82,8 @@ def mock_galaxy(path: Path, config: Config, view: str = "faceon") -> tuple[str, 
     galaxy = source.load()
     rotation = _view_matrix(galaxy, source.galaxy_id, view, config)
     extent = map_extent(galaxy_field(galaxy, config.maps)[0]).value
-    _, mocks = mock_view_maps(galaxy, rotation, extent, config.mock.npix, config.mock,
-                              config.observe, config.maps)
+    _, mocks = mock_view_maps(galaxy, rotation, extent, map_npix=config.mock.npix, mock=config.mock,
+                              observe=config.observe, maps=config.maps)
     return source.label, mocks
 
 
@@ -113,39 +115,44 @@ def mock_settings_hash(config: Config) -> str:
     return config_hash(config.mock, config.observe, config.maps)
 
 
-def mock_dataset(dataset: Path, inputs: list[Path], config: Config, overwrite: bool = False) -> dict:
+def _mock_shard(source, dataset: Path, config: Config, overwrite: bool) -> bool:
+    from alchemy_obs.maps.store import shard_path
+    from alchemy_obs.observe.mock import add_mock_domains
+
+    return add_mock_domains(shard_path(dataset, source.galaxy_id), source.load(), config.mock,
+                            config.observe, config.maps, overwrite=overwrite)
+
+
+def mock_dataset(
+    dataset: Path, inputs: list[Path], config: Config, *, overwrite: bool = False
+) -> CampaignReport:
     """Add the mock domains to every shard of ``dataset`` whose galaxy is in ``inputs``.
+
+    Galaxies without a shard are left out with a warning; the shards are joined again when
+    at least one galaxy succeeded.
 
     Returns
     -------
-    dict
-        ``{"written": [ids], "skipped": [ids], "failed": {id: message}, "dataset": path}``.
+    CampaignReport
     """
     from alchemy_obs.maps.build import cutout_sources
     from alchemy_obs.maps.store import join_shards, shard_path
-    from alchemy_obs.observe.mock import add_mock_domains
 
-    report: dict = {"written": [], "skipped": [], "failed": {}, "dataset": None}
-    done = []
+    sources = []
     for source in cutout_sources(inputs):
         shard = shard_path(dataset, source.galaxy_id)
-        if not shard.exists():
+        if shard.exists():
+            sources.append(source)
+        else:
             log.warning("%s: no shard %s (run alchemy-obs maps first); skipped", source.label, shard)
-            continue
-        try:
-            added = add_mock_domains(shard, source.load(), config.mock, config.observe,
-                                     config.maps, overwrite=overwrite)
-        except Exception as exc:  # one bad galaxy must not stop a campaign
-            report["failed"][source.galaxy_id] = f"{type(exc).__name__}: {exc}"
-            log.error("galaxy %d (%s) failed: %s", source.galaxy_id, source.label, exc)
-            continue
-        (report["written"] if added else report["skipped"]).append(source.galaxy_id)
-        done.append(source.galaxy_id)
-    if done:
+    report = run_campaign(
+        sources, partial(_mock_shard, dataset=dataset, config=config, overwrite=overwrite)
+    )
+    if report.done:
         shards = sorted(Path(dataset, "shards").glob("galaxy_*.h5"))
-        report["dataset"] = join_shards(shards, Path(dataset) / "dataset.h5",
-                                        split_fractions=config.maps.split_fractions,
-                                        split_seed=config.maps.split_seed)
+        report.dataset = join_shards(shards, Path(dataset) / "dataset.h5",
+                                     split_fractions=config.maps.split_fractions,
+                                     split_seed=config.maps.split_seed)
     return report
 
 
@@ -205,11 +212,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
         for f in files:
             print(f)
         return 0
-    report = mock_dataset(args.dataset, _cutouts(args.input), config, args.overwrite)
-    print(f"mock: {len(report['written'])} galaxies written, {len(report['skipped'])} already "
-          f"complete, {len(report['failed'])} failed")
-    if report["dataset"] is not None:
-        print(f"dataset: {report['dataset']}")
-    for gid, error in report["failed"].items():
-        print(f"FAILED galaxy {gid}: {error}", file=sys.stderr)
-    return 1 if report["failed"] else 0
+    report = mock_dataset(args.dataset, _cutouts(args.input), config, overwrite=args.overwrite)
+    print(f"mock: {len(report.written)} galaxies written, {len(report.skipped)} already "
+          f"complete, {len(report.failed)} failed")
+    if report.dataset is not None:
+        print(f"dataset: {report.dataset}")
+    for label, error in report.failed.items():
+        print(f"FAILED {label}: {error}", file=sys.stderr)
+    return 1 if report.failed else 0

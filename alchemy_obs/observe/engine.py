@@ -1,13 +1,20 @@
-"""The mock-observation driver: sky model in, CLEANed image out, as configured.
+"""The mock-observation driver: sky model in, CLEANed image out.
 
-:class:`MockObserver` composes the pieces from an
-:class:`~alchemy_obs.config.ObserveConfig`:
+:class:`MockObserver` is composed like MARTINI's source: the parts are passed in,
 
-* the telescope (:class:`~alchemy_obs.observe.telescope.Telescope`) and an
-  :class:`~alchemy_obs.observe.telescope.Observation` pointed at the sky's reference
-  position, with the sky cube's channels (or the configured ones for an image);
-* a simulator: the built-in ducc0 engine, Karabo, or the fast image-plane mode;
-* an imager: the built-in CLEAN or WSClean.
+* the ``telescope`` (:class:`~alchemy_obs.observe.telescope.Telescope`);
+* the ``simulator``: the built-in ducc0 engine
+  (:class:`~alchemy_obs.observe.interferometer.BuiltinSimulator`),
+  :class:`~alchemy_obs.observe.karabo.KaraboSimulator`, or the fast image-plane mode
+  (:class:`~alchemy_obs.observe.fast.ImagePlaneMode`);
+* the ``imager``: a callable ``imager(wcs, shape)`` that makes the imager of a grid, such as
+  :class:`~alchemy_obs.observe.imaging.Imager` or
+  :class:`~alchemy_obs.observe.wsclean.WSCleanImager` (or a ``functools.partial`` of either
+  with its CLEAN settings);
+
+and :meth:`MockObserver.from_config` chooses them from an
+:class:`~alchemy_obs.config.ObserveConfig`. :func:`observation_for` is the one place that
+points an :class:`~alchemy_obs.observe.telescope.Observation` at a sky.
 
 In fast mode the :class:`~alchemy_obs.observe.fast.ImagePlaneSimulator` is cached per
 observation set-up (pointing, channels, grid); a dataset should therefore put every galaxy
@@ -16,24 +23,31 @@ at the same sky position and on the same grid so that the cache is hit.
 Examples
 --------
 >>> from alchemy_obs.config import ObserveConfig
->>> observer = MockObserver(ObserveConfig(mode="fast"))          # doctest: +SKIP
->>> result = observer.observe(sky)                                # doctest: +SKIP
->>> write_fits(result, "mock.fits", observer.last_observation)    # doctest: +SKIP
+>>> observer = MockObserver.from_config(ObserveConfig(mode="fast"))  # doctest: +SKIP
+>>> result = observer.observe(sky)                                   # doctest: +SKIP
+>>> write_fits(result, "mock.fits", observer.last_observation)       # doctest: +SKIP
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from astropy import units as u
 from astropy.wcs import WCS
 
 from alchemy_obs.config import ObserveConfig
-from alchemy_obs.observe.fast import ImagePlaneSimulator
+from alchemy_obs.observe.fast import ImagePlaneMode
 from alchemy_obs.observe.imaging import ImageResult, Imager
-from alchemy_obs.observe.interferometer import BuiltinSimulator, SkyImage, Visibilities
+from alchemy_obs.observe.interferometer import BuiltinSimulator, Simulator, SkyImage
 from alchemy_obs.observe.telescope import Observation, Telescope
 
-__all__ = ["MockObserver"]
+__all__ = ["MockObserver", "ImagerFactory", "observation_for"]
+
+#: ``imager(wcs, shape)``: the imager of a grid (``Imager``, ``WSCleanImager`` or a partial).
+ImagerFactory = Callable[[WCS, tuple[int, int]], Any]
 
 
 def _image_wcs(sky: SkyImage, npix: int | None, cell_arcsec: float | None) -> tuple[WCS, tuple[int, int]]:
@@ -51,70 +65,129 @@ def _image_wcs(sky: SkyImage, npix: int | None, cell_arcsec: float | None) -> tu
     return w, (n, n)
 
 
-class MockObserver:
-    """Observe sky models as configured by an :class:`~alchemy_obs.config.ObserveConfig`.
+def observation_for(
+    sky, settings: ObserveConfig, *, telescope: Telescope,
+    channel_width: u.Quantity | None = None,
+) -> Observation:
+    """The observation of ``sky``: pointed at its reference position, in its channels.
 
     Parameters
     ----------
-    config : ObserveConfig, optional
-    telescope : Telescope, optional
-        Default ``Telescope.from_config(config.telescope)``.
-    nthreads : int, optional
-        Threads for ducc0's visibility prediction (0: all cores); default
-        ``config.imaging.threads``.
+    sky : SkyImage or object with ``data`` and ``wcs`` (and optionally ``frequencies``)
+        Observed in its ``frequencies`` if it has them, else in the channels of its
+        spectral axis, else (an image without either) in the configured channels.
+    settings : ObserveConfig
+        Track, dump time, band and polarisations (and the channels of an image without
+        frequencies).
+    telescope : Telescope
+    channel_width : Quantity, optional
+        Channel width; default the sky's channel spacing, or ``settings.channel_width_hz``
+        for a single channel.
+    """
+    sky_img = SkyImage.from_sky(sky)
+    # The sky's own channel list when it has one: its WCS describes it only to rounding.
+    freqs = getattr(sky, "frequencies", None)
+    freqs = u.Quantity(freqs, u.Hz) if freqs is not None else sky_img.frequencies
+    if channel_width is None and freqs is not None and len(freqs) > 1:
+        channel_width = abs(freqs[1] - freqs[0])
+    return Observation.from_config(settings, sky_img.phase_centre, freqs,
+                                   channel_width=channel_width, telescope=telescope)
+
+
+class MockObserver:
+    """Observe sky models with a telescope, a simulator and an imager.
+
+    Parameters
+    ----------
+    telescope : Telescope
+    simulator : Simulator or ImagePlaneMode
+        Makes visibilities (``simulator.observe(sky, observation)``), or, in the fast mode,
+        image-plane simulators; its ``noise`` tells the imager whether there is noise.
+    imager : ImagerFactory
+        ``imager(wcs, shape)`` makes the imager of a grid. The fast mode needs the built-in
+        :class:`~alchemy_obs.observe.imaging.Imager`.
+    settings : ObserveConfig, optional
+        Track, band and channels of the observations (:func:`observation_for`).
+    npix, cell_arcsec : int and float, optional
+        Image grid; default the sky's grid.
+    centred_grid : bool
+        Always image on a grid with the phase centre on pixel ``n/2`` (WSClean's
+        convention), of ``npix`` and ``cell_arcsec`` or the sky's size and pixel.
     """
 
-    def __init__(self, config: ObserveConfig | None = None, telescope: Telescope | None = None,
-                 nthreads: int | None = None):
-        self.config = config if config is not None else ObserveConfig()
-        self.telescope = telescope if telescope is not None else Telescope.from_config(self.config.telescope)
-        self.nthreads = self.config.imaging.threads if nthreads is None else nthreads
-        self.rng = np.random.default_rng(self.config.seed)
-        self._fast: dict[tuple, ImagePlaneSimulator] = {}
+    def __init__(
+        self, *, telescope: Telescope, simulator: Simulator | ImagePlaneMode,
+        imager: ImagerFactory = Imager, settings: ObserveConfig | None = None,
+        npix: int | None = None, cell_arcsec: float | None = None, centred_grid: bool = False,
+    ) -> None:
+        self.telescope = telescope
+        self.simulator = simulator
+        self.imager = imager
+        self.settings = settings if settings is not None else ObserveConfig()
+        self.npix, self.cell_arcsec, self.centred_grid = npix, cell_arcsec, centred_grid
         self.last_observation: Observation | None = None
 
-    def observation_for(self, sky) -> Observation:
-        """The observation of ``sky``: its reference position, its channels if it is a cube."""
-        sky_img = SkyImage.from_sky(sky)
-        freqs = sky_img.frequencies
-        if freqs is None and getattr(sky, "frequencies", None) is not None:
-            freqs = u.Quantity(sky.frequencies, u.Hz)
-        width = None
-        if freqs is not None and len(freqs) > 1:
-            width = abs(freqs[1] - freqs[0])
-        return Observation.from_config(self.config, sky_img.phase_centre, freqs, width, self.telescope)
+    @classmethod
+    def from_config(
+        cls, config: ObserveConfig, *, telescope: Telescope | None = None,
+        nthreads: int | None = None,
+    ) -> MockObserver:
+        """The observer described by ``config``: Karabo or built-in, WSClean or built-in.
 
-    def imager_for(self, sky) -> Imager:
-        """The built-in imager on the configured grid (default: the sky's)."""
-        sky = SkyImage.from_sky(sky)
-        img = self.config.imaging
-        wcs, shape = _image_wcs(sky, img.npix, img.cell_arcsec)
-        return Imager.from_config(img, wcs, shape)
-
-    def visibilities(self, sky, observation: Observation | None = None) -> Visibilities:
-        """Visibilities of ``sky`` from the configured backend (built-in or Karabo)."""
-        obs = observation if observation is not None else self.observation_for(sky)
-        if self.config.backend == "karabo":
+        Parameters
+        ----------
+        config : ObserveConfig
+        telescope : Telescope, optional
+            Default ``Telescope.from_config(config.telescope)``.
+        nthreads : int, optional
+            Threads of ducc0's visibility prediction (0: all cores); default
+            ``config.imaging.threads``.
+        """
+        img = config.imaging
+        # One generator for every noise draw of the observer, seeded once.
+        rng = np.random.default_rng(config.seed)
+        simulator: Simulator | ImagePlaneMode
+        if config.mode == "fast":
+            simulator = ImagePlaneMode(noise=config.noise, seed=rng)
+        elif config.backend == "karabo":
             from alchemy_obs.observe.karabo import KaraboSimulator
 
-            sim = KaraboSimulator(noise=self.config.noise, seed=self.rng)
+            simulator = KaraboSimulator(noise=config.noise, seed=rng)
         else:
-            sim = BuiltinSimulator(epsilon=min(self.config.imaging.epsilon, 1e-6), noise=self.config.noise,
-                                   seed=self.rng, nthreads=self.nthreads)
-        return sim.observe(sky, obs)
+            simulator = BuiltinSimulator(
+                epsilon=min(img.epsilon, 1e-6), noise=config.noise, seed=rng,
+                nthreads=img.threads if nthreads is None else nthreads,
+            )
+        clean = dict(weighting=img.weighting, robust=img.robust, niter=img.niter, gain=img.gain,
+                     mgain=img.mgain, threshold_sigma=img.threshold_sigma,
+                     auto_mask_sigma=img.auto_mask_sigma, floor=img.floor,
+                     major_cycles=img.major_cycles, jvm=img.jvm)
+        wsclean = img.imager == "wsclean" and config.mode != "fast"
+        if wsclean:
+            from alchemy_obs.observe.wsclean import WSCleanImager
 
-    def fast_simulator(self, sky, observation: Observation | None = None) -> ImagePlaneSimulator:
-        """The cached image-plane simulator for ``sky``'s set-up (built on first use)."""
-        sky_img = SkyImage.from_sky(sky)
-        obs = observation if observation is not None else self.observation_for(sky)
-        g = sky_img.geometry
-        key = (round(obs.phase_centre.ra.deg, 9), round(obs.phase_centre.dec.deg, 9),
-               tuple(np.round(obs.frequencies.to_value(u.Hz), 3)), obs.channel_width.to_value(u.Hz),
-               obs.band, obs.n_pol, tuple(np.round(obs.times.mjd, 9)), obs.dump_time.to_value(u.s),
-               id(obs.telescope), g.nx, g.ny, g.cell, g.ref_x, g.ref_y)
-        if key not in self._fast:
-            self._fast[key] = ImagePlaneSimulator(obs, self.imager_for(sky_img), self.config.noise, self.rng)
-        return self._fast[key]
+            imager: ImagerFactory = functools.partial(WSCleanImager, **clean)
+        else:
+            imager = functools.partial(Imager, **clean, epsilon=img.epsilon, nthreads=img.threads)
+        return cls(
+            telescope=telescope if telescope is not None else Telescope.from_config(config.telescope),
+            simulator=simulator, imager=imager, settings=config, npix=img.npix,
+            cell_arcsec=img.cell_arcsec, centred_grid=wsclean,
+        )
+
+    def observation_for(self, sky, channel_width: u.Quantity | None = None) -> Observation:
+        """The observation of ``sky`` with this telescope (see :func:`observation_for`)."""
+        return observation_for(sky, self.settings, telescope=self.telescope,
+                               channel_width=channel_width)
+
+    def imager_for(self, sky):
+        """The imager on the image grid of ``sky`` (default: the sky's own grid)."""
+        sky = SkyImage.from_sky(sky)
+        npix, cell = self.npix, self.cell_arcsec
+        if self.centred_grid:
+            npix = npix or sky.geometry.nx
+            cell = cell or float(np.rad2deg(sky.geometry.cell) * 3600)
+        return self.imager(*_image_wcs(sky, npix, cell))
 
     def observe(self, sky, observation: Observation | None = None) -> ImageResult:
         """Mock observation of ``sky`` (SkyImage or any object with ``data`` and ``wcs``).
@@ -126,32 +199,16 @@ class MockObserver:
             Default :meth:`observation_for` ``(sky)``; pass one to control pointing or
             channel width yourself.
         """
-        result = self._observe(sky, observation)
-        specsys = SkyImage.from_sky(sky).wcs.wcs.specsys
-        if specsys:
-            result.meta["specsys"] = specsys
-        return result
-
-    def _observe(self, sky, observation: Observation | None) -> ImageResult:
         sky_img = SkyImage.from_sky(sky)
-        if self.config.mode == "fast":
-            fast = self.fast_simulator(sky, observation)
-            self.last_observation = fast.observation
-            return fast.observe(sky_img)
         obs = observation if observation is not None else self.observation_for(sky)
-        self.last_observation = obs
-        vis = self.visibilities(sky_img, obs)
-        img = self.config.imaging
-        if img.imager == "wsclean":
-            from alchemy_obs.observe.wsclean import WSCleanImager
-
-            # WSClean centres the phase centre on pixel n/2, so its grid is rebuilt that way.
-            wcs, shape = _image_wcs(sky_img, img.npix or sky_img.geometry.nx,
-                                    img.cell_arcsec or float(np.rad2deg(sky_img.geometry.cell) * 3600))
-            return WSCleanImager(
-                wcs, shape, weighting=img.weighting, robust=img.robust, niter=img.niter,
-                gain=img.gain, mgain=img.mgain, threshold_sigma=img.threshold_sigma,
-                auto_mask_sigma=img.auto_mask_sigma, floor=img.floor,
-                major_cycles=img.major_cycles, jvm=img.jvm,
-            ).image(vis, noise=self.config.noise)
-        return self.imager_for(sky_img).image(vis, noise=self.config.noise)
+        if isinstance(self.simulator, ImagePlaneMode):
+            fast = self.simulator.simulator(obs, self.imager_for(sky_img))
+            self.last_observation = fast.observation
+            result = fast.observe(sky_img)
+        else:
+            self.last_observation = obs
+            vis = self.simulator.observe(sky_img, obs)
+            result = self.imager_for(sky_img).image(vis, noise=self.simulator.noise)
+        if sky_img.wcs.wcs.specsys:
+            result.meta["specsys"] = sky_img.wcs.wcs.specsys
+        return result

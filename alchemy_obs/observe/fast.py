@@ -46,7 +46,7 @@ from alchemy_obs.observe.imaging import (
 from alchemy_obs.observe.interferometer import GridGeometry, SkyImage, Visibilities, visibility_flags
 from alchemy_obs.observe.telescope import Observation
 
-__all__ = ["ImagePlaneSimulator", "PSF_SHIFT_PIX", "shared_psf_channels"]
+__all__ = ["ImagePlaneMode", "ImagePlaneSimulator", "PSF_SHIFT_PIX", "shared_psf_channels"]
 
 #: Largest shift (pixels) of any PSF sidelobe between channels that share a PSF.
 PSF_SHIFT_PIX = 0.1
@@ -100,7 +100,7 @@ class ImagePlaneSimulator:
     >>> result = fast.observe(sky)                                            # doctest: +SKIP
     """
 
-    def __init__(self, observation: Observation, imager: Imager, noise: bool = True, seed=None):
+    def __init__(self, observation: Observation, imager: Imager, noise: bool = True, *, seed=None):
         self.observation = observation
         self.imager = imager
         self.noise = noise
@@ -185,10 +185,10 @@ class ImagePlaneSimulator:
         sigma = self.rms if self.noise else np.zeros_like(self.rms)
         # The minor cycles subtract each component's exact dirty image (the same PSF), so no
         # major cycle is needed.
-        model, residual = im.deconvolve(dirty, self.psf, sigma, self.beams)
-        result = im.result(self.observation.frequencies, dirty, model, residual, self.psf,
-                           self.beams, self.rms,
-                           {"weighting": im.weighting, "robust": im.robust, "mode": "fast"})
+        model, residual = im.deconvolve(dirty, self.psf, sigma, beams=self.beams)
+        result = im.result(self.observation.frequencies, dirty, model, residual=residual, psf=self.psf,
+                           beams=self.beams, rms=self.rms,
+                           meta={"weighting": im.weighting, "robust": im.robust, "mode": "fast"})
         result.primary_beam = self.primary_beam
         return result
 
@@ -198,3 +198,35 @@ def _channels(vis: Visibilities, channels: np.ndarray) -> Visibilities:
     return Visibilities(vis.uvw, vis.antenna1, vis.antenna2, vis.time, vis.frequencies[channels],
                         vis.data[:, channels], vis.sigma[:, channels], vis.flag[:, channels],
                         vis.observation)
+
+
+class ImagePlaneMode:
+    """The fast mode as the simulator part of a :class:`~alchemy_obs.observe.engine.MockObserver`.
+
+    Holds one :class:`ImagePlaneSimulator` per observation set-up (pointing, channels,
+    track, telescope, image grid), so the galaxies of a dataset observed on one set-up pay
+    for the PSFs and noise statistics once.
+
+    Parameters
+    ----------
+    noise : bool
+        Add thermal noise.
+    seed : int or numpy.random.Generator, optional
+        Noise generator, shared by every cached simulator.
+    """
+
+    def __init__(self, *, noise: bool = True, seed=None) -> None:
+        self.noise = noise
+        self.rng = np.random.default_rng(seed)
+        self.cache: dict[tuple, ImagePlaneSimulator] = {}
+
+    def simulator(self, observation: Observation, imager: Imager) -> ImagePlaneSimulator:
+        """The cached simulator of this set-up (built on first use)."""
+        obs, g = observation, imager.geometry
+        key = (round(obs.phase_centre.ra.deg, 9), round(obs.phase_centre.dec.deg, 9),
+               tuple(np.round(obs.frequencies.to_value(u.Hz), 3)), obs.channel_width.to_value(u.Hz),
+               obs.band, obs.n_pol, tuple(np.round(obs.times.mjd, 9)), obs.dump_time.to_value(u.s),
+               id(obs.telescope), g.nx, g.ny, g.cell, g.ref_x, g.ref_y)
+        if key not in self.cache:
+            self.cache[key] = ImagePlaneSimulator(obs, imager, self.noise, seed=self.rng)
+        return self.cache[key]

@@ -48,6 +48,7 @@ def to_hdulist(
     result: ImageResult,
     observation: Observation | None = None,
     plane: str = "image",
+    *,
     restfreq: u.Quantity | None = None,
     object_name: str | None = None,
     specsys: str | None = None,
@@ -154,6 +155,7 @@ def write_fits(
     result: ImageResult,
     path: str | os.PathLike,
     observation: Observation | None = None,
+    *,
     plane: str = "image",
     restfreq: u.Quantity | None = None,
     object_name: str | None = None,
@@ -161,7 +163,7 @@ def write_fits(
     specsys: str | None = None,
 ) -> Path:
     """Write one plane set of ``result`` to ``path`` (see :func:`to_hdulist`); returns the path."""
-    hdul = to_hdulist(result, observation, plane, restfreq, object_name, specsys)
+    hdul = to_hdulist(result, observation, plane, restfreq=restfreq, object_name=object_name, specsys=specsys)
     return write_hdulist(hdul, path, overwrite)
 
 
@@ -259,15 +261,18 @@ def write_mock_products(
             written.append(write_hdulist(_with_cards(hdul, cards, history), path, overwrite))
 
         for plane in MOCK_PLANES:
-            put(to_hdulist(m.result, m.observation, plane, restfreq, object_name, specsys),
+            put(to_hdulist(m.result, m.observation, plane, restfreq=restfreq,
+                           object_name=object_name, specsys=specsys),
                 plane, f"{plane} {'cube' if kind == 'hi' else 'image'}")
-        psf_hdul = to_hdulist(m.result, m.observation, "image", restfreq, object_name, specsys)
+        psf_hdul = to_hdulist(m.result, m.observation, "image", restfreq=restfreq,
+                              object_name=object_name, specsys=specsys)
         psf_hdul[0].data = np.asarray(m.result.psf, np.float32)[None]
         psf_hdul[0].header["BUNIT"] = ""
         psf_hdul[0].header.remove("NOISERMS", ignore_missing=True)
         put(psf_hdul, "psf", "point spread function (dirty beam)")
         if m.result.primary_beam is not None:
-            pb_hdul = to_hdulist(m.result, m.observation, "image", restfreq, object_name, specsys)
+            pb_hdul = to_hdulist(m.result, m.observation, "image", restfreq=restfreq,
+                                 object_name=object_name, specsys=specsys)
             pb_hdul[0].data = np.asarray(m.result.primary_beam, np.float32)[None]
             pb_hdul[0].header["BUNIT"] = ""
             pb_hdul[0].header.remove("NOISERMS", ignore_missing=True)

@@ -84,6 +84,7 @@ def image_weights(
     vis: Visibilities,
     geometry: GridGeometry,
     weighting: str = "briggs",
+    *,
     robust: float = 0.0,
 ) -> np.ndarray:
     """Imaging weights (nrow, nchan), zero where flagged or beyond the grid's uv range.
@@ -128,24 +129,26 @@ def predicted_rms(vis: Visibilities, weights: np.ndarray) -> np.ndarray:
 
 
 def dirty_image(vis: Visibilities, weights: np.ndarray, geometry: GridGeometry,
+                *,
                 data: np.ndarray | None = None, epsilon: float = 1e-6, nthreads: int = 1) -> np.ndarray:
     """Dirty image cube (nchan, ny, nx) in Jy/beam of ``data`` (default ``vis.data``)."""
     data = vis.data if data is None else data
     out = np.empty((len(vis.freq_hz), geometry.ny, geometry.nx))
     for c, f in enumerate(vis.freq_hz):
         rows = weights[:, c] > 0
-        out[c] = grid(vis.uvw[rows], np.array([f]), data[rows, c:c + 1], weights[rows, c:c + 1],
-                      geometry, epsilon, nthreads) / weights[rows, c].sum()
+        out[c] = grid(vis.uvw[rows], np.array([f]), data[rows, c:c + 1], weights=weights[rows, c:c + 1],
+                      geometry=geometry, epsilon=epsilon, nthreads=nthreads) / weights[rows, c].sum()
     return out
 
 
 def psf_image(vis: Visibilities, weights: np.ndarray, geometry: GridGeometry,
+              *,
               factor: int = 2, epsilon: float = 1e-6, nthreads: int = 1) -> np.ndarray:
     """PSF cube (nchan, factor*ny, factor*nx), peak 1 at pixel (factor*ny/2, factor*nx/2)."""
     big = GridGeometry(factor * geometry.nx, factor * geometry.ny, geometry.cell,
                        factor * geometry.nx / 2, factor * geometry.ny / 2)
     ones = np.ones_like(vis.data)
-    return dirty_image(vis, weights, big, ones, epsilon, nthreads)
+    return dirty_image(vis, weights, big, data=ones, epsilon=epsilon, nthreads=nthreads)
 
 
 def primary_beam_response(observation, weights: np.ndarray, geometry: GridGeometry) -> np.ndarray:
@@ -270,7 +273,7 @@ def _clark(values, ys, xs, psf, gain, threshold, niter, model):
     return niter
 
 
-def hogbom(residual: np.ndarray, psf: np.ndarray, gain: float = 0.1, threshold: float = 0.0,
+def hogbom(residual: np.ndarray, psf: np.ndarray, gain: float = 0.1, *, threshold: float = 0.0,
            niter: int = 1000, mask: np.ndarray | None = None,
            model: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Hogbom CLEAN of one plane.
@@ -322,7 +325,7 @@ class PSFConvolver:
         return full[ny:2 * ny, nx:2 * nx]
 
 
-def restore(model: np.ndarray, residual: np.ndarray, beam: Beam, cell: u.Quantity,
+def restore(model: np.ndarray, residual: np.ndarray, beam: Beam, *, cell: u.Quantity,
             epsilon: float = 1.0) -> np.ndarray:
     """``model * clean_beam + epsilon * residual`` in Jy/beam (model in Jy/pixel)."""
     ny, nx = model.shape
@@ -524,8 +527,9 @@ class Imager:
         (ny, nx) of the image.
     weighting, robust : str, float
         See :func:`image_weights`.
-    niter, gain, threshold_sigma, auto_mask_sigma, floor, major_cycles, mgain, jvm :
-        CLEAN and restoring controls (see :class:`alchemy_obs.config.ImagingConfig`).
+    niter, gain, mgain, threshold_sigma, auto_mask_sigma, floor, major_cycles, jvm :
+        CLEAN and restoring controls (see :class:`alchemy_obs.config.ImagingConfig`), named
+        and ordered as for :class:`~alchemy_obs.observe.wsclean.WSCleanImager`.
     epsilon : float
         ducc0 accuracy.
     nthreads : int
@@ -533,10 +537,10 @@ class Imager:
     """
 
     def __init__(self, wcs: WCS, shape: tuple[int, int], *, weighting: str = "briggs",
-                 robust: float = 0.0, niter: int = 100_000, gain: float = 0.3,
+                 robust: float = 0.0, niter: int = 100_000, gain: float = 0.3, mgain: float = 0.9,
                  threshold_sigma: float = 1.0, auto_mask_sigma: float | None = 5.0,
-                 floor: float = 3e-4, major_cycles: int = 20, mgain: float = 0.9,
-                 jvm: bool = False, epsilon: float = 1e-6, nthreads: int = 1):
+                 floor: float = 3e-4, major_cycles: int = 20, jvm: bool = False,
+                 epsilon: float = 1e-6, nthreads: int = 1):
         self.wcs = wcs.celestial
         self.geometry = GridGeometry.from_wcs(self.wcs, shape)
         self.weighting, self.robust = weighting, robust
@@ -545,22 +549,13 @@ class Imager:
         self.major_cycles, self.mgain, self.jvm = major_cycles, mgain, jvm
         self.epsilon, self.nthreads = epsilon, nthreads
 
-    @classmethod
-    def from_config(cls, config, wcs: WCS, shape: tuple[int, int]) -> Imager:
-        """From an :class:`~alchemy_obs.config.ImagingConfig` on the grid ``wcs``/``shape``."""
-        return cls(wcs, shape, weighting=config.weighting, robust=config.robust,
-                   niter=config.niter, gain=config.gain, threshold_sigma=config.threshold_sigma,
-                   auto_mask_sigma=config.auto_mask_sigma, floor=config.floor,
-                   major_cycles=config.major_cycles, mgain=config.mgain, jvm=config.jvm,
-                   epsilon=config.epsilon, nthreads=config.threads)
-
     @property
     def cell(self) -> u.Quantity:
         return (self.geometry.cell * u.rad).to(u.arcsec)
 
     def weights(self, vis: Visibilities) -> np.ndarray:
         """Imaging weights of ``vis`` on this grid."""
-        return image_weights(vis, self.geometry, self.weighting, self.robust)
+        return image_weights(vis, self.geometry, self.weighting, robust=self.robust)
 
     def image(self, vis: Visibilities, mask: np.ndarray | None = None,
               noise: bool = True) -> ImageResult:
@@ -581,16 +576,16 @@ class Imager:
         dirty = dirty_image(vis, w, geo, epsilon=self.epsilon, nthreads=self.nthreads)
         psf = psf_image(vis, w, geo, epsilon=self.epsilon, nthreads=self.nthreads)
         beams = [fit_beam(psf[c], self.cell) for c in range(len(vis.freq_hz))]
-        model, residual = self.deconvolve(dirty, psf, rms if noise else np.zeros_like(rms), beams,
+        model, residual = self.deconvolve(dirty, psf, rms if noise else np.zeros_like(rms), beams=beams,
                                           residual_of=lambda m, cs: self._residual(vis, w, m, cs),
                                           mask=mask)
-        result = self.result(vis.frequencies, dirty, model, residual, psf, beams, rms,
-                             {"weighting": self.weighting, "robust": self.robust})
+        result = self.result(vis.frequencies, dirty, model, residual=residual, psf=psf, beams=beams, rms=rms,
+                             meta={"weighting": self.weighting, "robust": self.robust})
         if vis.observation is not None:
             result.primary_beam = primary_beam_response(vis.observation, w, geo)
         return result
 
-    def deconvolve(self, dirty: np.ndarray, psf: np.ndarray, sigma: np.ndarray, beams,
+    def deconvolve(self, dirty: np.ndarray, psf: np.ndarray, sigma: np.ndarray, *, beams,
                    residual_of=None, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Auto-masked CLEAN of a dirty cube.
 
@@ -685,13 +680,14 @@ class Imager:
             f = np.array([vis.freq_hz[c]])
             data = vis.data[rows, c:c + 1]
             if model[c].any():
-                data = data - degrid(vis.uvw[rows], f, model[c], self.geometry, self.epsilon,
-                                     self.nthreads)
-            out[k] = grid(vis.uvw[rows], f, data, w[rows, c:c + 1], self.geometry, self.epsilon,
-                          self.nthreads) / w[rows, c].sum()
+                data = data - degrid(vis.uvw[rows], f, model[c], geometry=self.geometry, epsilon=self.epsilon,
+                                     nthreads=self.nthreads)
+            out[k] = grid(vis.uvw[rows], f, data, weights=w[rows, c:c + 1],
+                          geometry=self.geometry, epsilon=self.epsilon,
+                          nthreads=self.nthreads) / w[rows, c].sum()
         return out
 
-    def result(self, freqs, dirty, model, residual, psf, beams, rms, meta) -> ImageResult:
+    def result(self, freqs, dirty, model, *, residual, psf, beams, rms, meta) -> ImageResult:
         """Restore and package CLEAN products as an :class:`ImageResult`.
 
         With ``jvm`` the residual is rescaled by the Jorsater-van Moorsel epsilon, and the
@@ -701,7 +697,7 @@ class Imager:
         nchan = len(dirty)
         eps = (np.array([jvm_epsilon(psf[c], beams[c], self.cell) for c in range(nchan)])
                if self.jvm else np.ones(nchan))
-        restored = np.stack([restore(model[c], residual[c], beams[c], self.cell, eps[c])
+        restored = np.stack([restore(model[c], residual[c], beams[c], cell=self.cell, epsilon=eps[c])
                              for c in range(nchan)])
         jyb = u.Jy / u.beam
         return ImageResult(

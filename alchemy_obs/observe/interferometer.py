@@ -140,6 +140,7 @@ def degrid(
     uvw: np.ndarray,
     freq: np.ndarray,
     image: np.ndarray,
+    *,
     geometry: GridGeometry,
     epsilon: float = 1e-7,
     nthreads: int = 1,
@@ -163,6 +164,7 @@ def grid(
     uvw: np.ndarray,
     freq: np.ndarray,
     vis: np.ndarray,
+    *,
     weights: np.ndarray,
     geometry: GridGeometry,
     epsilon: float = 1e-7,
@@ -361,7 +363,7 @@ class BuiltinSimulator:
     band); a cube must have one plane per observed channel.
     """
 
-    def __init__(self, epsilon: float = 1e-7, noise: bool = True, seed=None, nthreads: int = 1):
+    def __init__(self, epsilon: float = 1e-7, noise: bool = True, seed=None, *, nthreads: int = 1):
         self.epsilon = epsilon
         self.noise = noise
         self.rng = np.random.default_rng(seed)
@@ -384,8 +386,8 @@ class BuiltinSimulator:
             for pair, rows in observation.baseline_groups().items():
                 rows = rows[~flag[rows, c]]
                 beam = observation.baseline_beam(offsets, f * u.Hz, pair)
-                data[rows, c] = degrid(uvw[rows], freq[c:c + 1], plane * beam, geo,
-                                       self.epsilon, self.nthreads)[:, 0]
+                data[rows, c] = degrid(uvw[rows], freq[c:c + 1], plane * beam, geometry=geo,
+                                       epsilon=self.epsilon, nthreads=self.nthreads)[:, 0]
         a1, a2, t = observation.rows()
         mjd_s = observation.times.utc.mjd * 86400.0
         sigma = np.broadcast_to(observation.sigma(), data.shape).copy()

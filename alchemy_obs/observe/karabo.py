@@ -46,6 +46,7 @@ def karabo_available() -> bool:
 
 
 def sky_to_point_sources(sky, channel: int = 0, max_sources: int = 20000,
+                         *,
                          keep_fraction: float = 0.999) -> tuple[np.ndarray, float]:
     """Brightest pixels of one channel as Karabo point sources.
 
@@ -116,7 +117,7 @@ class KaraboSimulator:
     """
 
     def __init__(self, max_sources: int = 20000, keep_fraction: float = 0.999, noise: bool = True,
-                 seed=None, use_gpus: bool = False):
+                 *, seed=None, use_gpus: bool = False):
         if not karabo_available():
             raise ImportError("karabo is not installed; see the conda recipe in the module docstring")
         self.max_sources, self.keep_fraction = max_sources, keep_fraction
@@ -143,7 +144,8 @@ class KaraboSimulator:
         with tempfile.TemporaryDirectory() as tmp:
             tel = KTelescope.read_OSKAR_tm_file(str(write_oskar_telescope(obs.telescope, Path(tmp) / "t.tm")))
             for c, f in enumerate(freqs):
-                src, dropped = sky_to_point_sources(sky, c, self.max_sources, self.keep_fraction)
+                src, dropped = sky_to_point_sources(sky, c, self.max_sources,
+                                                    keep_fraction=self.keep_fraction)
                 log.info("channel %d: %d point sources, %.2e of the flux dropped", c, len(src), dropped)
                 ksky = KSky()
                 ksky.add_point_sources(src)

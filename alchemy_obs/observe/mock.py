@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 from astropy import constants as const
 from astropy import units as u
-from astropy.coordinates import SkyCoord
 from astropy.wcs import WCS
 from radio_beam import Beam
 
@@ -50,14 +49,13 @@ from alchemy_obs.observe.sky import (
     covering_band,
     hi_cube,
 )
-from alchemy_obs.observe.telescope import Observation, Telescope
+from alchemy_obs.observe.telescope import Observation
 from alchemy_obs.physics import radio
 
 __all__ = [
     "MOCK_DOMAINS",
     "Mock",
     "make_mock",
-    "observation_for",
     "map_wcs",
     "placement_from_config",
     "models_from_config",
@@ -165,39 +163,12 @@ class Mock:
         return {"continuum": self.continuum()}
 
 
-def observation_for(sky: SkyModel, observe: ObserveConfig, channel_width: u.Quantity | None = None,
-                    telescope: Telescope | None = None) -> Observation:
-    """The observation of ``observe`` pointed at the sky model with its channels.
-
-    Parameters
-    ----------
-    sky : SkyModel
-        Sky cube (its channels are observed) or image (observed in one channel of width
-        ``channel_width``).
-    observe : ObserveConfig
-        Array, track, dump time, band and polarisations.
-    channel_width : Quantity, optional
-        Channel width; default the cube's channel spacing.
-    telescope : Telescope, optional
-        Default ``Telescope.from_config(observe.telescope)``; pass the observer's own so that
-        its fast-mode cache recognises the set-up.
-    """
-    centre = SkyCoord(sky.placement.ra, sky.placement.dec, frame="icrs")
-    freqs = sky.frequencies
-    if channel_width is None:
-        if len(freqs) < 2:
-            raise ValueError("a single-channel sky needs channel_width")
-        channel_width = abs(freqs[1] - freqs[0])
-    return Observation.from_config(observe, centre, frequencies=freqs, channel_width=channel_width,
-                                   telescope=telescope)
-
-
 def make_mock(
     source: HISource | ContinuumSource,
     placement: SkyPlacement,
     grid: SkyGrid,
-    observe: ObserveConfig,
     *,
+    observe: ObserveConfig,
     spectral: SpectralAxis | None = None,
     line: LineModel = LineModel(),
     continuum: ContinuumModel = ContinuumModel(),
@@ -229,7 +200,7 @@ def make_mock(
     simulator : MockObserver, optional
         An observer to reuse: in fast mode it keeps the PSFs and noise statistics of every
         observation set-up it has seen, so views on the same grid and channels pay for them
-        once; default: a new ``MockObserver(observe)``.
+        once; default: ``MockObserver.from_config(observe)``.
 
     Returns
     -------
@@ -239,17 +210,18 @@ def make_mock(
     if img.npix is not None or img.cell_arcsec is not None:
         raise ValueError("observe.imaging.npix and cell_arcsec must be null for mocks: the mock "
                          "is imaged on its sky grid (set mock.npix instead)")
-    observer = simulator if simulator is not None else MockObserver(observe)
+    observer = simulator if simulator is not None else MockObserver.from_config(observe)
     if isinstance(source, HISource):
         if spectral is None:
             raise ValueError("an HI mock needs a SpectralAxis (covering_band makes one that "
                              "holds the source's whole line)")
         sky = hi_cube(source, placement, grid, spectral, line, kernel)
-        observation = observation_for(sky, observe, telescope=observer.telescope)
+        observation = observer.observation_for(sky)
         kind = "hi"
     elif isinstance(source, ContinuumSource):
         sky = continuum_image(source, placement, grid, continuum, kernel)
-        observation = observation_for(sky, observe, continuum.bandwidth, observer.telescope)
+        # One channel as wide as the continuum band (an image has no channel spacing).
+        observation = observer.observation_for(sky, channel_width=continuum.bandwidth)
         kind = "continuum"
     else:
         raise TypeError(f"source must be an HISource or a ContinuumSource, got {type(source).__name__}")
@@ -306,6 +278,7 @@ def models_from_config(config: MockConfig) -> tuple[SpectralAxis | None, LineMod
 
 
 def tapered(observe: ObserveConfig, pixel: u.Quantity, frequency: u.Quantity,
+            *,
             pixels_per_beam: float | None) -> ObserveConfig:
     r"""``observe`` restricted to the dishes that give a beam of about ``pixels_per_beam`` pixels.
 
@@ -341,6 +314,7 @@ def mock_view_maps(
     galaxy,
     rotation: np.ndarray,
     extent_kpc,
+    *,
     map_npix: int,
     mock: MockConfig,
     observe: ObserveConfig,
@@ -395,16 +369,16 @@ def mock_view_maps(
         else:
             source = ContinuumSource.from_galaxy(galaxy, rotation, gas_factor=maps.gas_hsml_factor)
         freq = (band.frequencies(placement).min() if kind == "hi" else cont.frequency)
-        obs_cfg = tapered(observe, grid.pixel_angle(placement), freq, mock.pixels_per_beam)
+        obs_cfg = tapered(observe, grid.pixel_angle(placement), freq, pixels_per_beam=mock.pixels_per_beam)
         key = (kind, grid.npix, round(grid.pixel_angle(placement).to_value(u.arcsec), 9))
         sim = None if simulators is None else simulators.get(key)
-        m = make_mock(source, placement, grid, obs_cfg, spectral=band, line=line,
+        m = make_mock(source, placement, grid, observe=obs_cfg, spectral=band, line=line,
                       continuum=cont, kernel=maps.kernel, simulator=sim)
         if simulators is not None:
             simulators[key] = m.simulator
         mocks[kind] = m
         for name, image in m.domains().items():
-            on_map = reproject_map(image.value, m.wcs, target, (map_npix, map_npix)) * image.unit
+            on_map = reproject_map(image.value, m.wcs, target, shape_out=(map_npix, map_npix)) * image.unit
             out[name] = on_map.to(MOCK_DOMAINS[name])
     return out, mocks
 
@@ -432,8 +406,8 @@ def add_mock_domains(shard: str | Path, galaxy, mock: MockConfig, observe: Obser
     npix = next(iter(present.values())).shape[-1]
     per_view, simulators = [], {}
     for k in range(len(meta["view"])):
-        view_maps, _ = mock_view_maps(galaxy, meta["rotation"][k], meta["extent_kpc"][k], npix,
-                                      mock, observe, maps, simulators)
+        view_maps, _ = mock_view_maps(galaxy, meta["rotation"][k], meta["extent_kpc"][k], map_npix=npix,
+                                      mock=mock, observe=observe, maps=maps, simulators=simulators)
         per_view.append(view_maps)
     for name in todo:
         data = u.Quantity([v[name] for v in per_view])

@@ -83,7 +83,7 @@ def sky_grid(
 
 
 def reproject_map(
-    data: np.ndarray, wcs_in: WCS, wcs_out: WCS, shape_out: tuple[int, ...]
+    data: np.ndarray, wcs_in: WCS, wcs_out: WCS, *, shape_out: tuple[int, ...]
 ) -> np.ndarray:
     """Resample intensive maps (surface brightness, column or surface density) between grids.
 

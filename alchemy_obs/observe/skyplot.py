@@ -36,7 +36,7 @@ def nice_length(target: u.Quantity) -> u.Quantity:
     return mantissa * 10**exponent * target.unit
 
 
-def draw_scale_bar(ax, distance: u.Quantity, fraction: float = 0.25, color: str = "white") -> None:
+def draw_scale_bar(ax, distance: u.Quantity, fraction: float = 0.25, *, color: str = "white") -> None:
     """A bar of a round number of kpc (about ``fraction`` of the panel) at ``distance``.
 
     Parameters

@@ -388,6 +388,7 @@ class Observation:
         telescope: Telescope,
         phase_centre: SkyCoord,
         hour_angles: u.Quantity,
+        *,
         dump_time: u.Quantity,
         freq_start: u.Quantity,
         channel_width: u.Quantity,
@@ -412,8 +413,9 @@ class Observation:
         start = t0 + (d_sid / _SIDEREAL_PER_SOLAR) * u.hour
         duration = ((ha1 - ha0).to_value(u.hourangle) / _SIDEREAL_PER_SOLAR) * u.hour
         return cls.from_start(
-            telescope, phase_centre, start, duration, dump_time, freq_start, channel_width,
-            n_channels, band, n_pol,
+            telescope, phase_centre, start, duration=duration, dump_time=dump_time,
+            freq_start=freq_start, channel_width=channel_width,
+            n_channels=n_channels, band=band, n_pol=n_pol,
         )
 
     @classmethod
@@ -422,6 +424,7 @@ class Observation:
         telescope: Telescope,
         phase_centre: SkyCoord,
         start: Time,
+        *,
         duration: u.Quantity,
         dump_time: u.Quantity,
         freq_start: u.Quantity,
@@ -443,6 +446,7 @@ class Observation:
         config: ObserveConfig,
         phase_centre: SkyCoord,
         frequencies: u.Quantity | None = None,
+        *,
         channel_width: u.Quantity | None = None,
         telescope: Telescope | None = None,
     ) -> Observation:
@@ -474,12 +478,14 @@ class Observation:
         dump = config.dump_s * u.s
         if config.start_utc is not None:
             duration = ((config.hour_angle_end_h - config.hour_angle_start_h) / _SIDEREAL_PER_SOLAR) * u.hour
-            obs = cls.from_start(tel, phase_centre, Time(config.start_utc, scale="utc"), duration,
-                                 dump, freq_start, width, 1, config.band, config.n_pol)
+            obs = cls.from_start(tel, phase_centre, Time(config.start_utc, scale="utc"), duration=duration,
+                                 dump_time=dump, freq_start=freq_start, channel_width=width,
+                                 n_channels=1, band=config.band, n_pol=config.n_pol)
         else:
             obs = cls.from_hour_angles(
                 tel, phase_centre, [config.hour_angle_start_h, config.hour_angle_end_h] * u.hourangle,
-                dump, freq_start, width, 1, config.band, config.n_pol,
+                dump_time=dump, freq_start=freq_start, channel_width=width, n_channels=1,
+                band=config.band, n_pol=config.n_pol,
             )
         if frequencies is not None:
             obs.frequencies = np.atleast_1d(u.Quantity(frequencies, u.Hz))

@@ -88,7 +88,7 @@ class WSCleanImager:
         self.threshold_sigma, self.auto_mask_sigma, self.floor = threshold_sigma, auto_mask_sigma, floor
         self.major_cycles, self.jvm = major_cycles, jvm
 
-    def command(self, ms: Path, name: Path, nchan: int, threshold: float | None) -> list[str]:
+    def command(self, ms: Path, name: Path, nchan: int, *, threshold: float | None) -> list[str]:
         """The WSClean command line; ``threshold`` (Jy/beam) replaces the noise-based stops."""
         g = self.geometry
         weight = ["-weight", "briggs", str(self.robust)] if self.weighting == "briggs" else ["-weight", self.weighting]
@@ -116,7 +116,7 @@ class WSCleanImager:
         stops CLEAN and the reported noise is what WSClean's stored imaging weights predict.
         """
         nchan = len(vis.freq_hz)
-        w = image_weights(vis, self.geometry, self.weighting, self.robust)
+        w = image_weights(vis, self.geometry, self.weighting, robust=self.robust)
         threshold = None
         if not noise:
             peak = np.abs(dirty_image(vis, w, self.geometry)).reshape(nchan, -1).max(axis=1)
@@ -124,7 +124,7 @@ class WSCleanImager:
         with tempfile.TemporaryDirectory(dir=workdir) as tmp:
             ms = write_ms(vis, Path(tmp) / "mock.ms")
             name = Path(tmp) / "wsc"
-            cmd = self.command(ms, name, nchan, threshold)
+            cmd = self.command(ms, name, nchan, threshold=threshold)
             run = subprocess.run(cmd, capture_output=True, text=True)
             if run.returncode != 0:
                 raise RuntimeError(f"wsclean failed ({run.returncode}): {' '.join(cmd)}\n{run.stderr[-2000:]}")

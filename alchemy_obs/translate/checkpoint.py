@@ -97,7 +97,7 @@ def network_state(method: Method) -> dict[str, torch.Tensor]:
     """Flat ``"<network>.<param>"`` state of every network of ``method`` (CPU, contiguous)."""
     return {
         f"{name}.{k}": v.detach().cpu().contiguous()
-        for name, net in method.networks().items()
+        for name, net in method.nets.items()
         for k, v in net.state_dict().items()
     }
 
@@ -136,6 +136,7 @@ def _write_model_files(folder: Path, weights: dict[str, torch.Tensor], card: dic
 
 def save_model(
     directory: str | os.PathLike, method: Method, card: dict[str, Any],
+    *,
     weights: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write a model folder (``model.safetensors`` + ``card.json``) atomically.
@@ -258,9 +259,11 @@ def load_model(
             f"{weights_path}: sha256 {digest} does not match the card's {card.get('weights_sha256')}"
         )
     cfg = saved_train_config(card["config"])
-    method = build_method(cfg.method, cfg.network, card["in_channels"], card["out_channels"])
+    method = build_method(
+        cfg.method, cfg.network, in_channels=card["in_channels"], out_channels=card["out_channels"]
+    )
     state = load_file(str(weights_path))
-    for name, net in method.networks().items():
+    for name, net in method.nets.items():
         prefix = f"{name}."
         sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         try:
@@ -275,6 +278,7 @@ def load_model(
 
 def save_training_state(
     directory: str | os.PathLike, method: Method, card: dict[str, Any],
+    *,
     model_weights: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor], meta: dict,
 ) -> Path:
     """Write a resumable training checkpoint folder atomically.

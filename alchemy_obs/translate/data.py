@@ -44,7 +44,7 @@ def dihedral(x: Tensor, k: int) -> Tensor:
 
 
 def fit_normalisation(
-    store: MapStore, domains: Sequence[str], split: str = "train", max_maps: int = 256,
+    store: MapStore, domains: Sequence[str], split: str = "train", *, max_maps: int = 256,
     seed: int = 0,
 ) -> Normalisation:
     """Fit the scaling of each domain on (up to ``max_maps``) views of ``split``.
@@ -89,6 +89,7 @@ class PairedMapDataset(Dataset):
 
     def __init__(
         self, store_path: str | os.PathLike | MapStore, inputs: Sequence[str], target: str = "dm",
+        *,
         split: str = "train", normalisation: Normalisation | None = None, augment: bool = False,
     ) -> None:
         self.store = store_path if isinstance(store_path, MapStore) else MapStore(store_path)
@@ -151,7 +152,7 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
     """
 
     def __init__(
-        self, n: int, batch_size: int, seed: int, epoch: int, augment: bool,
+        self, n: int, batch_size: int, seed: int, *, epoch: int, augment: bool,
         rank: int = 0, world_size: int = 1, start: int = 0,
     ) -> None:
         self.n, self.batch_size = n, batch_size

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def evaluate_method(
-    method: Method, store: str | os.PathLike, inputs: Sequence[str], target: str,
+    method: Method, store: str | os.PathLike, inputs: Sequence[str], *, target: str,
     normalisation: Normalisation, split: str = "test", max_maps: int | None = None,
     steps: int | None = None, batch_size: int = 16, seed: int = 0,
 ) -> dict[str, Any]:
@@ -44,7 +44,7 @@ def evaluate_method(
         ``summary`` (dict of float, see :func:`alchemy_obs.translate.metrics.summarise`),
         and physical-unit tensors ``input`` (N, C, H, W), ``pred`` and ``target`` (N, H, W).
     """
-    ds = PairedMapDataset(store, inputs, target, split, normalisation, augment=False)
+    ds = PairedMapDataset(store, inputs, target, split=split, normalisation=normalisation, augment=False)
     n = len(ds) if max_maps is None else min(len(ds), max_maps)
     gen = torch.Generator(device=method.device).manual_seed(seed)
     method.eval()
@@ -83,7 +83,7 @@ class Baselines:
 
     names = ("mean map", "pixel regression")
 
-    def __init__(self, mean_map: torch.Tensor, coefficients: torch.Tensor,
+    def __init__(self, mean_map: torch.Tensor, coefficients: torch.Tensor, *,
                  normalisation: Normalisation, target: str) -> None:
         self.mean_map = mean_map
         self.coefficients = coefficients
@@ -110,7 +110,8 @@ class Baselines:
         slopes = torch.linalg.solve(gram, (xc.transpose(-1, -2) @ yc[..., None]))[..., 0]
         slopes = slopes.permute(2, 0, 1)  # C H W
         intercept = ym - (slopes * xm).sum(0)
-        return cls(mean_map, torch.cat([intercept[None], slopes]), train.normalisation, target)
+        return cls(mean_map, torch.cat([intercept[None], slopes]),
+                   normalisation=train.normalisation, target=target)
 
     def predict(self, views: PairedMapDataset) -> dict[str, torch.Tensor]:
         """Both baselines' maps for every view of ``views``: float64 ``(N, H, W)`` tensors
@@ -126,10 +127,11 @@ class Baselines:
         return {"mean_map": self.mean_map, "coefficients": self.coefficients}
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor], normalisation: Normalisation,
+    def from_state_dict(cls, state: dict[str, torch.Tensor], *, normalisation: Normalisation,
                         target: str) -> "Baselines":
         """The inverse of :meth:`state_dict`, with the model's normalisation."""
-        return cls(state["mean_map"], state["coefficients"], normalisation, target)
+        return cls(state["mean_map"], state["coefficients"], normalisation=normalisation,
+                   target=target)
 
 
 def baseline_predictions(
@@ -150,7 +152,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def evaluate_model(
     checkpoint: str | os.PathLike, out: str | os.PathLike | None = None,
-    store: str | os.PathLike | None = None, split: str = "test", max_maps: int | None = None,
+    store: str | os.PathLike | None = None, *, split: str = "test", max_maps: int | None = None,
     steps: int | None = None, seed: int = 0, device: str | None = None,
 ) -> dict[str, Any]:
     """Score a saved model on a split and write ``metrics.json`` and figures into ``out``.
@@ -181,8 +183,9 @@ def evaluate_model(
     method, card = load_model(checkpoint, device=device)
     norm = Normalisation.from_dict(card["normalisation"])
     store = store or card["training_data"]["store"]
-    result = evaluate_method(method, store, card["inputs"], card["target"], norm, split,
-                             max_maps, steps, seed=seed)
+    result = evaluate_method(method, store, card["inputs"], target=card["target"],
+                             normalisation=norm, split=split,
+                             max_maps=max_maps, steps=steps, seed=seed)
     out = Path(out) if out is not None else resolve_model(checkpoint) / f"eval_{split}"
     out.mkdir(parents=True, exist_ok=True)
     report = {"checkpoint": str(checkpoint), "store": str(store), "split": split,
@@ -193,7 +196,7 @@ def evaluate_model(
     os.replace(tmp, out / "metrics.json")
     units = card["units"]
     first, target = card["inputs"][0], card["target"]
-    plots.triptych(result["input"][:, 0], result["pred"], result["target"], out / "triptych.png",
+    plots.triptych(result["input"][:, 0], result["pred"], result["target"], path=out / "triptych.png",
                    labels=(first, f"{target} predicted", f"{target} true"),
                    units=(units[first], units[target]))
     plots.radial_profiles(result["pred"], result["target"], out / "profiles.png",
@@ -203,15 +206,16 @@ def evaluate_model(
     if method.name in ("ddpm", "indi"):
         cond = torch.stack([norm.forward(d, result["input"][0, c])
                             for c, d in enumerate(card["inputs"])])[None].to(method.device)
-        plots.sampling_trajectory(method, cond, out / "trajectory.png", norm, target, steps=steps)
+        plots.sampling_trajectory(method, cond, out / "trajectory.png", normalisation=norm,
+                                  target=target, steps=steps)
     log.info("wrote %s", out)
     return report
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
     device = None if config.device == "auto" else config.device
-    report = evaluate_model(args.checkpoint, args.out, args.store, args.split, args.max_maps,
-                            args.steps, config.seed, device)
+    report = evaluate_model(args.checkpoint, args.out, args.store, split=args.split, max_maps=args.max_maps,
+                            steps=args.steps, seed=config.seed, device=device)
     for k, v in report["metrics"].items():
         print(f"{k:>20s} {v: .4g}")
     return 0

@@ -63,7 +63,7 @@ def _prior_logp(sde, z: Tensor) -> Tensor:
 
 
 def log_likelihood(
-    sde, score_fn: ScoreFn, x: Tensor, t_min: float = 1e-5, probe: str = "rademacher",
+    sde, score_fn: ScoreFn, x: Tensor, *, t_min: float = 1e-5, probe: str = "rademacher",
     rtol: float = 1e-5, atol: float = 1e-5, generator: torch.Generator | None = None,
 ) -> Likelihood:
     """Log-density of ``x`` under the model whose score is ``score_fn``.
@@ -106,7 +106,7 @@ def log_likelihood(
         tt = torch.full((b,), t, device=device, dtype=dtype)
         with torch.enable_grad():
             xt.requires_grad_(True)
-            drift = ode_drift(sde, score_fn, xt, tt)
+            drift = ode_drift(sde, score_fn, xt, t=tt)
             (vjp,) = torch.autograd.grad((drift * v).sum(), xt)
         div = (vjp * v).flatten(1).sum(1)
         return np.concatenate(
@@ -131,7 +131,7 @@ def bits_per_dim(logp: Tensor, n_dims: int) -> Tensor:
 
 @torch.no_grad()
 def map_log_likelihood(
-    method: ScoreSDE, condition: Tensor, target: Tensor, scaling: DomainScaling | None = None,
+    method: ScoreSDE, condition: Tensor, target: Tensor, *, scaling: DomainScaling | None = None,
     generator: torch.Generator | None = None,
 ) -> dict[str, Tensor]:
     """Log-likelihood of target maps given observations under a trained score SDE.
@@ -155,11 +155,11 @@ def map_log_likelihood(
         ``logp`` (B,) nats of the normalised map, ``bits_per_dim`` (B,), and with
         ``scaling`` also ``logp_physical`` (B,) and ``nats_per_pixel_physical`` (B,).
     """
-    cfg = method.config.sde
+    cfg = method.settings
     z = scaling.forward(target).to(condition.device) if scaling is not None else target
     res = log_likelihood(
-        method.sde, method.score_fn(condition), z.to(condition.dtype), cfg.t_min, cfg.probe,
-        cfg.rtol, cfg.atol, generator,
+        method.sde, method.score_fn(condition), z.to(condition.dtype), t_min=cfg.t_min, probe=cfg.probe,
+        rtol=cfg.rtol, atol=cfg.atol, generator=generator,
     )
     n_dims = z[0].numel()
     out = {"logp": res.logp, "bits_per_dim": bits_per_dim(res.logp, n_dims)}

@@ -85,7 +85,7 @@ def _gaussian_window(size: int, sigma: float, device, dtype) -> Tensor:
 
 
 def ssim(
-    pred: Tensor, target: Tensor, data_range: float | None = None, window: int = 11,
+    pred: Tensor, target: Tensor, data_range: float | None = None, *, window: int = 11,
     sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03,
 ) -> Tensor:
     """Structural similarity (Wang et al. 2004) per image, ``(B,)``."""

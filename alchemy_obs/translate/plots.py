@@ -37,7 +37,7 @@ def _save(fig, path: str | os.PathLike) -> Path:
 
 
 def triptych(
-    inputs: Tensor, pred: Tensor, truth: Tensor, path: str | os.PathLike, n: int = 4,
+    inputs: Tensor, pred: Tensor, truth: Tensor, *, path: str | os.PathLike, n: int = 4,
     labels: Sequence[str] = ("input", "prediction", "truth"), units: Sequence[str] = ("", ""),
 ) -> Path:
     """Rows of input / prediction / truth maps (log10 colour scale; prediction and truth
@@ -63,7 +63,7 @@ def triptych(
 
 
 def radial_profiles(
-    pred: Tensor, truth: Tensor, path: str | os.PathLike, pixel_kpc: float | None = None,
+    pred: Tensor, truth: Tensor, path: str | os.PathLike, *, pixel_kpc: float | None = None,
     unit: str = "",
 ) -> Path:
     """Median radial profiles (16-84% bands) and the residual in dex per radius."""
@@ -89,7 +89,7 @@ def radial_profiles(
 
 
 def pixel_distributions(
-    pred: Tensor, truth: Tensor, path: str | os.PathLike, unit: str = "", bins: int = 60
+    pred: Tensor, truth: Tensor, path: str | os.PathLike, *, unit: str = "", bins: int = 60
 ) -> Path:
     """Histograms of log10 pixel values of prediction and truth ("abundance matching")."""
     p, t = pred.numpy().ravel(), truth.numpy().ravel()
@@ -105,7 +105,7 @@ def pixel_distributions(
 
 
 def sampling_trajectory(
-    method, condition: Tensor, path: str | os.PathLike, normalisation=None,
+    method, condition: Tensor, path: str | os.PathLike, *, normalisation=None,
     target: str | None = None, steps: int | None = None, n_panels: int = 6, seed: int = 0,
 ) -> Path:
     """The state ``x_t`` of an iterative sampler at a few times t, for one condition."""

@@ -59,7 +59,7 @@ class PosteriorSummary:
 
 @torch.no_grad()
 def draw_samples(
-    method: Method, condition: Tensor, n_samples: int, steps: int | None = None,
+    method: Method, condition: Tensor, n_samples: int, *, steps: int | None = None,
     generator: torch.Generator | None = None, batch_size: int = 16,
 ) -> Tensor:
     """``n_samples`` normalised samples per observation, ``(N, B, C_t, H, W)``.
@@ -80,7 +80,7 @@ def draw_samples(
 
 def summarise_samples(
     samples: Tensor, percentiles: Sequence[float] = (2.5, 16.0, 50.0, 84.0, 97.5),
-    scaling: DomainScaling | None = None, keep_samples: bool = False,
+    scaling: DomainScaling | None = None, *, keep_samples: bool = False,
 ) -> PosteriorSummary:
     """Mean, standard deviation and percentile maps of ``(N, B, C, H, W)`` samples."""
     phys = scaling.inverse(samples) if scaling is not None else samples.double()
@@ -96,6 +96,7 @@ def summarise_samples(
 
 def sample_posterior(
     method: Method, condition: Tensor, n_samples: int = 32,
+    *,
     percentiles: Sequence[float] = (2.5, 16.0, 50.0, 84.0, 97.5),
     scaling: DomainScaling | None = None, steps: int | None = None,
     generator: torch.Generator | None = None, batch_size: int = 16, keep_samples: bool = False,
@@ -127,8 +128,9 @@ def sample_posterior(
     -------
     PosteriorSummary
     """
-    samples = draw_samples(method, condition, n_samples, steps, generator, batch_size)
-    return summarise_samples(samples, percentiles, scaling, keep_samples)
+    samples = draw_samples(method, condition, n_samples, steps=steps, generator=generator,
+                           batch_size=batch_size)
+    return summarise_samples(samples, percentiles, scaling, keep_samples=keep_samples)
 
 
 def _central(level: float) -> tuple[float, float]:
@@ -206,7 +208,7 @@ def rank_coverage(
 
 
 def calibration(
-    method: Method, condition: Tensor, truth: Tensor, n_samples: int = 32,
+    method: Method, condition: Tensor, truth: Tensor, *, n_samples: int = 32,
     levels: Sequence[float] = (0.68, 0.95), steps: int | None = None,
     generator: torch.Generator | None = None, batch_size: int = 16,
 ) -> dict[float, float]:
@@ -216,5 +218,6 @@ def calibration(
     (coverage is the same in physical units, the normalisation being monotone).
     Returns level -> :func:`rank_coverage`, to compare with the level itself.
     """
-    samples = draw_samples(method, condition, n_samples, steps, generator, batch_size)
+    samples = draw_samples(method, condition, n_samples, steps=steps, generator=generator,
+                           batch_size=batch_size)
     return rank_coverage(samples, truth.to(samples.device), levels)

@@ -2,7 +2,7 @@
 
 The trainer only knows the :class:`~alchemy_obs.translate.methods.base.Method` interface:
 ``phases()`` (optimiser name and loss function of each optimisation step),
-``configure_optimizers``, ``networks()`` and ``sample_networks``. Around it:
+``configure_optimizers``, ``nets`` and ``sample_networks``. Around it:
 
 - device: CUDA when available (``config.device = "auto"``), else CPU; bf16 autocast and
   channels-last memory on CUDA;
@@ -127,7 +127,7 @@ def _unflat_optimizer(name: str, tensors: dict, meta: dict) -> dict:
 
 
 def model_card(
-    tcfg: TrainConfig, method: Method, dataset: PairedMapDataset, step: int,
+    tcfg: TrainConfig, method: Method, dataset: PairedMapDataset, *, step: int,
     metrics: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """The model card of a run (see :mod:`alchemy_obs.translate.checkpoint`)."""
@@ -178,14 +178,17 @@ class _Run:
         d = self.tcfg.data
         store = MapStore(d.store)
         # Deterministic subset: every process fits the same normalisation without talking.
-        norm = fit_normalisation(store, [*d.inputs, d.target], "train", d.fit_maps)
+        norm = fit_normalisation(store, [*d.inputs, d.target], "train", max_maps=d.fit_maps)
         # Augmentation is chosen by the batch sampler, so resumes and workers agree.
-        self.dataset = PairedMapDataset(store, d.inputs, d.target, "train", norm, augment=False)
+        self.dataset = PairedMapDataset(store, d.inputs, d.target, split="train",
+                                        normalisation=norm, augment=False)
         torch.manual_seed(config.seed)  # identical initial weights on every process
-        self.method = build_method(self.tcfg.method, self.tcfg.network, len(d.inputs), 1)
+        self.method = build_method(
+            self.tcfg.method, self.tcfg.network, in_channels=len(d.inputs), out_channels=1
+        )
         fmt = torch.channels_last if (self.cuda and self.tcfg.channels_last) else None
         self.memory_format = fmt
-        self.method.to(self.device, fmt)
+        self.method.to(self.device, memory_format=fmt)
         self.optimizers = self.method.configure_optimizers(self.tcfg.optim)
         total = self.tcfg.steps
         self.schedulers = {
@@ -243,9 +246,10 @@ class _Run:
                 "config": self.tcfg.model_dump(mode="json"),
                 "config_hash": config_hash(self.tcfg),
             }
-            card = model_card(self.tcfg, self.method, self.dataset, self.step)
+            card = model_card(self.tcfg, self.method, self.dataset, step=self.step)
             path = self.out / "checkpoints" / f"step_{self.step:08d}"
-            save_training_state(path, self.method, card, self._ema_weights(), tensors, meta)
+            save_training_state(path, self.method, card, model_weights=self._ema_weights(),
+                                tensors=tensors, meta=meta)
             old = sorted((self.out / "checkpoints").glob("step_*"))[: -self.tcfg.keep_checkpoints]
             for p in old:
                 shutil.rmtree(p, ignore_errors=True)
@@ -340,8 +344,8 @@ class _Run:
         while self.step < end:
             epoch, start = divmod(self.step, nb)
             sampler = EpochBatchSampler(
-                len(self.dataset), tcfg.batch_size, self.config.seed, epoch, tcfg.data.augment,
-                self.rank, self.world_size, start,
+                len(self.dataset), tcfg.batch_size, self.config.seed, epoch=epoch, augment=tcfg.data.augment,
+                rank=self.rank, world_size=self.world_size, start=start,
             )
             loader = DataLoader(
                 self.dataset, batch_sampler=sampler, num_workers=tcfg.data.num_workers,
@@ -433,12 +437,12 @@ def train(
         if run.tcfg.eval_maps > 0:
             try:
                 metrics = evaluate_method(
-                    run.method, run.tcfg.data.store, run.tcfg.data.inputs, run.tcfg.data.target,
-                    run.dataset.normalisation, split="val", max_maps=run.tcfg.eval_maps,
+                    run.method, run.tcfg.data.store, run.tcfg.data.inputs, target=run.tcfg.data.target,
+                    normalisation=run.dataset.normalisation, split="val", max_maps=run.tcfg.eval_maps,
                 )["summary"]
             except ValueError as exc:  # no validation views
                 log.warning("no validation metrics: %s", exc)
-        card = model_card(run.tcfg, run.method, run.dataset, run.step, metrics)
+        card = model_card(run.tcfg, run.method, run.dataset, step=run.step, metrics=metrics)
         save_model(final, run.method, card)
         log.info("wrote %s", final)
     if run.distributed:

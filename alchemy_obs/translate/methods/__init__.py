@@ -21,13 +21,19 @@ METHODS: dict[str, type[Method]] = {
 
 
 def build_method(
-    config: MethodConfig, network: NetworkConfig, in_channels: int, out_channels: int
+    config: MethodConfig, network: NetworkConfig, *, in_channels: int, out_channels: int
 ) -> Method:
-    """A method with freshly initialised networks, by ``config.name``."""
-    try:
-        cls = METHODS[config.name]
-    except KeyError:
-        raise ValueError(
-            f"unknown translator method {config.name!r}; known: {sorted(METHODS)}"
-        ) from None
-    return cls.from_config(config, network, in_channels, out_channels)
+    """A method with freshly initialised networks, from the ``train`` configuration.
+
+    Parameters
+    ----------
+    config : MethodConfig
+        ``train.method``: its ``name`` picks the class, its settings section configures it.
+    network : NetworkConfig
+        ``train.network``.
+    in_channels, out_channels : int
+        Channels of the condition and of the target.
+    """
+    return METHODS[config.name].from_config(
+        config.settings, network, in_channels=in_channels, out_channels=out_channels
+    )

@@ -1,7 +1,9 @@
 """The interface every translator method implements, and that the trainer relies on.
 
-A method owns its networks (plain ``nn.Module`` objects) and knows how to turn a batch into
-a loss and a condition into a sample. The trainer knows nothing else: it asks for
+A method is an ``nn.Module`` that owns its networks (in :attr:`Method.nets`) and any fixed
+tensors of its process (noise schedules, as non-persistent buffers), so ``method.to(device)``
+moves everything once and ``train()``/``eval()`` reach every network. It knows how to turn a
+batch into a loss and a condition into a sample. The trainer knows nothing else: it asks for
 :meth:`Method.phases` (one ``(optimiser name, loss function)`` pair per optimisation step,
 two for a GAN), :meth:`Method.configure_optimizers`, and which networks are averaged by EMA
 and used for sampling (:attr:`Method.sample_networks`).
@@ -19,7 +21,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from alchemy_obs.config import MethodConfig, NetworkConfig, OptimConfig
+from alchemy_obs.config import NetworkConfig, OptimConfig, Section
 
 __all__ = ["Method", "Batch", "SampleCallback", "randn"]
 
@@ -35,7 +37,7 @@ def randn(shape: tuple[int, ...], generator: torch.Generator | None, device: tor
     return torch.randn(shape, generator=generator, device=generator.device).to(device)
 
 
-class Method(ABC):
+class Method(nn.Module, ABC):
     """Base class of the translators.
 
     Parameters
@@ -44,8 +46,9 @@ class Method(ABC):
         The networks, by role (``"net"`` for diffusion, ``"gen"``/``"disc"`` for pix2pix).
     in_channels, out_channels : int
         Channels of the condition and of the target.
-    config : MethodConfig
-        The method section of the training configuration (stored in model cards).
+
+    Subclasses take their networks and settings as arguments; :meth:`from_config` builds
+    both from the training configuration, so configuration objects stop at that edge.
     """
 
     name: ClassVar[str]
@@ -59,26 +62,31 @@ class Method(ABC):
         """Whether :meth:`sample` draws from a distribution (repeated samples differ)."""
         return True
 
-    def __init__(
-        self, nets: dict[str, nn.Module], in_channels: int, out_channels: int,
-        config: MethodConfig,
-    ) -> None:
-        self.nets = nets
+    def __init__(self, nets: dict[str, nn.Module], *, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.nets = nn.ModuleDict(nets)
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.config = config
+        # A plain dict, not a ModuleDict: the DDP wrappers hold the same parameters, which
+        # must not be registered (and counted, moved or saved) twice.
         self._wrapped: dict[str, nn.Module] = {}
 
     @classmethod
     @abstractmethod
     def from_config(
-        cls, config: MethodConfig, network: NetworkConfig, in_channels: int, out_channels: int
+        cls, settings: Section, network: NetworkConfig, *, in_channels: int, out_channels: int
     ) -> Method:
-        """Build the method and its freshly initialised networks."""
+        """Build the method and its freshly initialised networks.
 
-    def networks(self) -> dict[str, nn.Module]:
-        """The trainable networks by name (unwrapped; their state dicts are what is saved)."""
-        return self.nets
+        Parameters
+        ----------
+        settings : Section
+            The method's own settings (``train.method.<name>``).
+        network : NetworkConfig
+            The network section (``train.network``).
+        in_channels, out_channels : int
+            Channels of the condition and of the target.
+        """
 
     def net(self, name: str) -> nn.Module:
         """The network used in computations: its DDP wrapper when training distributed."""
@@ -88,25 +96,10 @@ class Method(ABC):
         """Route computations through ``fn(net)`` (e.g. ``DistributedDataParallel``)."""
         self._wrapped = {k: fn(v) for k, v in self.nets.items()}
 
-    def to(self, device: torch.device | str, memory_format: torch.memory_format | None = None) -> Method:
-        """Move every network to ``device`` (and ``memory_format``); returns ``self``."""
-        for net in self.nets.values():
-            net.to(device)
-            if memory_format is not None:
-                net.to(memory_format=memory_format)
-        return self
-
     @property
     def device(self) -> torch.device:
-        return next(next(iter(self.nets.values())).parameters()).device
-
-    def train(self, mode: bool = True) -> Method:
-        for net in self.nets.values():
-            net.train(mode)
-        return self
-
-    def eval(self) -> Method:
-        return self.train(False)
+        """The device of the networks' parameters."""
+        return next(self.parameters()).device
 
     def configure_optimizers(self, cfg: OptimConfig) -> dict[str, torch.optim.Optimizer]:
         """One Adam optimiser per network (named like the network)."""
@@ -129,7 +122,7 @@ class Method(ABC):
     @abstractmethod
     def sample(
         self, condition: Tensor, steps: int | None = None,
-        generator: torch.Generator | None = None, callback: SampleCallback | None = None,
+        generator: torch.Generator | None = None, *, callback: SampleCallback | None = None,
     ) -> Tensor:
         """Translate ``condition`` ``(B, C_in, H, W)`` into ``(B, C_t, H, W)`` (normalised).
 

@@ -35,13 +35,13 @@ so strided sampling stays on the forward marginals for any stride.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from alchemy_obs.config import DDPMConfig, MethodConfig, NetworkConfig
+from alchemy_obs.config import DDPMConfig, NetworkConfig
 from alchemy_obs.translate.methods.base import Batch, Method, SampleCallback, randn
 from alchemy_obs.translate.nets import build_network
 
@@ -78,29 +78,49 @@ def ddim_timesteps(timesteps: int, steps: int) -> np.ndarray:
 
 
 class DDPM(Method):
-    """Denoising diffusion (v or epsilon prediction) conditioned by channel concatenation."""
+    """Denoising diffusion (v or epsilon prediction) conditioned by channel concatenation.
+
+    Parameters
+    ----------
+    net : nn.Module
+        Denoiser ``net(concat(x_t, condition), t)`` with ``in_channels + out_channels`` input
+        and ``out_channels`` output channels.
+    in_channels, out_channels : int
+        Channels of the condition and of the target.
+    **settings
+        Keywords of :class:`~alchemy_obs.config.DDPMConfig` (schedule, prediction, sampler);
+        the settings' defaults where omitted.
+    """
 
     name = "ddpm"
 
-    def __init__(self, nets, in_channels, out_channels, config: MethodConfig) -> None:
-        super().__init__(nets, in_channels, out_channels, config)
-        cfg: DDPMConfig = config.ddpm
-        self.T = cfg.timesteps
-        betas = beta_schedule(cfg.schedule, self.T)
-        self.betas = torch.from_numpy(betas)
-        self.alphas_cumprod = torch.from_numpy(np.cumprod(1.0 - betas))
+    def __init__(
+        self, net: nn.Module, *, in_channels: int, out_channels: int,
+        **settings: Any,
+    ) -> None:
+        super().__init__({"net": net}, in_channels=in_channels, out_channels=out_channels)
+        self.settings = DDPMConfig(**settings)
+        self.T = self.settings.timesteps
+        betas = beta_schedule(self.settings.schedule, self.T)
+        # Buffers move with the method; not persistent, as the settings define them.
+        self.register_buffer("betas", torch.from_numpy(betas), persistent=False)
+        self.register_buffer(
+            "alphas_cumprod", torch.from_numpy(np.cumprod(1.0 - betas)), persistent=False
+        )
 
     @classmethod
-    def from_config(cls, config, network: NetworkConfig, in_channels, out_channels) -> DDPM:
+    def from_config(
+        cls, settings: DDPMConfig, network: NetworkConfig, *, in_channels: int, out_channels: int
+    ) -> DDPM:
         net = build_network(network, in_channels + out_channels, out_channels, time=True)
-        return cls({"net": net}, in_channels, out_channels, config)
+        return cls(net, in_channels=in_channels, out_channels=out_channels, **settings.model_dump())
 
     def _coefs(self, idx: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
         """``sqrt(abar_i)`` and ``sqrt(1 - abar_i)`` as columns of ``like``'s dtype.
 
         Computed in float64: ``1 - abar`` is ~1e-5 at the first step.
         """
-        abar = self.alphas_cumprod.to(like.device)[idx].view(-1, 1, 1, 1)
+        abar = self.alphas_cumprod[idx].view(-1, 1, 1, 1)
         return abar.sqrt().to(like.dtype), (1 - abar).sqrt().to(like.dtype)
 
     def q_sample(self, x0: Tensor, idx: Tensor, noise: Tensor) -> Tensor:
@@ -122,7 +142,7 @@ class DDPM(Method):
         out = self.net("net")(torch.cat([x, condition], dim=1), self.network_time(idx)).float()
         x = x.float()
         a, s = self._coefs(idx, x)
-        if self.config.ddpm.prediction == "v":
+        if self.settings.prediction == "v":
             return a * x - s * out, s * x + a * out
         return (x - s * out) / a, out
 
@@ -133,21 +153,21 @@ class DDPM(Method):
         out = self.net("net")(
             torch.cat([self.q_sample(x0, idx, noise), cond], dim=1), self.network_time(idx)
         ).float()
-        cfg: DDPMConfig = self.config.ddpm
+        cfg = self.settings
         if cfg.prediction == "v":
             a, s = self._coefs(idx, out)
             v = a * noise.float() - s * x0.float()
             return ((out - v) ** 2).mean()
         err = ((out - noise.float()) ** 2).mean(dim=(1, 2, 3))
         if cfg.snr_weight_cap is not None:
-            abar = self.alphas_cumprod.to(x0.device)[idx].float()
+            abar = self.alphas_cumprod[idx].float()
             err = err * ((1 - abar) / abar).clamp(1.0, cfg.snr_weight_cap)
         return err.mean()
 
     @torch.no_grad()
     def sample(
         self, condition: Tensor, steps: int | None = None,
-        generator: torch.Generator | None = None, callback: SampleCallback | None = None,
+        generator: torch.Generator | None = None, *, callback: SampleCallback | None = None,
         sampler: str | None = None, eta: float | None = None,
     ) -> Tensor:
         """Sample with DDIM (``steps`` evaluations) or ancestral DDPM (``T`` evaluations).
@@ -155,7 +175,7 @@ class DDPM(Method):
         ``sampler`` and ``eta`` default to the configuration; ``steps`` must be ``None`` or
         ``T`` for the ancestral sampler.
         """
-        cfg: DDPMConfig = self.config.ddpm
+        cfg = self.settings
         sampler = sampler or cfg.sampler
         b, _, h, w = condition.shape
         x = randn((b, self.out_channels, h, w), generator, condition.device)
@@ -170,8 +190,8 @@ class DDPM(Method):
             )
         raise ValueError(f"unknown sampler {sampler!r}; use 'ddpm' or 'ddim'")
 
-    def _clipped(self, x: Tensor, condition: Tensor, i: int) -> tuple[Tensor, Tensor]:
-        """``(x_0, eps)`` at step ``i`` with the clean-map estimate clamped to ``clip_x0``.
+    def _clipped(self, x: Tensor, condition: Tensor, i: int, ab: float) -> tuple[Tensor, Tensor]:
+        """``(x_0, eps)`` at step ``i`` (``abar_i = ab``) with the estimate clamped to ``clip_x0``.
 
         With epsilon prediction the estimate divides by ``sqrt(abar)`` (down to ~1e-4 near
         ``t = 1`` for the cosine schedule), so small noise errors become huge ``x0`` values
@@ -180,26 +200,26 @@ class DDPM(Method):
         """
         idx = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
         x0, eps = self.predict(x, condition, idx)
-        clip = self.config.ddpm.clip_x0
+        clip = self.settings.clip_x0
         if clip is not None:
-            ab = float(self.alphas_cumprod[i])
             x0 = x0.clamp(-clip, clip)
             eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
         return x0, eps
 
     def _ancestral(self, x, condition, generator, callback) -> Tensor:
-        betas = self.betas
-        abar = self.alphas_cumprod
+        # The step coefficients are host scalars: one transfer per call, none per step.
+        betas = self.betas.tolist()
+        abar = self.alphas_cumprod.tolist()
         for i in reversed(range(self.T)):
-            ab = float(abar[i])
-            ab_prev = float(abar[i - 1]) if i > 0 else 1.0
-            x0, _ = self._clipped(x, condition, i)
+            ab = abar[i]
+            ab_prev = abar[i - 1] if i > 0 else 1.0
+            x0, _ = self._clipped(x, condition, i, ab)
             # Posterior q(x_{i-1} | x_i, x_0) (Ho et al. 2020, eq. 7).
-            c0 = math.sqrt(ab_prev) * float(betas[i]) / (1 - ab)
-            ct = math.sqrt(1 - float(betas[i])) * (1 - ab_prev) / (1 - ab)
+            c0 = math.sqrt(ab_prev) * betas[i] / (1 - ab)
+            ct = math.sqrt(1 - betas[i]) * (1 - ab_prev) / (1 - ab)
             x = c0 * x0 + ct * x
             if i > 0:
-                var = float(betas[i]) * (1 - ab_prev) / (1 - ab)
+                var = betas[i] * (1 - ab_prev) / (1 - ab)
                 x = x + math.sqrt(var) * randn(tuple(x.shape), generator, x.device)
             if callback is not None:
                 callback(i / self.T, x, x0)
@@ -207,12 +227,12 @@ class DDPM(Method):
 
     def _ddim(self, x, condition, steps, eta, generator, callback) -> Tensor:
         taus = ddim_timesteps(self.T, steps)
-        abar = self.alphas_cumprod
+        abar = self.alphas_cumprod.tolist()
         for k, i in enumerate(taus):
-            ab = float(abar[i])
+            ab = abar[i]
             prev = int(taus[k + 1]) if k + 1 < len(taus) else -1
-            ab_prev = float(abar[prev]) if prev >= 0 else 1.0
-            x0, eps = self._clipped(x, condition, int(i))
+            ab_prev = abar[prev] if prev >= 0 else 1.0
+            x0, eps = self._clipped(x, condition, int(i), ab)
             sigma = eta * math.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
             x = math.sqrt(ab_prev) * x0 + math.sqrt(max(1 - ab_prev - sigma**2, 0.0)) * eps
             if sigma > 0:

@@ -34,11 +34,13 @@ training with it is refused (docs/translators.rst).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from alchemy_obs.config import InDIConfig, MethodConfig, NetworkConfig
+from alchemy_obs.config import InDIConfig, NetworkConfig
 from alchemy_obs.translate.methods.base import Batch, Method, SampleCallback, randn
 from alchemy_obs.translate.nets import build_network
 
@@ -46,13 +48,28 @@ __all__ = ["InDI"]
 
 
 class InDI(Method):
-    """InDI translator; the target must have one channel or as many as the input."""
+    """InDI translator; the target must have one channel or as many as the input.
+
+    Parameters
+    ----------
+    net : nn.Module
+        Restoration network ``net(concat(x_t, side channels), t)`` with
+        :meth:`network_channels` input and ``out_channels`` output channels.
+    in_channels, out_channels : int
+        Channels of the condition and of the target.
+    **settings
+        Keywords of :class:`~alchemy_obs.config.InDIConfig` (noise, start channel, sampler);
+        the settings' defaults where omitted.
+    """
 
     name = "indi"
 
-    def __init__(self, nets, in_channels, out_channels, config: MethodConfig) -> None:
-        super().__init__(nets, in_channels, out_channels, config)
-        cfg: InDIConfig = config.indi
+    def __init__(
+        self, net: nn.Module, *, in_channels: int, out_channels: int,
+        **settings: Any,
+    ) -> None:
+        super().__init__({"net": net}, in_channels=in_channels, out_channels=out_channels)
+        self.settings = cfg = InDIConfig(**settings)
         if out_channels != in_channels and out_channels != 1:
             raise ValueError(
                 f"InDI needs a start point in target space: target has {out_channels} channels, "
@@ -62,48 +79,54 @@ class InDI(Method):
             raise ValueError(f"indi.start_channel={cfg.start_channel} but input has {in_channels}")
 
     @staticmethod
-    def network_channels(config: MethodConfig, in_channels: int, out_channels: int) -> int:
+    def network_channels(
+        in_channels: int, out_channels: int, *, condition_on_start: bool = False
+    ) -> int:
         """Input channels of ``F``: the iterate, then the side (or, legacy, all) channels."""
-        if config.indi.condition_on_start:
+        if condition_on_start:
             return out_channels + in_channels
         side = 0 if out_channels == in_channels else in_channels - 1
         return out_channels + side
 
     @classmethod
-    def from_config(cls, config, network: NetworkConfig, in_channels, out_channels) -> InDI:
-        net = build_network(network, cls.network_channels(config, in_channels, out_channels),
-                            out_channels, time=True)
-        return cls({"net": net}, in_channels, out_channels, config)
+    def from_config(
+        cls, settings: InDIConfig, network: NetworkConfig, *, in_channels: int, out_channels: int
+    ) -> InDI:
+        channels = cls.network_channels(
+            in_channels, out_channels, condition_on_start=settings.condition_on_start
+        )
+        net = build_network(network, channels, out_channels, time=True)
+        return cls(net, in_channels=in_channels, out_channels=out_channels, **settings.model_dump())
 
     def start(self, condition: Tensor) -> Tensor:
         """The degraded point ``y`` in target space (t = 1)."""
         if self.out_channels == self.in_channels:
             return condition
-        c = self.config.indi.start_channel
+        c = self.settings.start_channel
         return condition[:, c : c + 1]
 
     def side(self, condition: Tensor) -> Tensor:
         """The condition's channels other than the start point (possibly none)."""
         if self.out_channels == self.in_channels:
             return condition[:, :0]
-        c = self.config.indi.start_channel
+        c = self.settings.start_channel
         return torch.cat([condition[:, :c], condition[:, c + 1 :]], dim=1)
 
-    def path(self, x: Tensor, y: Tensor, t: Tensor, noise: Tensor | None = None) -> Tensor:
+    def path(self, x: Tensor, y: Tensor, t: Tensor, *, noise: Tensor | None = None) -> Tensor:
         """``x_t = (1 - t) x + t y (+ t sigma eps)`` for per-sample ``t`` (B,)."""
         tt = t.to(x.dtype).view(-1, 1, 1, 1)
         xt = (1 - tt) * x + tt * y
-        if noise is not None and self.config.indi.noise > 0:
-            xt = xt + tt * self.config.indi.noise * noise
+        if noise is not None and self.settings.noise > 0:
+            xt = xt + tt * self.settings.noise * noise
         return xt
 
     def predict(self, xt: Tensor, condition: Tensor, t: Tensor) -> Tensor:
         """``F(x_t, t)``, with the side channels of ``condition`` (see the module docstring)."""
-        extra = condition if self.config.indi.condition_on_start else self.side(condition)
+        extra = condition if self.settings.condition_on_start else self.side(condition)
         return self.net("net")(torch.cat([xt, extra.to(xt.dtype)], dim=1), t)
 
     def loss(self, batch: Batch) -> Tensor:
-        if self.config.indi.condition_on_start:
+        if self.settings.condition_on_start:
             raise ValueError(
                 "indi.condition_on_start=true gives the network the start point y, from which "
                 "it inverts x_t = (1 - t) x + t y exactly; it only loads models trained that "
@@ -111,20 +134,20 @@ class InDI(Method):
             )
         x, cond = batch["target"], batch["input"]
         t = torch.rand(x.shape[0], device=x.device)
-        xt = self.path(x, self.start(cond), t, torch.randn_like(x))
+        xt = self.path(x, self.start(cond), t, noise=torch.randn_like(x))
         return F.mse_loss(self.predict(xt, cond, t).float(), x.float())
 
     @torch.no_grad()
     def sample(
         self, condition: Tensor, steps: int | None = None,
-        generator: torch.Generator | None = None, callback: SampleCallback | None = None,
+        generator: torch.Generator | None = None, *, callback: SampleCallback | None = None,
     ) -> Tensor:
-        n = steps or self.config.indi.sample_steps
+        n = steps or self.settings.sample_steps
         if n < 1:
             raise ValueError(f"InDI needs at least one step, got {n}")
         x = self.start(condition).float()
-        if self.config.indi.noise > 0:
-            x = x + self.config.indi.noise * randn(tuple(x.shape), generator, x.device)
+        if self.settings.noise > 0:
+            x = x + self.settings.noise * randn(tuple(x.shape), generator, x.device)
         d = 1.0 / n
         for k in range(n, 0, -1):
             t = k / n

@@ -10,19 +10,36 @@ against 0 (halved, as in the paper), then the generator minimises
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from alchemy_obs.config import MethodConfig, NetworkConfig
+from alchemy_obs.config import NetworkConfig, Pix2PixConfig
 from alchemy_obs.translate.methods.base import Batch, Method, SampleCallback
-from alchemy_obs.translate.nets import PatchGAN, UNet
+from alchemy_obs.translate.nets import PatchGAN, build_network
 
 __all__ = ["Pix2Pix"]
 
 
 class Pix2Pix(Method):
-    """Conditional GAN translator; :meth:`sample` is deterministic (one generator pass)."""
+    """Conditional GAN translator; :meth:`sample` is deterministic (one generator pass).
+
+    Parameters
+    ----------
+    generator : nn.Module
+        ``generator(condition)`` with ``in_channels`` input and ``out_channels`` output
+        channels (no time argument).
+    discriminator : nn.Module
+        Patch logits of ``concat(condition, map)`` (``in_channels + out_channels``).
+    in_channels, out_channels : int
+        Channels of the condition and of the target.
+    **settings
+        Keywords of :class:`~alchemy_obs.config.Pix2PixConfig` (the L1 weight;
+        the discriminator's shape is ``discriminator``'s);
+        the settings' defaults where omitted.
+    """
 
     name = "pix2pix"
     sample_networks = ("gen",)
@@ -33,22 +50,26 @@ class Pix2Pix(Method):
         """One generator pass without noise (as trained here): repeated samples are equal."""
         return False
 
-    def __init__(self, nets, in_channels, out_channels, config: MethodConfig) -> None:
-        super().__init__(nets, in_channels, out_channels, config)
+    def __init__(
+        self, generator: nn.Module, discriminator: nn.Module, *, in_channels: int,
+        out_channels: int, **settings: Any,
+    ) -> None:
+        super().__init__({"gen": generator, "disc": discriminator},
+                         in_channels=in_channels, out_channels=out_channels)
+        self.settings = Pix2PixConfig(**settings)
         # The generator output of the discriminator phase, reused (with its graph) by the
         # generator phase of the same step, as in the reference implementation.
         self._fake: Tensor | None = None
 
     @classmethod
-    def from_config(cls, config, network: NetworkConfig, in_channels, out_channels) -> Pix2Pix:
-        gen = UNet(
-            in_channels, out_channels, network.base_channels, network.channel_mults,
-            network.num_res_blocks, network.attention_levels, network.attention_heads,
-            network.attention_gates, False, network.groups, network.dropout,
-        )
-        p = config.pix2pix
-        disc = PatchGAN(in_channels + out_channels, p.disc_channels, p.disc_layers)
-        return cls({"gen": gen, "disc": disc}, in_channels, out_channels, config)
+    def from_config(
+        cls, settings: Pix2PixConfig, network: NetworkConfig, *, in_channels: int,
+        out_channels: int,
+    ) -> Pix2Pix:
+        gen = build_network(network, in_channels, out_channels, time=False)
+        disc = PatchGAN(in_channels + out_channels, settings.disc_channels, settings.disc_layers)
+        return cls(gen, disc, in_channels=in_channels, out_channels=out_channels,
+                   **settings.model_dump())
 
     def phases(self):
         return [("disc", self.discriminator_loss), ("gen", self.loss)]
@@ -72,12 +93,12 @@ class Pix2Pix(Method):
         self._fake = None
         logits = self._d(cond, fake).float()
         adv = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
-        return adv + self.config.pix2pix.l1_weight * F.l1_loss(fake.float(), real.float())
+        return adv + self.settings.l1_weight * F.l1_loss(fake.float(), real.float())
 
     @torch.no_grad()
     def sample(
         self, condition: Tensor, steps: int | None = None,
-        generator: torch.Generator | None = None, callback: SampleCallback | None = None,
+        generator: torch.Generator | None = None, *, callback: SampleCallback | None = None,
     ) -> Tensor:
         out = self.net("gen")(condition).float()
         if callback is not None:

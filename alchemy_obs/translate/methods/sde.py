@@ -45,11 +45,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from alchemy_obs.config import MethodConfig, NetworkConfig, SDEConfig
+from alchemy_obs.config import NetworkConfig, SDEConfig
 from alchemy_obs.translate.methods.base import Batch, Method, SampleCallback, randn
 from alchemy_obs.translate.nets import build_network
 
@@ -147,7 +148,7 @@ def _langevin(
 
 
 def sample_pc(
-    sde, score_fn: ScoreFn, x: Tensor, steps: int, t_min: float = 1e-3,
+    sde, score_fn: ScoreFn, x: Tensor, *, steps: int, t_min: float = 1e-3,
     corrector_steps: int = 1, snr: float = 0.16, generator: torch.Generator | None = None,
     callback: SampleCallback | None = None,
 ) -> Tensor:
@@ -189,14 +190,14 @@ def sample_pc(
     return x_mean
 
 
-def ode_drift(sde, score_fn: ScoreFn, x: Tensor, t: Tensor) -> Tensor:
+def ode_drift(sde, score_fn: ScoreFn, x: Tensor, *, t: Tensor) -> Tensor:
     """Probability-flow drift ``f - g^2 score / 2``."""
     f, g = sde.drift_diffusion(x, t)
     return f - 0.5 * _col(g**2, x) * score_fn(x, t)
 
 
 def sample_ode(
-    sde, score_fn: ScoreFn, x: Tensor, steps: int, t_min: float = 1e-3,
+    sde, score_fn: ScoreFn, x: Tensor, *, steps: int, t_min: float = 1e-3,
     callback: SampleCallback | None = None,
 ) -> Tensor:
     """Integrate the probability-flow ODE from ``t = 1`` to ``t_min`` with ``steps`` drift calls.
@@ -211,27 +212,45 @@ def sample_ode(
         t0 = torch.full((x.shape[0],), float(ts[i]), device=x.device, dtype=x.dtype)
         t1 = torch.full_like(t0, float(ts[i + 1]))
         h = float(ts[i + 1] - ts[i])
-        d0 = ode_drift(sde, score_fn, x, t0)
+        d0 = ode_drift(sde, score_fn, x, t=t0)
         x_e = x + h * d0
-        x = x + 0.5 * h * (d0 + ode_drift(sde, score_fn, x_e, t1)) if heun else x_e
+        x = x + 0.5 * h * (d0 + ode_drift(sde, score_fn, x_e, t=t1)) if heun else x_e
         if callback is not None:
             callback(float(ts[i + 1]), x, x)
     return x
 
 
 class ScoreSDE(Method):
-    """Conditional score-based diffusion (VP or VE SDE) with PC and ODE samplers."""
+    """Conditional score-based diffusion (VP or VE SDE) with PC and ODE samplers.
+
+    Parameters
+    ----------
+    net : nn.Module
+        ``net(concat(x_t, condition), t)`` with ``in_channels + out_channels`` input and
+        ``out_channels`` output channels.
+    in_channels, out_channels : int
+        Channels of the condition and of the target.
+    **settings
+        Keywords of :class:`~alchemy_obs.config.SDEConfig` (process, prediction, sampler,
+        likelihood); the settings' defaults where omitted.
+    """
 
     name = "sde"
 
-    def __init__(self, nets, in_channels, out_channels, config: MethodConfig) -> None:
-        super().__init__(nets, in_channels, out_channels, config)
-        self.sde = make_sde(config.sde)
+    def __init__(
+        self, net: nn.Module, *, in_channels: int, out_channels: int,
+        **settings: Any,
+    ) -> None:
+        super().__init__({"net": net}, in_channels=in_channels, out_channels=out_channels)
+        self.settings = SDEConfig(**settings)
+        self.sde = make_sde(self.settings)
 
     @classmethod
-    def from_config(cls, config, network: NetworkConfig, in_channels, out_channels) -> ScoreSDE:
+    def from_config(
+        cls, settings: SDEConfig, network: NetworkConfig, *, in_channels: int, out_channels: int
+    ) -> ScoreSDE:
         net = build_network(network, in_channels + out_channels, out_channels, time=True)
-        return cls({"net": net}, in_channels, out_channels, config)
+        return cls(net, in_channels=in_channels, out_channels=out_channels, **settings.model_dump())
 
     def predict(self, x: Tensor, condition: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """Estimates ``(x_0, z)`` of the clean map and the noise in ``x_t = m x_0 + s z``.
@@ -244,10 +263,10 @@ class ScoreSDE(Method):
         m, s = self.sde.marginal(t)
         m, s = _col(m, x), _col(s, x)
         net = self.net("net")
-        if self.config.sde.prediction == "noise":
+        if self.settings.prediction == "noise":
             z = net(torch.cat([x, condition.to(x.dtype)], dim=1), t)
             return (x - s * z) / m, z
-        sd = self.config.sde.sigma_data
+        sd = self.settings.sigma_data
         norm = torch.sqrt(s**2 + (m * sd) ** 2)
         out = net(torch.cat([x / norm, condition.to(x.dtype)], dim=1), t)
         x0 = sd**2 * m / norm**2 * x + s * sd / norm * out.to(x.dtype)
@@ -270,21 +289,21 @@ class ScoreSDE(Method):
 
     def loss(self, batch: Batch) -> Tensor:
         x0, cond = batch["target"], batch["input"]
-        t_min = self.config.sde.t_min
+        t_min = self.settings.t_min
         t = t_min + (1.0 - t_min) * torch.rand(x0.shape[0], device=x0.device)
         m, s = self.sde.marginal(t)
         z = torch.randn_like(x0)
         xt = _col(m, x0) * x0 + _col(s, x0) * z
         x0_hat, z_hat = self.predict(xt, cond, t)
-        if self.config.sde.prediction == "edm":
+        if self.settings.prediction == "edm":
             # Weight 1 / c_out^2 = (s^2 + m^2 sigma_data^2) / (s sigma_data)^2: the error of
             # the network output itself, of unit scale at every noise level.
-            sd = self.config.sde.sigma_data
+            sd = self.settings.sigma_data
             c_out = s * sd / torch.sqrt(s**2 + (m * sd) ** 2)
             err = ((x0_hat.float() - x0.float()) / _col(c_out, x0).float()) ** 2
             return err.flatten(1).mean(1).mean()
         err = ((z_hat.float() - z.float()) ** 2).flatten(1).mean(1)
-        cap = self.config.sde.snr_weight_cap
+        cap = self.settings.snr_weight_cap
         if cap is not None:
             # s^2/m^2 turns the noise error into the clean-map error: at high noise a small
             # noise error is a large error of x_0 = (x_t - s z) / m.
@@ -294,7 +313,7 @@ class ScoreSDE(Method):
     @torch.no_grad()
     def sample(
         self, condition: Tensor, steps: int | None = None,
-        generator: torch.Generator | None = None, callback: SampleCallback | None = None,
+        generator: torch.Generator | None = None, *, callback: SampleCallback | None = None,
         sampler: str | None = None,
     ) -> Tensor:
         """Sample with the configured (or given) sampler: ``pc``, ``em`` or ``ode``.
@@ -302,7 +321,7 @@ class ScoreSDE(Method):
         ``steps`` counts predictor steps (``pc``, ``em``) or drift evaluations (``ode``);
         each corrector step costs one more network evaluation.
         """
-        cfg: SDEConfig = self.config.sde
+        cfg = self.settings
         sampler = sampler or cfg.sampler
         n = steps or cfg.sample_steps
         b, _, h, w = condition.shape
@@ -310,9 +329,10 @@ class ScoreSDE(Method):
         score = self.score_fn(condition)
         if sampler in ("pc", "em"):
             corrector = cfg.corrector_steps if sampler == "pc" else 0
-            x = sample_pc(self.sde, score, x, n, cfg.t_min, corrector, cfg.snr, generator, callback)
+            x = sample_pc(self.sde, score, x, steps=n, t_min=cfg.t_min, corrector_steps=corrector,
+                          snr=cfg.snr, generator=generator, callback=callback)
         elif sampler == "ode":
-            x = sample_ode(self.sde, score, x, n, cfg.t_min, callback)
+            x = sample_ode(self.sde, score, x, steps=n, t_min=cfg.t_min, callback=callback)
         else:
             raise ValueError(f"unknown SDE sampler {sampler!r}; use 'pc', 'em' or 'ode'")
         if cfg.denoise:

@@ -11,20 +11,23 @@ __all__ = ["UNet", "DiM", "PatchGAN", "receptive_field", "build_network"]
 
 
 def build_network(
-    config: NetworkConfig, in_channels: int, out_channels: int, time: bool = True
+    config: NetworkConfig, in_channels: int, out_channels: int, *, time: bool = True
 ) -> nn.Module:
     """The network named by ``config.kind`` (``unet`` or ``dim``), freshly initialised.
 
-    ``time`` adds the time embedding that diffusion denoisers need.
+    The configuration's edge: the networks themselves take plain keywords.
+
+    Parameters
+    ----------
+    config : NetworkConfig
+        ``train.network``.
+    in_channels, out_channels : int
+        Channels of the network's input and output.
+    time : bool
+        Add the time embedding that diffusion denoisers need.
     """
     if config.kind == "dim":
         d = config.dim
-        return DiM(
-            in_channels, out_channels, d.patch_size, d.dim, d.depth, d.d_state, d.expand,
-            d.d_conv, time, d.scan_backend, d.scan_chunk,
-        )
-    return UNet(
-        in_channels, out_channels, config.base_channels, config.channel_mults,
-        config.num_res_blocks, config.attention_levels, config.attention_heads,
-        config.attention_gates, time, config.groups, config.dropout,
-    )
+        return DiM(in_channels, out_channels, time_embedding=time, **d.model_dump())
+    unet = config.model_dump(exclude={"kind", "dim"})
+    return UNet(in_channels, out_channels, time_embedding=time, **unet)

@@ -37,7 +37,7 @@ __all__ = ["DiM", "SCAN_ORDERS", "sincos_2d"]
 SCAN_ORDERS = ("row", "row_reversed", "column", "column_reversed")
 
 
-def sincos_2d(h: int, w: int, dim: int, device=None) -> Tensor:
+def sincos_2d(h: int, w: int, dim: int, *, device=None) -> Tensor:
     """``(h, w, dim)`` sine-cosine codes of the grid positions (rows in the first half)."""
     if dim % 4:
         raise ValueError(f"DiM token width must be a multiple of 4, got {dim}")
@@ -113,6 +113,7 @@ class DiM(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
+        *,
         patch_size: int = 4,
         dim: int = 64,
         depth: int = 6,
@@ -158,7 +159,7 @@ class DiM(nn.Module):
         h = self.embed(x)
         h = h + self.local_in(h)
         h = h.permute(0, 2, 3, 1)  # (B, h, w, D)
-        h = h + sincos_2d(h.shape[1], h.shape[2], h.shape[3], h.device).to(h.dtype)
+        h = h + sincos_2d(h.shape[1], h.shape[2], h.shape[3], device=h.device).to(h.dtype)
         n_first = len(self.blocks) - self.n_skip
         skips = []
         for i, block in enumerate(self.blocks):

@@ -139,7 +139,7 @@ class ResBlock(nn.Module):
     """GroupNorm-SiLU-conv twice with a residual path and an optional time shift."""
 
     def __init__(
-        self, in_ch: int, out_ch: int, time_dim: int | None = None, groups: int = 8,
+        self, in_ch: int, out_ch: int, time_dim: int | None = None, *, groups: int = 8,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()

@@ -133,7 +133,7 @@ class _ParallelScan(torch.autograd.Function):
         return g * h_prev, g, None
 
 
-def scan_parallel(a: Tensor, b: Tensor, c: Tensor, chunk: int | None = None) -> Tensor:
+def scan_parallel(a: Tensor, b: Tensor, c: Tensor, *, chunk: int | None = None) -> Tensor:
     """Same result as :func:`scan_sequential` by a log-depth associative scan.
 
     Parameters
@@ -154,7 +154,7 @@ def choose_backend(device: torch.device, length: int) -> tuple[str, int | None]:
 
 
 def selective_scan(
-    a: Tensor, b: Tensor, c: Tensor, backend: str = "auto", chunk: int | None = None
+    a: Tensor, b: Tensor, c: Tensor, *, backend: str = "auto", chunk: int | None = None
 ) -> Tensor:
     """Run the recurrence with the named backend (``auto``, ``sequential``, ``parallel``).
 
@@ -167,7 +167,7 @@ def selective_scan(
     if backend == "sequential":
         return scan_sequential(a, b, c)
     if backend == "parallel":
-        return scan_parallel(a, b, c, chunk)
+        return scan_parallel(a, b, c, chunk=chunk)
     raise ValueError(f"unknown scan backend {backend!r}; use 'auto', 'sequential' or 'parallel'")
 
 
@@ -195,7 +195,7 @@ class MambaBlock(nn.Module):
     """
 
     def __init__(
-        self, d_model: int, d_state: int = 16, expand: int = 2, d_conv: int = 4,
+        self, d_model: int, d_state: int = 16, expand: int = 2, *, d_conv: int = 4,
         dt_rank: int | None = None, dt_min: float = 1e-3, dt_max: float = 0.1,
         backend: str = "auto", chunk: int | None = None,
     ) -> None:
@@ -231,6 +231,6 @@ class MambaBlock(nn.Module):
         a_mat = -torch.exp(self.A_log.float())  # (D, N)
         a_bar = torch.exp(delta[..., None] * a_mat)  # zero-order hold
         bx = (delta * xf)[..., None] * bmat[:, :, None, :]  # Euler rule for B
-        y = selective_scan(a_bar, bx, cmat, self.backend, self.chunk)
+        y = selective_scan(a_bar, bx, cmat, backend=self.backend, chunk=self.chunk)
         y = y + xf * self.D
         return self.out_proj((y * F.silu(z.float())).to(u.dtype))

@@ -60,6 +60,7 @@ class UNet(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
+        *,
         base_channels: int = 32,
         channel_mults: Sequence[int] = (1, 2, 4),
         num_res_blocks: int = 1,
@@ -91,7 +92,7 @@ class UNet(nn.Module):
         for lvl, w in enumerate(widths):
             blocks = nn.ModuleList()
             for _ in range(num_res_blocks):
-                blocks.append(ResBlock(ch, w, tdim, groups, dropout))
+                blocks.append(ResBlock(ch, w, tdim, groups=groups, dropout=dropout))
                 ch = w
             level = nn.Module()
             level.blocks = blocks
@@ -101,11 +102,11 @@ class UNet(nn.Module):
                 ch = widths[lvl + 1]
             self.down.append(level)
 
-        self.mid1 = ResBlock(ch, ch, tdim, groups, dropout)
+        self.mid1 = ResBlock(ch, ch, tdim, groups=groups, dropout=dropout)
         self.mid_attn = (
             SelfAttention2d(ch, attention_heads, groups) if attention_levels else nn.Identity()
         )
-        self.mid2 = ResBlock(ch, ch, tdim, groups, dropout)
+        self.mid2 = ResBlock(ch, ch, tdim, groups=groups, dropout=dropout)
 
         self.up = nn.ModuleList()
         for lvl in reversed(range(n_levels)):
@@ -114,7 +115,7 @@ class UNet(nn.Module):
             level.gate = AttentionGate(w, ch) if attention_gates else None
             blocks = nn.ModuleList()
             for i in range(num_res_blocks):
-                blocks.append(ResBlock(ch + w if i == 0 else w, w, tdim, groups, dropout))
+                blocks.append(ResBlock(ch + w if i == 0 else w, w, tdim, groups=groups, dropout=dropout))
             ch = w
             level.blocks = blocks
             level.attn = attn(w, lvl)
