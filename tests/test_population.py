@@ -75,10 +75,11 @@ def test_plane_circular_velocity_of_particle_discs_and_spheres():
     rng = np.random.default_rng(1)
     n, mass, rd = 20_000, 1e10, 3.0
     # A thin exponential disc, Sigma ~ exp(-R/R_d): its peak is V = 0.623 sqrt(G M / R_d) at
-    # 2.15 R_d (Freeman 1970), 11 % above the spherical sqrt(G M(<R) / R) there.
+    # 2.15 R_d (Freeman 1970), 15 % above the spherical sqrt(G M(<R) / R) there.
     big_r, phi = rng.gamma(2.0, rd, n), rng.uniform(0, 2 * np.pi, n)
     disc = np.column_stack([big_r * np.cos(phi), big_r * np.sin(phi), np.zeros(n)])
-    v = plane_circular_velocity(disc, np.full(n, mass / n), [2.15 * rd, 20 * rd] * u.kpc, np.array([0, 0, 1.0]))
+    rings = [2.15 * rd, 20 * rd] * u.kpc
+    v = plane_circular_velocity(disc, np.full(n, mass / n), rings, np.array([0, 0, 1.0]))
     assert v[0].to_value(kms) == pytest.approx(0.6232 * math.sqrt(g_newton * mass / rd), rel=0.05)
     spherical = math.sqrt(g_newton * mass * (1 - 3.15 * math.exp(-2.15)) / (2.15 * rd))
     assert v[0].to_value(kms) > 1.05 * spherical

@@ -532,7 +532,8 @@ def _stars(rng: np.random.Generator, s: _Structure, cosmo: FlatLambdaCDM) -> dic
     sig_z = np.sqrt(math.pi * G * s.sigma_disc(big_r) * z0)  # isothermal sheet
     sig_r = 1.8 * sig_z
     # Jeans equation with sigma_R^2 ~ exp(-R/R_d) and sigma_phi^2 = sigma_R^2 / 2.
-    v_phi = np.sqrt(np.maximum(s.model.vcirc_plane(big_r) ** 2 + sig_r**2 * (0.5 - 2 * big_r / rd), 0.0))
+    v_c = s.model.vcirc_plane(big_r)
+    v_phi = np.sqrt(np.maximum(v_c**2 + sig_r**2 * (0.5 - 2 * big_r / rd), 0.0))
     vel_disc = _cylindrical_velocities(rng, phi, v_phi, sig_r, sig_r / math.sqrt(2), sig_z)
 
     sq = np.sqrt(0.95 * rng.random(s.n_bulge))  # Hernquist M(<r) = M r^2/(r+a)^2, 95 % of it
@@ -588,7 +589,8 @@ def _gas(rng: np.random.Generator, s: _Structure) -> dict[str, np.ndarray]:
     rho_cold = s.sigma_gas(big_r) / (2 * h_g) / np.cosh(zz / h_g) ** 2 * arm * clumping
     sig_gas = rng.uniform(7.0, 14.0)
     # Pressure support lowers rotation: v_phi^2 = V_c^2 - sigma^2 * 2 (-dln Sigma/dln R).
-    v_phi = np.sqrt(np.maximum(s.model.vcirc_plane(big_r) ** 2 - sig_gas**2 * 2 * s.gas_log_slope(big_r), 0.0))
+    v_c = s.model.vcirc_plane(big_r)
+    v_phi = np.sqrt(np.maximum(v_c**2 - sig_gas**2 * 2 * s.gas_log_slope(big_r), 0.0))
     vel_cold = _cylindrical_velocities(rng, phi, v_phi, sig_gas, sig_gas, sig_gas)
 
     r_hot = _sample_cdf(rng, n_hot, s.model.r, s.hot_cdf)
