@@ -273,6 +273,23 @@ def test_jeans_dispersion_of_analytic_spheres():
     np.testing.assert_allclose(sigma, np.sqrt(G * 1e9 / 2), rtol=0.01)
 
 
+def test_disc_plane_rotation_of_an_exponential_disc():
+    """Freeman (1970): a thin exponential disc peaks at V = 0.623 sqrt(G M / R_d) at
+    R = 2.15 R_d (Binney & Tremaine 2008, eq. 2.165), 15 % above the spherical
+    sqrt(G M(<R) / R); far out it is a point mass."""
+    from alchemy_obs.sim.synthetic import G, _MassModel
+
+    mass, rd = 1e10, 3.0
+    model = _MassModel(5000.0)
+    model.add_disc(mass, rd)
+    peak = np.array([2.15 * rd])
+    assert model.vcirc_plane(peak)[0] == pytest.approx(0.6232 * np.sqrt(G * mass / rd), rel=2e-3)
+    spherical = np.sqrt(G * mass * (1 - 3.15 * np.exp(-2.15)) / peak[0])
+    assert model.vcirc(peak)[0] == pytest.approx(spherical, rel=2e-3)
+    far = np.array([60.0 * rd, 1000.0])
+    np.testing.assert_allclose(model.vcirc_plane(far), np.sqrt(G * mass / far), rtol=2e-3)
+
+
 def test_helium_fraction_is_primordial_for_metal_free_gas():
     """Y = Y_p + 1.7 Z: 0.2485 at Z = 0 (it was 0.227, below primordial), 0.2701 at solar."""
     from alchemy_obs.sim.synthetic import helium_fraction

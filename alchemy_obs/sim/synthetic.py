@@ -27,9 +27,11 @@ units and then converted to TNG code units with :mod:`alchemy_obs.physics.units`
   :math:`t_* = 2.2\\,{\\rm Gyr}\\,(\\rho/\\rho_{\\rm th})^{-1/2}`: the volumetric
   Schmidt law :math:`\\dot\\rho_* \\propto \\rho^{1.5}` calibrated to Kennicutt (1998). Neutral fractions follow a self-shielding curve (high in cold dense
   gas, :math:`\\sim10^{-6}` in the hot halo); electron abundances follow.
-* **Kinematics**: circular velocity from the spherically averaged enclosed mass of all
-  components; discs rotate with asymmetric drift (Jeans equation) and carry dispersions
-  (isothermal-sheet :math:`\\sigma_z`), the gas has turbulence of ~10 km/s.
+* **Kinematics**: the discs rotate at the circular velocity in their plane, where the
+  exponential discs pull with their own potential (Freeman 1970) and the other components
+  with their spherically averaged enclosed mass; with asymmetric drift (Jeans equation)
+  and dispersions (isothermal-sheet :math:`\\sigma_z`), the gas with turbulence of
+  ~10 km/s. Halo, bulge, hot gas and subhalo orbits use the spherical enclosed mass.
 * **Magnetic field**: an ordered disc field along spiral arms (pitch angle 10-30 degrees)
   plus a divergence-free Kolmogorov-like turbulent field (a sum of random Fourier modes),
   both scaling as :math:`\\rho^{1/2}`, a few μG in the disc.
@@ -63,6 +65,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 from astropy.cosmology import FlatLambdaCDM
+from scipy import special
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 from tqdm.auto import tqdm
@@ -287,18 +290,52 @@ def _nfw_m(x: np.ndarray) -> np.ndarray:
 
 
 class _MassModel:
-    """Spherically averaged enclosed mass of all components, for circular velocities."""
+    """Enclosed mass of all components, for circular velocities.
+
+    :meth:`vcirc` is the spherical :math:`\\sqrt{GM(<r)/r}` (halo, bulge and hot gas
+    orbits, the Jeans equation); :meth:`vcirc_plane` is the circular velocity in the disc
+    plane, where the exponential discs added with :meth:`add_disc` pull with their own
+    (non-spherical) potential.
+    """
 
     def __init__(self, r_max: float):
         self.r = np.geomspace(1e-3, r_max, 600)
         self.m = np.zeros_like(self.r)
+        self.discs: list[tuple[float, float]] = []
 
     def add(self, enclosed: np.ndarray) -> None:
         self.m += enclosed
 
+    def add_disc(self, mass: float, scale_length: float) -> None:
+        """Add an exponential disc: its enclosed mass and its in-plane potential."""
+        x = self.r / scale_length
+        self.m += mass * (1 - (1 + x) * np.exp(-x))
+        self.discs.append((mass, scale_length))
+
     def vcirc(self, r: np.ndarray) -> np.ndarray:
         m = np.interp(r, self.r, self.m)
         return np.sqrt(G * m / np.maximum(r, 1e-3))
+
+    def vcirc_plane(self, big_r: np.ndarray) -> np.ndarray:
+        """Circular velocity in the plane of the discs, km/s.
+
+        Each exponential disc contributes the razor-thin disc's
+        :math:`V^2 = 4\\pi G\\Sigma_0 R_d\\,y^2[I_0(y)K_0(y) - I_1(y)K_1(y)]`,
+        :math:`y = R/2R_d` (Freeman 1970, ApJ 160, 811; Binney & Tremaine 2008, eq. 2.165),
+        the other components their spherical :math:`GM(<r)/r`. Between 2 and 6 scale
+        lengths a disc pulls 15-30 % harder in :math:`V^2` than the same mass arranged
+        spherically, and the disc plane is where the gas of an HI rotation curve orbits.
+        """
+        big_r = np.maximum(np.asarray(big_r, np.float64), 1e-3)
+        v2 = G * np.interp(big_r, self.r, self.m) / big_r
+        for mass, rd in self.discs:
+            x = big_r / rd
+            y = 0.5 * x
+            # i0e * k0e = I0 K0: the exponentially scaled functions do not overflow far out.
+            bessel = special.i0e(y) * special.k0e(y) - special.i1e(y) * special.k1e(y)
+            thin = 2 * G * mass / rd * y**2 * bessel
+            v2 += thin - G * mass * (1 - (1 + x) * np.exp(-x)) / big_r
+        return np.sqrt(np.maximum(v2, 0.0))
 
     def jeans_dispersion(self, density: np.ndarray, r: np.ndarray) -> np.ndarray:
         """1-D velocity dispersion of an isotropic tracer in this potential, km/s.
@@ -411,9 +448,9 @@ def _structure(
     rs = r200 / p.concentration
     model.add(m_dm_total * _nfw_m(np.minimum(r, r200) / rs) / _nfw_m(p.concentration))
     model.add(mstar * p.bulge_fraction * r**2 / (r + a_bulge) ** 2)
-    model.add(mstar * (1 - p.bulge_fraction) * (1 - (1 + r / rd) * np.exp(-r / rd)))
-    model.add((mcold - mmol) * (1 - (1 + r / rg) * np.exp(-r / rg)))
-    model.add(mmol * (1 - (1 + r / rmol) * np.exp(-r / rmol)))
+    model.add_disc(mstar * (1 - p.bulge_fraction), rd)
+    model.add_disc(mcold - mmol, rg)
+    model.add_disc(mmol, rmol)
     # Hot beta-model halo between half the gas disc scale length and R200.
     r_core = rng.uniform(0.05, 0.15) * r200
     beta = rng.uniform(0.5, 0.75)
@@ -495,7 +532,8 @@ def _stars(rng: np.random.Generator, s: _Structure, cosmo: FlatLambdaCDM) -> dic
     sig_z = np.sqrt(math.pi * G * s.sigma_disc(big_r) * z0)  # isothermal sheet
     sig_r = 1.8 * sig_z
     # Jeans equation with sigma_R^2 ~ exp(-R/R_d) and sigma_phi^2 = sigma_R^2 / 2.
-    v_phi = np.sqrt(np.maximum(s.model.vcirc(big_r) ** 2 + sig_r**2 * (0.5 - 2 * big_r / rd), 0.0))
+    v_c = s.model.vcirc_plane(big_r)
+    v_phi = np.sqrt(np.maximum(v_c**2 + sig_r**2 * (0.5 - 2 * big_r / rd), 0.0))
     vel_disc = _cylindrical_velocities(rng, phi, v_phi, sig_r, sig_r / math.sqrt(2), sig_z)
 
     sq = np.sqrt(0.95 * rng.random(s.n_bulge))  # Hernquist M(<r) = M r^2/(r+a)^2, 95 % of it
@@ -551,7 +589,8 @@ def _gas(rng: np.random.Generator, s: _Structure) -> dict[str, np.ndarray]:
     rho_cold = s.sigma_gas(big_r) / (2 * h_g) / np.cosh(zz / h_g) ** 2 * arm * clumping
     sig_gas = rng.uniform(7.0, 14.0)
     # Pressure support lowers rotation: v_phi^2 = V_c^2 - sigma^2 * 2 (-dln Sigma/dln R).
-    v_phi = np.sqrt(np.maximum(s.model.vcirc(big_r) ** 2 - sig_gas**2 * 2 * s.gas_log_slope(big_r), 0.0))
+    v_c = s.model.vcirc_plane(big_r)
+    v_phi = np.sqrt(np.maximum(v_c**2 - sig_gas**2 * 2 * s.gas_log_slope(big_r), 0.0))
     vel_cold = _cylindrical_velocities(rng, phi, v_phi, sig_gas, sig_gas, sig_gas)
 
     r_hot = _sample_cdf(rng, n_hot, s.model.r, s.hot_cdf)
