@@ -336,7 +336,7 @@ def stage_publish(targets: list[str]) -> None:
         rows = [(f"{best['method']} (this model)", best["test"]),
                 ("mean training map", base["mean map"]),
                 ("per-pixel linear regression", base["pixel regression"])]
-        table = ["| predictor | radial profile mean abs dex | total mass abs dex | SSIM | power spectrum abs dex |",
+        table = ["| predictor | radial profile mean abs dex | map total abs dex | SSIM | power spectrum abs dex |",
                  "|---|---|---|---|---|"]
         table += [f"| {label} | {m['profile_abs_dex']:.3f} | {m['mass_abs_dex']:.3f} | "
                   f"{m['ssim']:.3f} | {m['power_abs_dex']:.3f} |" for label, m in rows]
