@@ -170,10 +170,10 @@ def test_total_mass_invariant_under_rotation():
 def test_maps_are_bit_identical_for_any_thread_count(monkeypatch):
     import numba
 
-    from alchemy_obs.maps import project
+    from alchemy_obs.maps import deposit
 
     # Small bands, so that these 3000 particles fill all 16 and threads share them.
-    monkeypatch.setattr(project, "_PARTICLES_PER_BAND", 100)
+    monkeypatch.setattr(deposit, "_PARTICLES_PER_BAND", 100)
     rng = np.random.default_rng(5)
     x, y = rng.uniform(0, 10, (2, 3000))
     h = rng.lognormal(-1.0, 1.0, 3000)
@@ -191,20 +191,20 @@ def test_maps_are_bit_identical_for_any_thread_count(monkeypatch):
 
 
 def test_band_counts_are_powers_of_two_set_by_the_input():
-    from alchemy_obs.maps import project
+    from alchemy_obs.maps import deposit
 
     # 99 934 particles (the benchmark's 1e5 set): 8 bands, which 2, 4 or 8 threads share
     # evenly (a count like 15 would leave one of 2 threads idle a fifteenth of the time).
-    counts = {n: project._n_bands(n) for n in (0, 10_000, 20_000, 99_934, 10**5, 10**8)}
+    counts = {n: deposit._n_bands(n) for n in (0, 10_000, 20_000, 99_934, 10**5, 10**8)}
     assert counts == {0: 1, 10_000: 1, 20_000: 2, 99_934: 8, 10**5: 16, 10**8: 16}
 
 
 def test_first_bad_value_is_reported_whatever_chunk_holds_it(monkeypatch):
-    from alchemy_obs.maps import project
+    from alchemy_obs.maps import deposit
 
     # 3000 particles in 16 chunks, each sorted by its own thread: the error must still
     # name the first bad value of the input, not the first one a thread happened to see.
-    monkeypatch.setattr(project, "_PARTICLES_PER_BAND", 100)
+    monkeypatch.setattr(deposit, "_PARTICLES_PER_BAND", 100)
     rng = np.random.default_rng(9)
     x, y = rng.uniform(0, 10, (2, 3000))
     h = rng.uniform(0.1, 1.0, 3000)
