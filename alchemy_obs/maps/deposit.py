@@ -22,6 +22,21 @@ Three regimes, all exact in total:
 Particles straddling the map edge therefore deposit exactly their inside part, and the total
 of a map equals the summed weights of particles whose kernels lie inside it to round-off.
 
+Wide kernels go through an image pyramid (:func:`deposit_map`), so that no particle costs
+more than a few hundred pixels: a kernel with support radius above :data:`H_LEVEL` (10)
+pixels is integrated, as above, over the pixels of the level ``L`` (pixels ``2**L`` times
+the map's) on which it spans ``H_LEVEL / 2`` to ``H_LEVEL`` pixels. From the coarsest level
+down, the sum so far is prolonged to the next finer level and that level's own map added.
+The prolongation (:func:`_prolong`) splits each pixel in two along one axis and then the
+other, giving each half the integral of the degree-6 polynomial through the means of the
+seven pixels around it: exact for such polynomials, and exactly the pixel's mass between the
+two halves (to round-off), clamped so that both keep its sign. A prolonged kernel is within
+0.4 % (L1) of its exact pixel integrals and the map's mass is unchanged. Each level's grid
+holds the finer one and ``_MARGIN`` of its own pixels beyond it; its origin is the map's,
+so a kernel cut by the left or bottom map edge keeps exactly its inside part, and by the
+right or top edge too when the map's side is a multiple of ``2**L`` pixels (otherwise the
+coarse pixel straddling that edge is split by the prolongation, not by the kernel).
+
 The map is cut into bands of image rows holding about equal work, and the particles are
 grouped by band (a counting sort that keeps input order within a band); each band has its
 own float64 buffer covering its rows and the reach of its kernels (no races, and small
@@ -42,7 +57,7 @@ from numba import njit, prange
 
 from alchemy_obs.maps.kernels import POLY_BREAKS, KernelTables
 
-__all__ = ["FASTMATH", "deposit_map", "kernel_box_size", "pixel_weights", "polynomial_segments",
+__all__ = ["FASTMATH", "H_LEVEL", "deposit_map", "kernel_box_size", "pixel_weights", "polynomial_segments",
            "weights_scratch"]
 
 #: Support radius (pixels) from which the Laplacian-corrected pixel-centre rule is used.
@@ -54,6 +69,14 @@ _SMALL = 5
 #: from _H_FAR pixels on, only the particle's own pixel does.
 _NEAR = 1
 _H_FAR = 12.0
+#: Kernels with support radii above this many pixels go to a coarser level of the pyramid,
+#: where they span more than half as many pixels. 10 keeps each prolonged kernel within
+#: 0.4 % (L1) of its exact pixel integrals (at 5 pixels on its level; 0.05 % at 10):
+#: ``python benchmarks/projection.py --levels``.
+H_LEVEL = 10.0
+#: Each coarser level reaches this many of its pixels beyond the next finer one on every
+#: side: the reach of the prolongation's stencil.
+_MARGIN = 3
 _GX, _GW = np.polynomial.legendre.leggauss(3)
 _U0 = np.uint64(0)
 _BREAKS = np.array(POLY_BREAKS)
@@ -179,15 +202,34 @@ def _row_of(px, py, hx, hy, nx, ny):
     return min(max(int(math.floor(py)), 0), ny - 1)
 
 
+@njit(inline="always")
+def _level_of(hx, hy, h_level):
+    """Pyramid level of a kernel with support radii ``hx, hy`` in map pixels.
+
+    The smallest level ``L`` with ``min(hx, hy) / 2**L <= h_level``: on it the kernel spans
+    more than ``h_level / 2`` pixels (the prolongation's accuracy) and at most ``h_level``
+    (its cost).
+    """
+    m = min(hx, hy)
+    level = 0
+    while m > h_level:
+        m *= 0.5
+        level += 1
+    return level
+
+
 @njit(parallel=True, cache=True)
-def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands, space):
-    """Particles touching the map, in pixel units, grouped into bands of image rows.
+def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands, space, level,
+                     h_level):
+    """Particles of pyramid ``level`` touching the map, in pixel units, grouped by band.
 
     Returns a status (0, or the code of the first bad input: 1, 2, 3 non-finite x, y, h;
     4 negative h), ``part`` (rows ``px, py, hx, hy, weights...`` grouped by band, in
     ``space``), the first particle of each band (``nbands + 1`` entries) and each band's
-    image rows ``[row_lo, row_hi)``, which include the reach of its kernels, and the
-    largest ``h`` on the map. Bands hold about equal work ((hx + 1)(hy + 1) per particle),
+    image rows ``[row_lo, row_hi)``, which include the reach of its kernels, the
+    largest ``h`` among them, and the indices (in input order) of the particles touching the
+    map whose level is above ``level`` (the map is that level's grid; the support radii in
+    the finest map's pixels are ``2**level`` times these). Bands hold about equal work ((hx + 1)(hy + 1) per particle),
     so threads stay balanced.
 
     A parallel counting sort over ``nbands`` contiguous chunks of the input: each chunk
@@ -208,6 +250,9 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands, spa
     bottom = np.zeros((nchunks, ny), np.int64)
     status = np.zeros(nchunks, np.int64)
     hmax = np.zeros(nchunks)
+    n_up = np.zeros(nchunks + 1, np.int64)
+    # Exact: a power of two, so level-0 support radii are recovered bit for bit.
+    to_finest = 2.0**level
     first = np.zeros(nbands + 1, np.int64)
     row_lo = np.zeros(nbands, np.int64)
     row_hi = np.zeros(nbands, np.int64)
@@ -229,6 +274,9 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands, spa
             r = _row_of(px, py, hx, hy, nx, ny)
             if r < 0:
                 continue
+            if _level_of(hx * to_finest, hy * to_finest, h_level) > level:
+                n_up[c + 1] += 1
+                continue
             count[c, r] += 1
             hmax[c] = max(hmax[c], h[p])
             work[c, r] += (min(hx, nx) + 1.0) * (min(hy, ny) + 1.0)
@@ -238,7 +286,8 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands, spa
     for c in range(nchunks):
         # The first chunk with a bad value holds the first bad value of the input.
         if status[c]:
-            return status[c], np.empty((0, 4 + nw)), first, row_lo, row_hi, 0.0
+            return (status[c], np.empty((0, 4 + nw)), first, row_lo, row_hi, 0.0,
+                    np.empty(0, np.int64))
     # Row totals, summed in chunk order.
     row_count = np.zeros(ny, np.int64)
     row_work = np.zeros(ny)
@@ -285,12 +334,19 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands, spa
             band_of_row[rr] = b
         r = band_end[b]
     part = space[:first[nbands] * (4 + nw)].reshape((first[nbands], 4 + nw))
+    for c in range(nchunks):
+        n_up[c + 1] += n_up[c]
+    up = np.empty(n_up[nchunks], np.int64)
     # The rows are computed again rather than stored: less memory traffic.
     for c in prange(nchunks):
         for p in range(c * n // nchunks, (c + 1) * n // nchunks):
             px, py, hx, hy = _in_pixels(x, y, h, p, xmin, ymin, inv_dx, inv_dy)
             r = _row_of(px, py, hx, hy, nx, ny)
             if r < 0:
+                continue
+            if _level_of(hx * to_finest, hy * to_finest, h_level) > level:
+                up[n_up[c]] = p
+                n_up[c] += 1
                 continue
             b = band_of_row[r]
             i = fill[c, b]
@@ -301,7 +357,7 @@ def _sort_into_bands(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, nbands, spa
             part[i, 3] = hy
             for k in range(nw):
                 part[i, 4 + k] = w[k, p]
-    return 0, part, first, row_lo, row_hi, hmax.max()
+    return 0, part, first, row_lo, row_hi, hmax.max(), up
 
 
 
@@ -613,9 +669,66 @@ def _workspace(name: str, size: int) -> np.ndarray:
 
 
 
+
+@njit(inline="always")
+def _cell(v, base, stride, i, n):
+    """Cell ``i`` of a line of ``n`` cells of the flat array ``v``; zero beyond the line."""
+    return v[base + i * stride] if 0 <= i < n else 0.0
+
+
+@njit(inline="always")
+def _half_split(v, base, stride, i, n):
+    """Mass moved from the lower to the upper half of cell ``i`` of a line of ``n`` cells.
+
+    The half-cell integrals of the degree-6 polynomial with the means of cells ``i - 3 ..
+    i + 3`` (zero beyond the line); clamped to half the cell's mass, so that both halves
+    keep the cell's sign (a positive deposit gives no negative pixel).
+    """
+    d = (201.0 * (_cell(v, base, stride, i + 1, n) - _cell(v, base, stride, i - 1, n))
+         - 44.0 * (_cell(v, base, stride, i + 2, n) - _cell(v, base, stride, i - 2, n))
+         + 5.0 * (_cell(v, base, stride, i + 3, n) - _cell(v, base, stride, i - 3, n))) / 2048.0
+    limit = 0.5 * abs(v[base + i * stride])
+    return min(max(d, -limit), limit)
+
+
+@njit(parallel=True, cache=True)
+def _prolong(coarse):
+    """Each pixel of ``coarse`` (K, ny, nx) split into 2 x 2 that sum to it (to round-off).
+
+    One axis at a time, each cell's mass is shared between its halves as the integrals of
+    the polynomial through the cell means around it (sixth order where the image is
+    smooth). Every output pixel is computed from its own inputs alone, so the result does
+    not depend on the threads.
+    """
+    nw, ny, nx = coarse.shape
+    src = coarse.reshape(-1)
+    half = np.empty((nw, ny, 2 * nx))
+    flat = half.reshape(-1)
+    for r in prange(nw * ny):
+        base = r * nx
+        for i in range(nx):
+            d = _half_split(src, base, 1, i, nx)
+            m = 0.5 * src[base + i]
+            flat[2 * base + 2 * i] = m - d
+            flat[2 * base + 2 * i + 1] = m + d
+    fine = np.empty((nw, 2 * ny, 2 * nx))
+    out = fine.reshape(-1)
+    for r in prange(nw * ny):
+        k = r // ny
+        j = r % ny
+        plane = k * ny * 2 * nx
+        below = (k * 2 * ny + 2 * j) * 2 * nx
+        for i in range(2 * nx):
+            d = _half_split(flat, plane + i, 2 * nx, j, ny)
+            m = 0.5 * flat[plane + j * 2 * nx + i]
+            out[below + i] = m - d
+            out[below + 2 * nx + i] = m + d
+    return fine
+
+
 def deposit_map(x: np.ndarray, y: np.ndarray, h: np.ndarray, w: np.ndarray,
                 extent: tuple[float, float, float, float], shape: tuple[int, int],
-                tables: KernelTables) -> np.ndarray:
+                tables: KernelTables, *, h_level: float = H_LEVEL) -> np.ndarray:
     """Sum of particle weights per pixel with pixel-integrated kernels.
 
     Parameters
@@ -630,6 +743,10 @@ def deposit_map(x: np.ndarray, y: np.ndarray, h: np.ndarray, w: np.ndarray,
         Map shape.
     tables : KernelTables
         Kernel tables.
+    h_level : float
+        Kernels with support radii above this many pixels are deposited on the level of
+        the image pyramid where they span ``h_level / 2`` to ``h_level`` pixels; ``inf``
+        deposits every kernel on the map's own pixels.
 
     Returns
     -------
@@ -644,15 +761,46 @@ def deposit_map(x: np.ndarray, y: np.ndarray, h: np.ndarray, w: np.ndarray,
     """
     ny, nx = shape
     xmin, xmax, ymin, ymax = extent
-    nw = w.shape[0]
     inv_dx, inv_dy = nx / (xmax - xmin), ny / (ymax - ymin)
-    status, part, first, row_lo, row_hi, hmax = _sort_into_bands(
+    image, up = _deposit_level(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, 0, tables,
+                               h_level)
+    # The pyramid: level L has pixels 2**L times the map's; its grid (in map pixels
+    # [x0, x1) x [y0, y1)) holds the next finer one and _MARGIN of its pixels around it.
+    levels = [(image, 0, 0)]
+    x0, x1, y0, y1 = 0, nx, 0, ny
+    while up.size:
+        x, y, h, w = x[up], y[up], h[up], w[:, up]
+        f = 2 ** len(levels)
+        x0 = f * (x0 // f - _MARGIN)
+        y0 = f * (y0 // f - _MARGIN)
+        x1 = f * (-(-x1 // f) + _MARGIN)
+        y1 = f * (-(-y1 // f) + _MARGIN)
+        coarse, up = _deposit_level(x, y, h, w, xmin + x0 / inv_dx, ymin + y0 / inv_dy,
+                                    inv_dx / f, inv_dy / f, (x1 - x0) // f, (y1 - y0) // f,
+                                    len(levels), tables, h_level)
+        levels.append((coarse, x0, y0))
+    # Coarsest to finest: prolong the sum so far, keep the next level's grid, add its own.
+    total, xc, yc = levels[-1]
+    for level in range(len(levels) - 2, -1, -1):
+        own, xf, yf = levels[level]
+        f = 2**level
+        i0, j0 = (xf - xc) // f, (yf - yc) // f
+        fine = _prolong(total)[:, j0:j0 + own.shape[1], i0:i0 + own.shape[2]]
+        total, xc, yc = own + fine, xf, yf
+    return total
+
+
+def _deposit_level(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, level, tables, h_level):
+    """Map of the particles of one pyramid level, and the indices of those above it."""
+    nw = w.shape[0]
+    status, part, first, row_lo, row_hi, hmax, up = _sort_into_bands(
         x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, _n_bands(x.size),
-        _workspace("particles", x.size * (4 + nw)))
+        _workspace("particles", x.size * (4 + nw)), level, h_level)
     if status == 4:
         raise ValueError("smoothing lengths h must be >= 0")
     if status:
         raise ValueError(f"{'xyh'[status - 1]} contains non-finite values")
     buffers = _workspace("bands", nw * nx * int((row_hi - row_lo).sum()))
-    return _project(part, first, row_lo, row_hi, hmax, inv_dx, inv_dy, nw, nx, ny,
-                    tables.packed, tables.poly, tables.quadrant, tables.marginal, buffers)
+    image = _project(part, first, row_lo, row_hi, hmax, inv_dx, inv_dy, nw, nx, ny,
+                     tables.packed, tables.poly, tables.quadrant, tables.marginal, buffers)
+    return image, up

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from astropy import units as u
 
-from alchemy_obs.maps.deposit import deposit_map
+from alchemy_obs.maps.deposit import H_LEVEL, deposit_map
 from alchemy_obs.maps.kernels import kernel_tables
 
 __all__ = ["project_particles", "surface_density", "weighted_average"]
@@ -46,8 +46,16 @@ def project_particles(
     *,
     z: np.ndarray | None = None,
     zrange: tuple[float, float] | None = None,
+    exact: bool = False,
 ) -> np.ndarray:
     """Sum of particle weights per pixel with pixel-integrated SPH kernels.
+
+    Kernels up to :data:`~alchemy_obs.maps.deposit.H_LEVEL` (10) pixels in support radius
+    are integrated over the map's pixels; wider ones over the pixels of the coarser level of
+    an image pyramid where they span 5 to 10 pixels, whose sum is prolonged to the map
+    conserving each coarse pixel's total (see :mod:`alchemy_obs.maps.deposit`). The cost per
+    particle is then bounded whatever the kernel, and a wide kernel's pixels lie within
+    0.4 % (L1) of their exact integrals.
 
     Parameters
     ----------
@@ -69,6 +77,9 @@ def project_particles(
         Line-of-sight slab. Each weight is multiplied by the fraction of its kernel's mass
         inside the slab (exact in mass); the kernel keeps its full projected shape, which
         differs from a sharp cut only for particles crossing the slab faces.
+    exact : bool
+        Integrate every kernel over the map's own pixels (the reference the pyramid is
+        measured against), at a cost that grows with the kernel's area in pixels.
 
     Returns
     -------
@@ -99,7 +110,8 @@ def project_particles(
         keep = ~(frac <= 0)
         x, y, h = x[keep], y[keep], h[keep]
         w = _plain(w[:, keep] * frac[keep])
-    image = deposit_map(x, y, h, w, (xmin, xmax, ymin, ymax), (ny, nx), tables)
+    image = deposit_map(x, y, h, w, (xmin, xmax, ymin, ymax), (ny, nx), tables,
+                        h_level=np.inf if exact else H_LEVEL)
     return image[0] if single else image
 
 
