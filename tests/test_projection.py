@@ -302,7 +302,7 @@ def _antiderivative_means(f_int, edges):
 
 
 def test_prolongation_is_exact_for_polynomials_up_to_degree_six():
-    from alchemy_obs.maps.deposit import _prolong
+    from alchemy_obs.maps.deposit import prolong
 
     # Cell integrals of p(x) q(y) on a coarse grid of unit cells; prolonged, each half cell
     # must hold the exact integral of p q over it (the split is the integral of the degree-6
@@ -316,7 +316,7 @@ def test_prolongation_is_exact_for_polynomials_up_to_degree_six():
     n = 16
     coarse = np.outer(_antiderivative_means(q_int, np.arange(n + 1.0) - 8),
                       _antiderivative_means(p_int, np.arange(n + 1.0) - 8))
-    fine = _prolong(coarse[None])[0]
+    fine = prolong(coarse[None])[0]
     half = np.arange(2 * n + 1) / 2.0 - 8
     exact = np.outer(_antiderivative_means(q_int, half), _antiderivative_means(p_int, half))
     inner = slice(6, 2 * n - 6)
@@ -324,13 +324,13 @@ def test_prolongation_is_exact_for_polynomials_up_to_degree_six():
 
 
 def test_prolongation_keeps_each_coarse_sum_and_sign():
-    from alchemy_obs.maps.deposit import _prolong
+    from alchemy_obs.maps.deposit import prolong
 
     rng = np.random.default_rng(8)
     coarse = rng.lognormal(0.0, 2.0, (2, 24, 20))
     coarse[:, 5:9, 3:12] = 0.0  # sharp edges, where the limiter acts
     coarse[1] *= -1.0  # a negative weight (e.g. a velocity) keeps its sign too
-    fine = _prolong(coarse)
+    fine = prolong(coarse)
     blocks = fine.reshape(2, 24, 2, 20, 2).sum(axis=(2, 4))
     np.testing.assert_allclose(blocks, coarse, rtol=1e-14, atol=0)
     assert fine[0].min() >= 0.0 and fine[1].max() <= 0.0

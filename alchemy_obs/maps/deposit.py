@@ -27,7 +27,7 @@ more than a few hundred pixels: a kernel with support radius above :data:`H_LEVE
 pixels is integrated, as above, over the pixels of the level ``L`` (pixels ``2**L`` times
 the map's) on which it spans ``H_LEVEL / 2`` to ``H_LEVEL`` pixels. From the coarsest level
 down, the sum so far is prolonged to the next finer level and that level's own map added.
-The prolongation (:func:`_prolong`) splits each pixel in two along one axis and then the
+The prolongation (:func:`prolong`) splits each pixel in two along one axis and then the
 other, giving each half the integral of the degree-6 polynomial through the means of the
 seven pixels around it: exact for such polynomials, and exactly the pixel's mass between the
 two halves (to round-off), clamped so that both keep its sign. A prolonged kernel is within
@@ -57,8 +57,9 @@ from numba import njit, prange
 
 from alchemy_obs.maps.kernels import POLY_BREAKS, KernelTables
 
-__all__ = ["FASTMATH", "H_LEVEL", "deposit_map", "kernel_box_size", "pixel_weights", "polynomial_segments",
-           "weights_scratch"]
+__all__ = ["FASTMATH", "H_LEVEL", "add_prolonged", "coarser_grid", "deposit_map",
+           "kernel_box_size", "pixel_weights", "polynomial_segments", "prolong",
+           "pyramid_levels", "weights_scratch"]
 
 #: Support radius (pixels) from which the Laplacian-corrected pixel-centre rule is used.
 _H_CORNER = 4.0
@@ -693,37 +694,89 @@ def _half_split(v, base, stride, i, n):
 
 @njit(parallel=True, cache=True)
 def _prolong(coarse):
-    """Each pixel of ``coarse`` (K, ny, nx) split into 2 x 2 that sum to it (to round-off).
+    """Each pixel of ``coarse`` (K, ny, nx, C) split into 2 x 2 that sum to it (to round-off).
 
     One axis at a time, each cell's mass is shared between its halves as the integrals of
     the polynomial through the cell means around it (sixth order where the image is
-    smooth). Every output pixel is computed from its own inputs alone, so the result does
-    not depend on the threads.
+    smooth); the last axis (channels of a cube, or one) is carried along. Every output
+    value is computed from its own inputs alone, so the result does not depend on the
+    threads.
     """
-    nw, ny, nx = coarse.shape
+    nw, ny, nx, nc = coarse.shape
     src = coarse.reshape(-1)
-    half = np.empty((nw, ny, 2 * nx))
+    half = np.empty((nw, ny, 2 * nx, nc))
     flat = half.reshape(-1)
     for r in prange(nw * ny):
-        base = r * nx
+        base = r * nx * nc
         for i in range(nx):
-            d = _half_split(src, base, 1, i, nx)
-            m = 0.5 * src[base + i]
-            flat[2 * base + 2 * i] = m - d
-            flat[2 * base + 2 * i + 1] = m + d
-    fine = np.empty((nw, 2 * ny, 2 * nx))
+            lower = base * 2 + 2 * i * nc
+            for c in range(nc):
+                d = _half_split(src, base + c, nc, i, nx)
+                m = 0.5 * src[base + i * nc + c]
+                flat[lower + c] = m - d
+                flat[lower + nc + c] = m + d
+    fine = np.empty((nw, 2 * ny, 2 * nx, nc))
     out = fine.reshape(-1)
+    line = 2 * nx * nc
     for r in prange(nw * ny):
         k = r // ny
         j = r % ny
-        plane = k * ny * 2 * nx
-        below = (k * 2 * ny + 2 * j) * 2 * nx
-        for i in range(2 * nx):
-            d = _half_split(flat, plane + i, 2 * nx, j, ny)
-            m = 0.5 * flat[plane + j * 2 * nx + i]
-            out[below + i] = m - d
-            out[below + 2 * nx + i] = m + d
+        plane = k * ny * line
+        below = (k * 2 * ny + 2 * j) * line
+        for e in range(line):
+            d = _half_split(flat, plane + e, line, j, ny)
+            m = 0.5 * flat[plane + j * line + e]
+            out[below + e] = m - d
+            out[below + line + e] = m + d
     return fine
+
+
+def prolong(image: np.ndarray) -> np.ndarray:
+    """``image`` (K, ny, nx) or (K, ny, nx, C) on a grid of pixels half as wide per axis.
+
+    Each pixel's value is split among its 2 x 2 children (see :func:`_prolong`); their sum
+    is the pixel's value to round-off, and each child has the pixel's sign.
+    """
+    if image.ndim == 3:
+        return _prolong(np.ascontiguousarray(image)[..., None])[..., 0]
+    return _prolong(np.ascontiguousarray(image))
+
+
+def pyramid_levels(hx: np.ndarray, hy: np.ndarray, h_level: float = H_LEVEL) -> np.ndarray:
+    """Pyramid level of each kernel from its support radii in map pixels.
+
+    The rule of :func:`deposit_map`: the smallest ``L`` with ``min(hx, hy) / 2**L <= h_level``
+    (the same halvings, so the same levels).
+    """
+    m = np.minimum(hx, hy).astype(np.float64)
+    level = np.zeros(m.shape, np.int64)
+    above = np.flatnonzero(m > h_level)
+    while above.size:
+        m[above] *= 0.5
+        level[above] += 1
+        above = above[m[above] > h_level]
+    return level
+
+
+def coarser_grid(bounds: tuple[int, int, int, int], level: int) -> tuple[int, int, int, int]:
+    """Bounds ``(x0, x1, y0, y1)`` in map pixels of level ``level``'s grid, from the finer one's.
+
+    Whole pixels of the level (``2**level`` map pixels, aligned with the map's origin)
+    covering the finer grid and ``_MARGIN`` more of them on every side.
+    """
+    f = 2**level
+    x0, x1, y0, y1 = bounds
+    return (f * (x0 // f - _MARGIN), f * (-(-x1 // f) + _MARGIN),
+            f * (y0 // f - _MARGIN), f * (-(-y1 // f) + _MARGIN))
+
+
+def add_prolonged(own: np.ndarray, at: tuple[int, int], total: np.ndarray,
+                  total_at: tuple[int, int], level: int) -> np.ndarray:
+    """``own`` (level ``level``, lower corner ``at`` in map pixels) plus the prolonged
+    ``total`` of the next coarser level (lower corner ``total_at``), on ``own``'s grid."""
+    f = 2**level
+    i0, j0 = (at[0] - total_at[0]) // f, (at[1] - total_at[1]) // f
+    return own + prolong(total)[:, j0:j0 + own.shape[1], i0:i0 + own.shape[2]]
 
 
 def deposit_map(x: np.ndarray, y: np.ndarray, h: np.ndarray, w: np.ndarray,
@@ -764,29 +817,25 @@ def deposit_map(x: np.ndarray, y: np.ndarray, h: np.ndarray, w: np.ndarray,
     inv_dx, inv_dy = nx / (xmax - xmin), ny / (ymax - ymin)
     image, up = _deposit_level(x, y, h, w, xmin, ymin, inv_dx, inv_dy, nx, ny, 0, tables,
                                h_level)
-    # The pyramid: level L has pixels 2**L times the map's; its grid (in map pixels
-    # [x0, x1) x [y0, y1)) holds the next finer one and _MARGIN of its pixels around it.
-    levels = [(image, 0, 0)]
-    x0, x1, y0, y1 = 0, nx, 0, ny
+    # The pyramid: level L has pixels 2**L times the map's; its grid (bounds in map pixels)
+    # holds the next finer one and _MARGIN of its pixels around it.
+    levels = [(image, (0, 0))]
+    bounds = (0, nx, 0, ny)
     while up.size:
         x, y, h, w = x[up], y[up], h[up], w[:, up]
-        f = 2 ** len(levels)
-        x0 = f * (x0 // f - _MARGIN)
-        y0 = f * (y0 // f - _MARGIN)
-        x1 = f * (-(-x1 // f) + _MARGIN)
-        y1 = f * (-(-y1 // f) + _MARGIN)
+        level = len(levels)
+        f = 2**level
+        bounds = coarser_grid(bounds, level)
+        x0, x1, y0, y1 = bounds
         coarse, up = _deposit_level(x, y, h, w, xmin + x0 / inv_dx, ymin + y0 / inv_dy,
                                     inv_dx / f, inv_dy / f, (x1 - x0) // f, (y1 - y0) // f,
-                                    len(levels), tables, h_level)
-        levels.append((coarse, x0, y0))
+                                    level, tables, h_level)
+        levels.append((coarse, (x0, y0)))
     # Coarsest to finest: prolong the sum so far, keep the next level's grid, add its own.
-    total, xc, yc = levels[-1]
+    total, total_at = levels[-1]
     for level in range(len(levels) - 2, -1, -1):
-        own, xf, yf = levels[level]
-        f = 2**level
-        i0, j0 = (xf - xc) // f, (yf - yc) // f
-        fine = _prolong(total)[:, j0:j0 + own.shape[1], i0:i0 + own.shape[2]]
-        total, xc, yc = own + fine, xf, yf
+        own, at = levels[level]
+        total, total_at = add_prolonged(own, at, total, total_at, level), at
     return total
 
 

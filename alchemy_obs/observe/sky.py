@@ -58,8 +58,9 @@ from scipy.ndimage import gaussian_filter
 from scipy.special import ndtr
 
 from alchemy_obs.errors import AlchemyObsWarning
-from alchemy_obs.maps.deposit import (FASTMATH, kernel_box_size, pixel_weights,
-                                      polynomial_segments, weights_scratch)
+from alchemy_obs.maps.deposit import (FASTMATH, add_prolonged, coarser_grid, kernel_box_size,
+                                      pixel_weights, polynomial_segments, pyramid_levels,
+                                      weights_scratch)
 from alchemy_obs.maps.kernels import kernel_tables
 from alchemy_obs.maps.project import project_particles
 from alchemy_obs.maps.smoothing import GAS_FACTOR, smoothing_length
@@ -660,6 +661,41 @@ def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, packed, pol
                     run[k] += w * spec[k]
 
 
+def _pyramid_cube(x, y, h, flux, pchan, schan, npix, n_channels, n_sigma, tables):
+    """Channel-last cube (npix, npix, n_channels) of the particles (pixel units).
+
+    Kernels wider than :data:`~alchemy_obs.maps.deposit.H_LEVEL` pixels go through the
+    image pyramid of the maps: each is deposited on the level where it spans 5 to 10 pixels
+    and the levels are prolonged channel by channel (:func:`~alchemy_obs.maps.deposit.prolong`,
+    which keeps each coarse pixel's flux in every channel).
+    """
+    level = pyramid_levels(h, h)
+    top = int(level.max()) if level.size else 0
+
+    def deposit(sel, origin, f, n):
+        cube = np.zeros((n, n, n_channels))
+        _deposit_cube((x[sel] - origin) / f, (y[sel] - origin) / f, h[sel] / f, flux[sel],
+                      pchan[sel], schan[sel], n_channels, n_sigma, n, tables.packed,
+                      tables.poly, tables.quadrant, tables.marginal, _gaussian_cdf_table(),
+                      cube)
+        return cube
+
+    if top == 0:
+        return deposit(slice(None), 0.0, 1.0, npix)
+    levels = [(deposit(level == 0, 0.0, 1.0, npix)[None], (0, 0))]
+    bounds = (0, npix, 0, npix)
+    for lev in range(1, top + 1):
+        bounds = coarser_grid(bounds, lev)
+        n = (bounds[1] - bounds[0]) // 2**lev
+        levels.append((deposit(level == lev, float(bounds[0]), float(2**lev), n)[None],
+                       (bounds[0], bounds[2])))
+    total, total_at = levels[-1]
+    for lev in range(top - 1, -1, -1):
+        own, at = levels[lev]
+        total, total_at = add_prolonged(own, at, total, total_at, lev), at
+    return total[0]
+
+
 def _pixel_coordinates(positions: u.Quantity, h: u.Quantity, grid: SkyGrid, placement: SkyPlacement):
     """Positions and support radii in pixel-edge units (pixel j spans [j, j + 1))."""
     pix = grid.pixel_kpc(placement).to_value(u.kpc)
@@ -798,11 +834,8 @@ def hi_cube(
     # cache (1.5 times faster than a random order for a large cube).
     order = _raster_order(x, y, grid.npix)
     x, y, h, flux, pchan, schan = (a[order] for a in (x, y, h, flux, pchan, schan))
-    tables = kernel_tables(kernel)
-    work = np.zeros((grid.npix, grid.npix, spectral.n_channels))
-    _deposit_cube(x, y, h, flux, pchan, schan, spectral.n_channels, float(line.n_sigma),
-                  grid.npix, tables.packed, tables.poly, tables.quadrant, tables.marginal,
-                  _gaussian_cdf_table(), work)
+    work = _pyramid_cube(x, y, h, flux, pchan, schan, grid.npix, spectral.n_channels,
+                         float(line.n_sigma), kernel_tables(kernel))
     # A (n_channels, ny, nx) view of the channel-last work array: no 100 MB copy.
     data = u.Quantity(np.moveaxis(work, -1, 0), u.Jy, copy=False)
 
