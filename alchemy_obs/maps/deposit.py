@@ -72,7 +72,7 @@ _NEAR = 1
 _H_FAR = 12.0
 #: Kernels with support radii above this many pixels go to a coarser level of the pyramid,
 #: where they span more than half as many pixels. 10 keeps each prolonged kernel within
-#: 0.4 % (L1) of its exact pixel integrals (at 5 pixels on its level; 0.05 % at 10):
+#: 0.4 % (L1) of its exact pixel integrals (just above 5 pixels on its level; 0.02 % at 10):
 #: ``python benchmarks/projection.py --levels``.
 H_LEVEL = 10.0
 #: Each coarser level reaches this many of its pixels beyond the next finer one on every
@@ -772,8 +772,12 @@ def coarser_grid(bounds: tuple[int, int, int, int], level: int) -> tuple[int, in
 
 def add_prolonged(own: np.ndarray, at: tuple[int, int], total: np.ndarray,
                   total_at: tuple[int, int], level: int) -> np.ndarray:
-    """``own`` (level ``level``, lower corner ``at`` in map pixels) plus the prolonged
-    ``total`` of the next coarser level (lower corner ``total_at``), on ``own``'s grid."""
+    """One level's own deposit plus the prolonged sum of the levels above it.
+
+    ``own`` is on level ``level`` with its lower corner at ``at`` (map pixels); ``total`` is
+    on the next coarser level with its lower corner at ``total_at``. The result is on
+    ``own``'s grid.
+    """
     f = 2**level
     i0, j0 = (at[0] - total_at[0]) // f, (at[1] - total_at[1]) // f
     return own + prolong(total)[:, j0:j0 + own.shape[1], i0:i0 + own.shape[2]]
