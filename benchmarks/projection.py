@@ -259,6 +259,7 @@ def plot(sweep: dict, path: Path) -> None:
         right.loglog(sweep["grids"], seconds, "o-", label=tool)
     right.set(xlabel="pixels per side", ylabel="seconds",
               title=f"{sweep['n_at_grid']:.2e} particles")
+    right.minorticks_off()
     right.set_xticks(sweep["grids"], [str(g) for g in sweep["grids"]])
     left.legend()
     fig.tight_layout()
