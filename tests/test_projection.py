@@ -170,10 +170,10 @@ def test_total_mass_invariant_under_rotation():
 def test_maps_are_bit_identical_for_any_thread_count(monkeypatch):
     import numba
 
-    from alchemy_obs.maps import project
+    from alchemy_obs.maps import deposit
 
     # Small bands, so that these 3000 particles fill all 16 and threads share them.
-    monkeypatch.setattr(project, "_PARTICLES_PER_BAND", 100)
+    monkeypatch.setattr(deposit, "_PARTICLES_PER_BAND", 100)
     rng = np.random.default_rng(5)
     x, y = rng.uniform(0, 10, (2, 3000))
     h = rng.lognormal(-1.0, 1.0, 3000)
@@ -191,20 +191,20 @@ def test_maps_are_bit_identical_for_any_thread_count(monkeypatch):
 
 
 def test_band_counts_are_powers_of_two_set_by_the_input():
-    from alchemy_obs.maps import project
+    from alchemy_obs.maps import deposit
 
     # 99 934 particles (the benchmark's 1e5 set): 8 bands, which 2, 4 or 8 threads share
     # evenly (a count like 15 would leave one of 2 threads idle a fifteenth of the time).
-    counts = {n: project._n_bands(n) for n in (0, 10_000, 20_000, 99_934, 10**5, 10**8)}
+    counts = {n: deposit._n_bands(n) for n in (0, 10_000, 20_000, 99_934, 10**5, 10**8)}
     assert counts == {0: 1, 10_000: 1, 20_000: 2, 99_934: 8, 10**5: 16, 10**8: 16}
 
 
 def test_first_bad_value_is_reported_whatever_chunk_holds_it(monkeypatch):
-    from alchemy_obs.maps import project
+    from alchemy_obs.maps import deposit
 
     # 3000 particles in 16 chunks, each sorted by its own thread: the error must still
     # name the first bad value of the input, not the first one a thread happened to see.
-    monkeypatch.setattr(project, "_PARTICLES_PER_BAND", 100)
+    monkeypatch.setattr(deposit, "_PARTICLES_PER_BAND", 100)
     rng = np.random.default_rng(9)
     x, y = rng.uniform(0, 10, (2, 3000))
     h = rng.uniform(0.1, 1.0, 3000)
@@ -290,3 +290,110 @@ def test_bad_input_is_rejected():
         project_particles([np.nan], [0.0], [1.0], [1.0], (0, 1, 0, 1), 8)
     with pytest.raises(ValueError, match="unknown kernel"):
         project_particles([0.0], [0.0], [1.0], [1.0], (0, 1, 0, 1), 8, kernel="gauss")
+
+
+# The image pyramid: kernels wider than deposit.H_LEVEL pixels are integrated over the pixels
+# of a coarser level and prolonged to the map.
+
+
+def _antiderivative_means(f_int, edges):
+    """Cell integrals of a 1D function from its antiderivative at the cell edges."""
+    return np.diff(f_int(edges))
+
+
+def test_prolongation_is_exact_for_polynomials_up_to_degree_six():
+    from alchemy_obs.maps.deposit import prolong
+
+    # Cell integrals of p(x) q(y) on a coarse grid of unit cells; prolonged, each half cell
+    # must hold the exact integral of p q over it (the split is the integral of the degree-6
+    # polynomial through seven cell means), away from the zero padding at the border.
+    def p_int(t):  # p = 1e5 + t^6 - 12 t^3
+        return 1e5 * t + t**7 / 7 - 3 * t**4
+
+    def q_int(t):  # q = 4e3 + t^4 + 2 t
+        return 4e3 * t + t**5 / 5 + t**2
+
+    n = 16
+    coarse = np.outer(_antiderivative_means(q_int, np.arange(n + 1.0) - 8),
+                      _antiderivative_means(p_int, np.arange(n + 1.0) - 8))
+    fine = prolong(coarse[None])[0]
+    half = np.arange(2 * n + 1) / 2.0 - 8
+    exact = np.outer(_antiderivative_means(q_int, half), _antiderivative_means(p_int, half))
+    inner = slice(6, 2 * n - 6)
+    np.testing.assert_allclose(fine[inner, inner], exact[inner, inner], rtol=1e-12)
+
+
+def test_prolongation_keeps_each_coarse_sum_and_sign():
+    from alchemy_obs.maps.deposit import prolong
+
+    rng = np.random.default_rng(8)
+    coarse = rng.lognormal(0.0, 2.0, (2, 24, 20))
+    coarse[:, 5:9, 3:12] = 0.0  # sharp edges, where the limiter acts
+    coarse[1] *= -1.0  # a negative weight (e.g. a velocity) keeps its sign too
+    fine = prolong(coarse)
+    blocks = fine.reshape(2, 24, 2, 20, 2).sum(axis=(2, 4))
+    np.testing.assert_allclose(blocks, coarse, rtol=1e-14, atol=0)
+    assert fine[0].min() >= 0.0 and fine[1].max() <= 0.0
+    assert np.all(fine.reshape(2, 24, 2, 20, 2)[:, 5:9, :, 3:12] == 0.0)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("h_pix", [10.2, 14.0, 20.5, 33.0, 50.0])
+def test_pyramid_conserves_mass_and_stays_close_to_the_exact_map(kernel, h_pix):
+    # Kernels just above H_LEVEL * 2**L span the fewest pixels on their level: the worst
+    # cases of the level rule. Sparse particles, so each kernel's error counts in full.
+    rng = np.random.default_rng(int(h_pix * 10))
+    npix = 160
+    n = 40
+    x = rng.uniform(h_pix, npix - h_pix, n)
+    y = rng.uniform(h_pix, npix - h_pix, n)
+    m = rng.uniform(0.5, 2.0, n)
+    args = (x, y, np.full(n, h_pix), m, (0, npix, 0, npix), npix, kernel)
+    image = project_particles(*args)
+    exact = project_particles(*args, exact=True)
+    assert abs(image.sum() - m.sum()) / m.sum() < 1e-12
+    assert np.abs(image - exact).sum() / m.sum() < 5e-3
+    assert image.min() >= 0.0
+
+
+@pytest.mark.parametrize("h_pix", [21.0, 50.0])
+def test_pyramid_kernel_matches_analytic_column(h_pix):
+    # The prolonged map of one kernel against pixel means of the analytic column profile.
+    kernel = "cubic_spline"
+    npix = int(2 * h_pix) + 12
+    xc, yc = npix / 2 + 0.37, npix / 2 - 0.21
+    image = project_particles([xc], [yc], [h_pix], [1.0], (0, npix, 0, npix), npix, kernel)
+    s_grid = np.linspace(0, 1, 801)
+    f_grid = np.array([_column(s, kernel) for s in s_grid])
+    sub = 8
+    g = (np.arange(npix * sub) + 0.5) / sub
+    xx, yy = np.meshgrid(g, g)
+    col = np.interp(np.hypot(xx - xc, yy - yc) / h_pix, s_grid, f_grid, right=0.0) / h_pix**2
+    reference = col.reshape(npix, sub, npix, sub).mean(axis=(1, 3))
+    assert np.abs(image - reference).sum() < 5e-3
+    assert np.abs(image - reference).max() < 5e-3 * reference.max()
+    assert image.sum() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_pyramid_maps_are_bit_identical_for_any_thread_count(monkeypatch):
+    import numba
+
+    from alchemy_obs.maps import deposit
+
+    monkeypatch.setattr(deposit, "_PARTICLES_PER_BAND", 100)
+    rng = np.random.default_rng(6)
+    x, y = rng.uniform(0, 10, (2, 3000))
+    h = np.exp(rng.uniform(np.log(0.01), np.log(8.0), 3000))  # up to 100 pixels
+    m = rng.uniform(0.5, 2.0, (2, 3000))
+    before = numba.get_num_threads()
+    if before < 2:
+        pytest.skip("needs two numba threads")
+    images = []
+    try:
+        for threads in (1, before):
+            numba.set_num_threads(threads)
+            images.append(project_particles(x, y, h, m, (0, 10, 0, 10), (128, 120)))
+    finally:
+        numba.set_num_threads(before)
+    for image in images[1:]:
+        np.testing.assert_array_equal(image, images[0])

@@ -207,7 +207,7 @@ def _pixel_integrals(px, py, h, npix):
 @pytest.mark.parametrize(("h_pix", "frac", "tol"), [
     (2.5, (0.6, 0.1), 1e-4),   # corner differences of the cumulative table
     (6.0, (0.3, 0.8), 5e-4),   # pixel-centre rule, Gauss points in the central pixels
-    (13.0, (0.2, 0.4), 1e-4),  # pixel-centre rule only
+    (13.0, (0.2, 0.4), 2e-3),  # one pyramid level up (6.5 pixels there), prolonged
 ])
 def test_pixel_weights_match_direct_pixel_integrals(h_pix, frac, tol):
     npix = 32
@@ -386,3 +386,34 @@ def test_default_cosmic_ray_smoothing_is_a_few_hundred_pc():
     w = img / img.sum()
     sigma_kpc = np.sqrt((w * (xx - (w * xx).sum()) ** 2).sum()) * 0.1
     assert 0.1 <= np.sqrt(8 * np.log(2)) * sigma_kpc <= 1.0
+
+
+@pytest.mark.parametrize("h_pix", [12.0, 31.0])
+def test_wide_kernel_goes_through_the_pyramid_of_the_maps(h_pix):
+    # A kernel wider than 10 pixels is deposited on a coarser level and prolonged channel
+    # by channel: the flux is kept, the moment-0 map is the maps' pyramid map (within 0.5 %,
+    # L1, of the exact pixel integrals), and every pixel keeps the particle's spectrum (the
+    # prolongation scales with each channel's weight).
+    npix = 96
+    pixel = 0.25
+    place = SkyPlacement(redshift=0.01)
+    src = _single(x=0.13, y=-0.41, h=h_pix * pixel)
+    cube = hi_cube(src, place, SkyGrid(npix, pixel * u.kpc), SpectralAxis(24, 4 * u.km / u.s))
+    data = cube.data.value
+    width = NU0 * 4 / C_KMS
+    total = radio.hi_line_flux(1e6 * u.Msun, place.luminosity_distance).to_value(u.Jy * u.Hz)
+    assert data.sum() * width == pytest.approx(total, rel=1e-12)
+    moment0 = data.sum(axis=0)
+    px, py = npix / 2 + 0.13 / pixel, npix / 2 - 0.41 / pixel
+    args = ([px], [py], [h_pix], [1.0], (0, npix, 0, npix), npix)
+    exact = project_particles(*args, exact=True)
+    assert np.abs(moment0 / moment0.sum() - exact).sum() < 5e-3
+    # The same deposit as the maps: their pyramid map, not the exact one, to round-off.
+    np.testing.assert_allclose(moment0 / moment0.sum(), project_particles(*args), rtol=0,
+                               atol=1e-12 * exact.max())
+    assert np.abs(moment0 / moment0.sum() - exact).max() > 1e-9 * exact.max()
+    spectrum = data.sum(axis=(1, 2))
+    lit = moment0 > 1e-6 * moment0.max()
+    profile = data[:, lit] / moment0[lit]
+    np.testing.assert_allclose(profile, np.broadcast_to((spectrum / spectrum.sum())[:, None],
+                                                        profile.shape), rtol=1e-9, atol=1e-15)

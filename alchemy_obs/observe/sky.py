@@ -26,10 +26,10 @@ Flux
 ----
 A particle of HI mass :math:`m` has the line flux :math:`\\int S d\\nu = m / (C D_L^2)`
 (:func:`alchemy_obs.physics.radio.hi_line_flux`). It is spread over pixels with the SPH
-kernel integrated over each pixel exactly as :func:`alchemy_obs.maps.project.project_particles`
-does it, from the tables of :mod:`alchemy_obs.maps.kernels` (corner differences of the
-cumulative kernel for small kernels; the pixel-centre rule with its Laplacian correction,
-rescaled to the exact mass inside the field, for large ones), and over channels with a Gaussian integrated over
+kernel integrated over each pixel by the same code as the maps
+(:func:`alchemy_obs.maps.deposit.pixel_weights`: corner differences of the cumulative kernel
+for small kernels; the pixel-centre rule with its Laplacian correction, rescaled to the exact
+mass inside the field, for large ones), and over channels with a Gaussian integrated over
 each channel, :math:`\\Phi(\\cdot) - \\Phi(\\cdot)` of the normal CDF at the channel edges (cubic
 Hermite interpolation of a table, accurate to 3.4e-13). Only channels within
 ``n_sigma`` of the line centre are touched; the Gaussian's tails beyond that are added to the
@@ -58,6 +58,9 @@ from scipy.ndimage import gaussian_filter
 from scipy.special import ndtr
 
 from alchemy_obs.errors import AlchemyObsWarning
+from alchemy_obs.maps.deposit import (FASTMATH, add_prolonged, coarser_grid, kernel_box_size,
+                                      pixel_weights, polynomial_segments, pyramid_levels,
+                                      weights_scratch)
 from alchemy_obs.maps.kernels import kernel_tables
 from alchemy_obs.maps.project import project_particles
 from alchemy_obs.maps.smoothing import GAS_FACTOR, smoothing_length
@@ -541,153 +544,6 @@ class SkyModel:
         return hdr
 
 
-#: Support radius (pixels) from which the pixel-centre rule of maps.project is used.
-_H_BIG = 4.0
-#: Below this support radius (pixels) the pixels within _NEAR of the centre are integrated
-#: with 3x3 Gauss-Legendre points, as in maps.project.
-_H_FAR = 12.0
-_NEAR = 1
-_GX, _GW = np.polynomial.legendre.leggauss(3)
-#: Reassociation lets LLVM vectorise the pixel loops; no finite-math assumptions are made.
-_FAST = {"reassoc", "contract", "nsz", "arcp"}
-
-
-@numba.njit(cache=True, inline="always")
-def _cum_at(cum, a, b):
-    """Bilinear look-up of the cumulative kernel table C(a, b), arguments clipped to [-1, 1]."""
-    n = cum.shape[0] - 1
-    fa = (min(max(a, -1.0), 1.0) + 1.0) * 0.5 * n
-    fb = (min(max(b, -1.0), 1.0) + 1.0) * 0.5 * n
-    ia = min(int(fa), n - 1)
-    ib = min(int(fb), n - 1)
-    ta = fa - ia
-    tb = fb - ib
-    return ((1 - ta) * ((1 - tb) * cum[ia, ib] + tb * cum[ia, ib + 1])
-            + ta * ((1 - tb) * cum[ia + 1, ib] + tb * cum[ia + 1, ib + 1]))
-
-
-@numba.njit(cache=True, fastmath=_FAST)
-def _pixel_weights(x, y, h, npix, cum, column, laplacian, corners, col_i, col_t, wbuf, box):
-    """Kernel mass in each pixel of the box a particle covers.
-
-    ``x, y, h`` are in pixel units with pixel j spanning [j, j + 1). Weights go to ``wbuf``
-    (row-major (ny, nx)); ``box`` receives (x0, y0, nx, ny), nx = ny = 0 if nothing is covered.
-    """
-    if h <= 0.0:
-        ix = int(math.floor(x))
-        iy = int(math.floor(y))
-        if ix < 0 or iy < 0 or ix >= npix or iy >= npix:
-            box[2] = 0
-            box[3] = 0
-            return
-        box[0] = ix
-        box[1] = iy
-        box[2] = 1
-        box[3] = 1
-        wbuf[0] = 1.0
-        return
-    xlo = max(int(math.floor(x - h)), 0)
-    xhi = min(int(math.floor(x + h)), npix - 1)
-    ylo = max(int(math.floor(y - h)), 0)
-    yhi = min(int(math.floor(y + h)), npix - 1)
-    if xlo > xhi or ylo > yhi:
-        box[2] = 0
-        box[3] = 0
-        return
-    nx = xhi - xlo + 1
-    ny = yhi - ylo + 1
-    inv = 1.0 / h
-    n = cum.shape[0] - 1
-    box[0] = xlo
-    box[1] = ylo
-    box[2] = nx
-    box[3] = ny
-    if h >= _H_BIG:
-        # Large kernels, as in maps.project: pixel mean F + lap F / 24 at the pixel centre
-        # (one look-up in the 1D table), rescaled to the exact kernel mass inside the box.
-        nproj = column.shape[0] - 2
-        lapc = inv * inv / 24.0
-        for jx in range(nx):
-            da = (xlo + jx + 0.5 - x) * inv
-            col_t[jx] = da * da
-        total = 0.0
-        one = np.uint64(1)
-        for jy in range(ny):
-            db = (ylo + jy + 0.5 - y) * inv
-            db2 = db * db
-            row = wbuf[jy * nx:(jy + 1) * nx]
-            # Unsigned table indices and a row slice indexed by the loop counter: no
-            # negative-index wraparound, so this loop vectorises (gathers).
-            for jx in range(nx):
-                f = min(col_t[jx] + db2, 1.0) * nproj
-                kk = np.uint64(f)
-                t = f - kk
-                v = ((1.0 - t) * (column[kk] + lapc * laplacian[kk])
-                     + t * (column[kk + one] + lapc * laplacian[kk + one]))
-                v = max(v, 0.0)
-                row[jx] = v
-                total += v
-        # The column kernel has a u^2 ln u cusp at its centre where the Taylor rule fails:
-        # the central pixels get 3x3 Gauss-Legendre points (same rule as maps.project).
-        if h < _H_FAR:
-            ic = int(math.floor(x))
-            jc = int(math.floor(y))
-            for jj in range(max(jc - _NEAR, ylo), min(jc + _NEAR, yhi) + 1):
-                for ii in range(max(ic - _NEAR, xlo), min(ic + _NEAR, xhi) + 1):
-                    v = 0.0
-                    for gy in range(_GX.size):
-                        bb = (jj + 0.5 + 0.5 * _GX[gy] - y) * inv
-                        for gx in range(_GX.size):
-                            aa = (ii + 0.5 + 0.5 * _GX[gx] - x) * inv
-                            f = min(aa * aa + bb * bb, 1.0) * nproj
-                            kk = int(f)
-                            t = f - kk
-                            v += 0.25 * _GW[gx] * _GW[gy] * ((1.0 - t) * column[kk] + t * column[kk + 1])
-                    idx = (jj - ylo) * nx + (ii - xlo)
-                    total += v - wbuf[idx]
-                    wbuf[idx] = v
-        if total <= 0.0:
-            box[2] = 0
-            box[3] = 0
-            return
-        a0 = (xlo - x) * inv
-        a1 = (xhi + 1 - x) * inv
-        b0 = (ylo - y) * inv
-        b1 = (yhi + 1 - y) * inv
-        inside = (_cum_at(cum, a1, b1) - _cum_at(cum, a0, b1) - _cum_at(cum, a1, b0)
-                  + _cum_at(cum, a0, b0))
-        scale = inside / total
-        for k in range(nx * ny):
-            wbuf[k] *= scale
-        return
-    # C(a, b) at the box corners; pixel weights are the 2D differences (exact telescoping,
-    # so the weights of a fully covered kernel sum to C(1, 1) = 1).
-    for jx in range(nx + 1):
-        a = min(max((xlo + jx - x) * inv, -1.0), 1.0)
-        fa = (a + 1.0) * 0.5 * n
-        ia = min(int(fa), n - 1)
-        col_i[jx] = ia
-        col_t[jx] = fa - ia
-    for jy in range(ny + 1):
-        b = min(max((ylo + jy - y) * inv, -1.0), 1.0)
-        fb = (b + 1.0) * 0.5 * n
-        ib = min(int(fb), n - 1)
-        tb = fb - ib
-        for jx in range(nx + 1):
-            ia = col_i[jx]
-            ta = col_t[jx]
-            corners[jy * (nx + 1) + jx] = (
-                (1 - ta) * ((1 - tb) * cum[ia, ib] + tb * cum[ia, ib + 1])
-                + ta * ((1 - tb) * cum[ia + 1, ib] + tb * cum[ia + 1, ib + 1]))
-    k = 0
-    s = nx + 1
-    for jy in range(ny):
-        for jx in range(nx):
-            c = jy * s + jx
-            wbuf[k] = corners[c + s + 1] - corners[c + 1] - corners[c + s] + corners[c]
-            k += 1
-
-
 #: Nodes per sigma and half-range (sigmas) of the Gaussian CDF table; beyond the range the
 #: CDF is 0 or 1 to 6e-16.
 _CDF_SCALE = 256
@@ -745,23 +601,23 @@ def _raster_order(x, y, npix):
     return order
 
 
-@numba.njit(cache=True, fastmath=True)
-def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, cum, column, laplacian,
+@numba.njit(cache=True, fastmath=FASTMATH)
+def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, packed, poly, quad, marg,
                   cdf_table, cube):
     """Add each particle's flux to ``cube`` (ny, nx, nchan) over pixels and channels.
 
     ``pchan`` is the line centre in channel coordinates (channel k spans [k, k + 1)),
     ``schan`` its Gaussian sigma in channels; ``flux`` is in the cube's unit times channels.
+    Pixel weights are those of the maps (:func:`alchemy_obs.maps.deposit.pixel_weights`).
     """
-    side = 3
+    seg_scale, seg_offset, seg_top = polynomial_segments(poly)
+    hmax = 0.0
     for i in range(x.shape[0]):
-        side = max(side, 2 * int(math.ceil(min(h[i], float(npix)))) + 3)
-    wbuf = np.empty(side * side)
-    corners = np.empty((side + 1) * (side + 1))
-    col_i = np.empty(side + 1, dtype=np.int64)
-    col_t = np.empty(side + 1)
+        hmax = max(hmax, h[i])
+    scratch = weights_scratch(npix, npix, kernel_box_size(hmax, hmax, npix, npix), poly)
+    box32 = scratch[-3]
+    box64 = scratch[-1]
     spec = np.empty(nchan)
-    box = np.zeros(4, dtype=np.int64)
     flat = cube.reshape(-1)
     for i in range(x.shape[0]):
         p = pchan[i]
@@ -772,10 +628,9 @@ def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, cum, column
         khi_c = min(khi, nchan - 1)
         if klo_c > khi_c:
             continue
-        _pixel_weights(x[i], y[i], h[i], npix, cum, column, laplacian, corners, col_i, col_t,
-                       wbuf, box)
-        nx = box[2]
-        ny = box[3]
+        x0, y0, nx, ny, scale, wide = pixel_weights(
+            x[i], y[i], h[i], h[i], npix, npix, packed, poly, quad, marg, seg_scale, seg_offset,
+            seg_top, scratch)
         if nx == 0:
             continue
         # Channel fractions are differences of the Gaussian CDF at the channel edges, each
@@ -791,13 +646,11 @@ def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, cum, column
             spec[k] = (spec[k] - spec[k - 1]) * flux[i]
         first = 0.0 if klo_c == klo else _cdf_at(cdf_table, (klo_c - p) * inv)
         spec[0] = (spec[0] - first) * flux[i]
-        x0 = box[0]
-        y0 = box[1]
         m = 0
         for jy in range(ny):
             row = ((y0 + jy) * npix + x0) * nchan + klo_c
             for jx in range(nx):
-                w = wbuf[m]
+                w = scale * box32[m] if wide else box64[m]
                 m += 1
                 if w == 0.0:
                     continue
@@ -806,6 +659,41 @@ def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, cum, column
                 run = flat[row + jx * nchan:row + jx * nchan + nk]
                 for k in range(nk):
                     run[k] += w * spec[k]
+
+
+def _pyramid_cube(x, y, h, flux, pchan, schan, npix, n_channels, n_sigma, tables):
+    """Channel-last cube (npix, npix, n_channels) of the particles (pixel units).
+
+    Kernels wider than :data:`~alchemy_obs.maps.deposit.H_LEVEL` pixels go through the
+    image pyramid of the maps: each is deposited on the level where it spans 5 to 10 pixels
+    and the levels are prolonged channel by channel (:func:`~alchemy_obs.maps.deposit.prolong`,
+    which keeps each coarse pixel's flux in every channel).
+    """
+    level = pyramid_levels(h, h)
+    top = int(level.max()) if level.size else 0
+
+    def deposit(sel, origin, f, n):
+        cube = np.zeros((n, n, n_channels))
+        _deposit_cube((x[sel] - origin) / f, (y[sel] - origin) / f, h[sel] / f, flux[sel],
+                      pchan[sel], schan[sel], n_channels, n_sigma, n, tables.packed,
+                      tables.poly, tables.quadrant, tables.marginal, _gaussian_cdf_table(),
+                      cube)
+        return cube
+
+    if top == 0:
+        return deposit(slice(None), 0.0, 1.0, npix)
+    levels = [(deposit(level == 0, 0.0, 1.0, npix)[None], (0, 0))]
+    bounds = (0, npix, 0, npix)
+    for lev in range(1, top + 1):
+        bounds = coarser_grid(bounds, lev)
+        n = (bounds[1] - bounds[0]) // 2**lev
+        levels.append((deposit(level == lev, float(bounds[0]), float(2**lev), n)[None],
+                       (bounds[0], bounds[2])))
+    total, total_at = levels[-1]
+    for lev in range(top - 1, -1, -1):
+        own, at = levels[lev]
+        total, total_at = add_prolonged(own, at, total, total_at, lev), at
+    return total[0]
 
 
 def _pixel_coordinates(positions: u.Quantity, h: u.Quantity, grid: SkyGrid, placement: SkyPlacement):
@@ -946,12 +834,8 @@ def hi_cube(
     # cache (1.5 times faster than a random order for a large cube).
     order = _raster_order(x, y, grid.npix)
     x, y, h, flux, pchan, schan = (a[order] for a in (x, y, h, flux, pchan, schan))
-    tables = kernel_tables(kernel)
-    work = np.zeros((grid.npix, grid.npix, spectral.n_channels))
-    _deposit_cube(x, y, h, flux, pchan, schan, spectral.n_channels, float(line.n_sigma),
-                  grid.npix, np.ascontiguousarray(tables.cumulative),
-                  np.ascontiguousarray(tables.column), np.ascontiguousarray(tables.laplacian),
-                  _gaussian_cdf_table(), work)
+    work = _pyramid_cube(x, y, h, flux, pchan, schan, grid.npix, spectral.n_channels,
+                         float(line.n_sigma), kernel_tables(kernel))
     # A (n_channels, ny, nx) view of the channel-last work array: no 100 MB copy.
     data = u.Quantity(np.moveaxis(work, -1, 0), u.Jy, copy=False)
 
