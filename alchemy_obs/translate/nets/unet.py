@@ -138,7 +138,12 @@ class UNet(nn.Module):
                 raise ValueError("this U-Net has a time embedding: pass t")
             temb = self.time_mlp(t.to(x.device).reshape(-1).expand(x.shape[0]))
         # Channels-last features throughout: oneDNN's CPU convolutions are up to ~2x faster in
-        # that layout than in NCHW (and it is the fast layout on GPU).
+        # that layout than in NCHW (and it is the fast layout on GPU). A one-channel map is
+        # contiguous in both layouts, so ``contiguous`` keeps its NCHW strides and everything
+        # downstream would run NCHW (~1.2x slower training step on CPU): on CPU, copy it with
+        # channels-last strides (GPU unchanged).
+        if x.shape[1] == 1 and x.device.type == "cpu":
+            x = x.clone(memory_format=torch.channels_last)
         h = self.conv_in(x.contiguous(memory_format=torch.channels_last))
         skips = []
         for level in self.down:
