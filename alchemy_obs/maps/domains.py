@@ -25,13 +25,31 @@ from typing import Literal
 import astropy.units as u
 import numpy as np
 
-from alchemy_obs.config import MapsConfig
 from alchemy_obs.physics import gas as gas_physics
 from alchemy_obs.sim.galaxy import Galaxy, Particles
 
-__all__ = ["Domain", "DOMAINS", "get_domains"]
+__all__ = ["Domain", "DOMAINS", "GasPhysics", "get_domains"]
 
 _GAUSS_TO_UG = (1 * u.G).to_value(u.uG)
+
+
+@dataclass(frozen=True)
+class GasPhysics:
+    """The gas-physics choices behind the HI and temperature maps.
+
+    Attributes
+    ----------
+    uvb : {"FG09", "HM01", "HM12"}
+        UV background of the Rahmati et al. (2013) self-shielding.
+    kmt_column : {"jeans", "cell"}
+        Column density of star-forming cells for the KMT H2 fraction.
+    sf_temperature : {"effective", "cold"}
+        Temperature of star-forming cells.
+    """
+
+    uvb: str = "FG09"
+    kmt_column: str = "jeans"
+    sf_temperature: str = "effective"
 
 
 @dataclass(frozen=True)
@@ -49,9 +67,9 @@ class Domain:
     unit : astropy.units.UnitBase
         Unit of the map.
     value : callable
-        ``value(particles, galaxy, config) -> ndarray``: per-particle amount in
+        ``value(particles, galaxy, physics) -> ndarray``: per-particle amount in
         ``unit * kpc**2`` (``"sum"``) or per-particle value in ``unit`` (averages), computed
-        in the view's rotated frame with the physics options of ``config``.
+        in the view's rotated frame with the :class:`GasPhysics` choices ``physics``.
     description : str
         One line for plots and documentation.
     """
@@ -60,11 +78,11 @@ class Domain:
     particle_type: Literal["gas", "stars", "dm"]
     weighting: Literal["sum", "mass", "volume"]
     unit: u.UnitBase
-    value: Callable[[Particles, Galaxy, MapsConfig], np.ndarray]
+    value: Callable[[Particles, Galaxy, GasPhysics], np.ndarray]
     description: str
 
 
-def _mass(p: Particles, g: Galaxy, c: MapsConfig) -> np.ndarray:
+def _mass(p: Particles, g: Galaxy, c: GasPhysics) -> np.ndarray:
     return p.masses
 
 
@@ -75,25 +93,25 @@ def _require(p: Particles, field: str, domain: str) -> np.ndarray:
     return value
 
 
-def _hi_mass(p: Particles, g: Galaxy, c: MapsConfig) -> np.ndarray:
+def _hi_mass(p: Particles, g: Galaxy, c: GasPhysics) -> np.ndarray:
     m_hi = gas_physics.gas_hi_mass(p, g.redshift, uvb=c.uvb, column=c.kmt_column)
     return m_hi.to_value(u.Msun)
 
 
-def _temperature(p: Particles, g: Galaxy, c: MapsConfig) -> np.ndarray:
+def _temperature(p: Particles, g: Galaxy, c: GasPhysics) -> np.ndarray:
     return gas_physics.gas_temperature(p, star_forming=c.sf_temperature).to_value(u.K)
 
 
-def _sfr(p: Particles, g: Galaxy, c: MapsConfig) -> np.ndarray:
+def _sfr(p: Particles, g: Galaxy, c: GasPhysics) -> np.ndarray:
     return _require(p, "sfr", "sfr")
 
 
-def _b_magnitude(p: Particles, g: Galaxy, c: MapsConfig) -> np.ndarray:
+def _b_magnitude(p: Particles, g: Galaxy, c: GasPhysics) -> np.ndarray:
     field = _require(p, "magnetic_field", "bfield")
     return gas_physics.magnetic_field_strength(field) * _GAUSS_TO_UG
 
 
-def _b_line_of_sight(p: Particles, g: Galaxy, c: MapsConfig) -> np.ndarray:
+def _b_line_of_sight(p: Particles, g: Galaxy, c: GasPhysics) -> np.ndarray:
     # Particles are in the view frame: +z' points to the observer.
     field = _require(p, "magnetic_field", "bfield_los")
     return gas_physics.line_of_sight_field(field) * _GAUSS_TO_UG

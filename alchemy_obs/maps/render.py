@@ -16,7 +16,7 @@ import astropy.units as u
 import numpy as np
 
 from alchemy_obs.config import MapsConfig
-from alchemy_obs.maps.domains import Domain, get_domains
+from alchemy_obs.maps.domains import Domain, GasPhysics, get_domains
 from alchemy_obs.maps.geometry import (
     View,
     enclosing_radius,
@@ -90,7 +90,7 @@ def galaxy_field(galaxy: Galaxy, config: MapsConfig) -> tuple[u.Quantity, u.Quan
     return fov, r_hi
 
 
-def _columns(domains: Sequence[Domain], p: Particles, galaxy: Galaxy, config: MapsConfig):
+def _columns(domains: Sequence[Domain], p: Particles, galaxy: Galaxy, physics: GasPhysics):
     """Weight columns for one projection pass and, per domain, how to read its map back."""
     columns: dict[str, np.ndarray] = {}
 
@@ -104,7 +104,7 @@ def _columns(domains: Sequence[Domain], p: Particles, galaxy: Galaxy, config: Ma
 
     recipe: dict[str, tuple[str, str | None]] = {}
     for d in domains:
-        value = d.value(p, galaxy, config)
+        value = d.value(p, galaxy, physics)
         if d.weighting == "sum":
             recipe[d.name] = (add(f"sum:{d.name}", value), None)
             continue
@@ -161,6 +161,8 @@ def render_views(
         for t in by_type
     }
 
+    physics = GasPhysics(uvb=config.uvb, kmt_column=config.kmt_column,
+                         sf_temperature=config.sf_temperature)
     results = []
     for view in views:
         matrix = np.asarray(view.matrix, dtype=np.float64)
@@ -184,7 +186,7 @@ def render_views(
             if slab is not None:
                 near &= np.abs(p.coordinates[:, 2]) < slab[1] + h
             p, h = p.select(near), h[near]
-            columns, recipe = _columns(doms, p, galaxy, config)
+            columns, recipe = _columns(doms, p, galaxy, physics)
             keys = list(columns)
             if len(p):
                 images = project_particles(
