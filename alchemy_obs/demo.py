@@ -111,7 +111,7 @@ def _stage_mock_dataset(config: Config, out: Path) -> None:
 
 
 def _stage_infer(config: Config, out: Path) -> None:
-    """The demonstration model's dark-matter map of the mock HI cube, with an overlay PNG.
+    """The released HI -> dark matter model's map of the mock HI cube, with an overlay PNG.
 
     Uses ``infer.model`` when set, else the shipped :data:`DEMO_MODEL` of ``infer.registry``
     (default: the installed package's registry, see
@@ -133,7 +133,7 @@ def _stage_infer(config: Config, out: Path) -> None:
              result.distance.to_value("Mpc"), result.distance_source)
 
 
-#: Registry name of the model shipped in ``models/``, used by the demo's infer stage.
+#: Registry name of the released HI -> dark matter model, used by the demo's infer stage.
 DEMO_MODEL = "hi2dm"
 
 STAGES: list[tuple[str, Stage]] = [
@@ -141,7 +141,7 @@ STAGES: list[tuple[str, Stage]] = [
     ("physical maps dataset", _stage_maps),
     ("mock SKA-MID observation", _stage_mock),
     ("mock domains of the dataset", _stage_mock_dataset),
-    ("inference with the demonstration model", _stage_infer),
+    ("dark-matter inference with the released model", _stage_infer),
 ]
 
 
