@@ -1,8 +1,7 @@
 """Build the released model set and the results table of the training docs, from scratch.
 
-HI column density seen by a mock SKA-MID (``hi_nhi``, plus the 1.4 GHz continuum for the
-gas-phase targets) -> dark matter, stars, gas, temperature and magnetic field, on synthetic
-galaxies through the same path as the demo: ``alchemy-obs synth`` -> ``maps`` -> ``mock
+HI column density seen by a mock SKA-MID (``hi_nhi``) -> dark matter, stars, gas,
+temperature and magnetic field, on synthetic galaxies through the same path as the demo: ``alchemy-obs synth`` -> ``maps`` -> ``mock
 --dataset``, with ``configs/experiments/model_set.yaml``. Every method of the table
 (pix2pix, DDPM with DDIM sampling, InDI, the score SDE and DiM) is trained on the same views
 and scored on the same held-out galaxies, next to the mean-map and per-pixel regression
@@ -14,12 +13,14 @@ Usage (from anywhere; intermediate files go to ``build/model_set/`` of the repos
     python models/build_model_set.py data                 # 60 galaxies x 6 views, ~4 CPU-min
     python models/build_model_set.py train [--targets dm ...] [--methods pix2pix ...]
     python models/build_model_set.py score                # held-out metrics of every run
+    python models/build_model_set.py train --levers       # one change at a time (then score)
     python models/build_model_set.py publish              # models/hi2<target>, registry
     python models/build_model_set.py table                # docs/_static/model_set/*.csv
     python models/build_model_set.py all
 
 Every stage resumes: cutouts, shards, mock domains, checkpoints and scores already made are
-kept. ``--device cuda`` trains on a GPU (the configurations are the CPU ones).
+kept. ``--device cuda`` trains on a GPU (the configurations are the CPU ones). The table's
+CPU-minutes are the training processes' user + system time (``OMP_NUM_THREADS=1``).
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ TARGETS: dict[str, list[str]] = {t: ["hi_nhi"] for t in ("dm", "stars", "gas", "
                                                          "bfield")}
 
 #: Overrides of the configuration's ``train`` section per method. Every method uses the
-#: same small U-Net (DiM its Mamba) and the same batch; the diffusion methods get the step
-#: counts and sampler settings of their own demo configurations.
+#: same small U-Net (DiM its Mamba), the same batch and 1000 optimiser steps; the diffusion
+#: methods get the sampler settings of their own demo configurations.
 METHODS: dict[str, list[str]] = {
     "pix2pix": [],
     "ddpm": ["train.method.name=ddpm", "train.method.ddpm.sampler=ddim",
