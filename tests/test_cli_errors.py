@@ -117,7 +117,7 @@ def test_model_names_resolve_alike_and_typos_get_a_suggestion(workdir, capsys):
     from alchemy_obs.translate.checkpoint import resolve_model
 
     assert (resolve_model("hi2dm") / "card.json").is_file()
-    for argv in (["evaluate", "demo-hi2mm"], ["infer", "x.fits", "--model", "demo-hi2mm"]):
+    for argv in (["evaluate", "hi2mm"], ["infer", "x.fits", "--model", "hi2mm"]):
         assert main(argv) == 2
         assert "did you mean 'hi2dm'" in capsys.readouterr().err
     assert main(["models"]) == 0
