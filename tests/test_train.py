@@ -210,7 +210,7 @@ def learning_setup(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # a few CPU minutes each; far more on a crowded machine
 # One method here keeps the suite within its 15 minutes: pix2pix learning is checked on the
-# shipped model's held-out mock views (tests/test_demo_model.py), DDPM and the score SDE
+# shipped model's held-out mock views (tests/test_model_set.py), DDPM and the score SDE
 # by tests/test_dim_learning.py; InDI, the method whose training path changed last, here.
 @pytest.mark.parametrize("method", ["indi"])
 def test_learning_beats_baselines(learning_setup, tmp_path, method):
