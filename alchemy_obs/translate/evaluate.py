@@ -81,8 +81,6 @@ class Baselines:
     target : str
     """
 
-    names = ("mean map", "pixel regression")
-
     def __init__(self, mean_map: torch.Tensor, coefficients: torch.Tensor, *,
                  normalisation: Normalisation, target: str) -> None:
         self.mean_map = mean_map
