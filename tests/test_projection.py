@@ -42,21 +42,24 @@ def test_kernel_normalisation_and_centre(kernel):
     assert tables.cumulative_at(np.array(0.0), np.array(0.0)) == pytest.approx(0.25, abs=1e-12)
 
 
+def _column_pixel_means(xc, yc, h_pix, npix, kernel, sub):
+    """Pixel means of one unit-mass kernel's analytic column, sampled sub x sub per pixel."""
+    s_grid = np.linspace(0, 1, 801)
+    f_grid = np.array([_column(s, kernel) for s in s_grid])
+    g = (np.arange(npix * sub) + 0.5) / sub
+    xx, yy = np.meshgrid(g, g)
+    col = np.interp(np.hypot(xx - xc, yy - yc) / h_pix, s_grid, f_grid, right=0.0) / h_pix**2
+    return col.reshape(npix, sub, npix, sub).mean(axis=(1, 3))
+
+
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("h_pix", [1.5, 3.0, 6.0, 20.0])
 def test_single_kernel_matches_analytic_column(kernel, h_pix):
     npix = int(2 * h_pix) + 6
     xc, yc = npix / 2 + 0.237, npix / 2 - 0.113
     image = project_particles([xc], [yc], [h_pix], [1.0], (0, npix, 0, npix), npix, kernel)
-    # Reference: pixel means of the analytic column from independent quadrature,
-    # sampled 24 x 24 per pixel.
-    s_grid = np.linspace(0, 1, 801)
-    f_grid = np.array([_column(s, kernel) for s in s_grid])
-    sub = 24
-    g = (np.arange(npix * sub) + 0.5) / sub
-    xx, yy = np.meshgrid(g, g)
-    col = np.interp(np.hypot(xx - xc, yy - yc) / h_pix, s_grid, f_grid, right=0.0) / h_pix**2
-    reference = col.reshape(npix, sub, npix, sub).mean(axis=(1, 3))
+    # Reference: pixel means of the analytic column from independent quadrature.
+    reference = _column_pixel_means(xc, yc, h_pix, npix, kernel, sub=24)
     assert np.abs(image - reference).max() < 1e-3 * reference.max()
     assert image.sum() == pytest.approx(1.0, abs=1e-12)
 
@@ -363,13 +366,7 @@ def test_pyramid_kernel_matches_analytic_column(h_pix):
     npix = int(2 * h_pix) + 12
     xc, yc = npix / 2 + 0.37, npix / 2 - 0.21
     image = project_particles([xc], [yc], [h_pix], [1.0], (0, npix, 0, npix), npix, kernel)
-    s_grid = np.linspace(0, 1, 801)
-    f_grid = np.array([_column(s, kernel) for s in s_grid])
-    sub = 8
-    g = (np.arange(npix * sub) + 0.5) / sub
-    xx, yy = np.meshgrid(g, g)
-    col = np.interp(np.hypot(xx - xc, yy - yc) / h_pix, s_grid, f_grid, right=0.0) / h_pix**2
-    reference = col.reshape(npix, sub, npix, sub).mean(axis=(1, 3))
+    reference = _column_pixel_means(xc, yc, h_pix, npix, kernel, sub=8)
     assert np.abs(image - reference).sum() < 5e-3
     assert np.abs(image - reference).max() < 5e-3 * reference.max()
     assert image.sum() == pytest.approx(1.0, abs=1e-12)
