@@ -225,19 +225,15 @@ def _beam_kpc() -> float:
                  * distance.to_value(u.kpc))
 
 
-def _write_test_views(models: Path) -> Path:
+def _write_test_views(models: Path, galaxies: list[int]) -> Path:
     """The held-out galaxies' views (the HI input and every target), shared by the set."""
-    from alchemy_obs.config import load_config
-    from alchemy_obs.maps.store import MapStore, join_shards, read_shard, shard_path, write_shard
+    from alchemy_obs.maps.store import join_shards, read_shard, shard_path, write_shard
 
     folder = models / TEST_VIEWS
-    store = MapStore(STORE)
-    galaxies = sorted({int(g) for g in store.meta["galaxy_id"][store.indices("test")]})
     domains = sorted({d for inputs in TARGETS.values() for d in inputs} | set(TARGETS))
-    maps_dir = load_config(ROOT / CONFIG).maps.out_dir
     shards = []
     for gid in galaxies:
-        maps, meta, attrs = read_shard(shard_path(ROOT / maps_dir, gid))
+        maps, meta, attrs = read_shard(shard_path(STORE.parent, gid))
         shards.append(write_shard(shard_path(folder, gid), {d: maps[d] for d in domains}, meta,
                                   config_hash=str(attrs["config_hash"]),
                                   cosmology=str(attrs["cosmology"])))
@@ -288,7 +284,7 @@ def stage_publish(targets: list[str]) -> None:
     store = MapStore(STORE)
     test_galaxies = sorted({int(g) for g in store.meta["galaxy_id"][store.indices("test")]})
     beam = _beam_kpc()
-    _write_test_views(MODELS)
+    _write_test_views(MODELS, test_galaxies)
     for target in targets:
         runs = {k: r for k, r in scores["runs"].items() if r["target"] == target
                 and not r.get("lever")}
