@@ -86,6 +86,7 @@ __all__ = [
 ]
 
 _C_KMS = const.c.to_value(u.km / u.s)
+_U0 = np.uint64(0)
 
 
 def thermal_sigma(temperature: u.Quantity) -> u.Quantity:
@@ -654,11 +655,12 @@ def _deposit_cube(x, y, h, flux, pchan, schan, nchan, n_sigma, npix, packed, pol
                 m += 1
                 if w == 0.0:
                     continue
-                # A slice indexed by the loop counter (non-negative, no wraparound check)
-                # lets LLVM vectorise this loop over contiguous channels.
-                run = flat[row + jx * nchan:row + jx * nchan + nk]
-                for k in range(nk):
-                    run[k] += w * spec[k]
+                # Unsigned indices into the flat cube (no wraparound check, and no slice,
+                # whose reference counting costs as much as a short run): the loop over
+                # contiguous channels vectorises.
+                at = np.uint64(row + jx * nchan)
+                for k in range(_U0, np.uint64(nk)):
+                    flat[at + k] += w * spec[k]
 
 
 def _pyramid_cube(x, y, h, flux, pchan, schan, npix, n_channels, n_sigma, tables):
