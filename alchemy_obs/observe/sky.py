@@ -691,7 +691,8 @@ def _pyramid_cube(x, y, h, flux, pchan, schan, npix, n_channels, n_sigma, tables
         reach = n_sigma * schan[wide]
         channels = np.maximum(np.minimum(np.floor(pchan[wide] + reach), n_channels - 1)
                               - np.maximum(np.floor(pchan[wide] - reach), 0) + 1, 0)
-        if ((2 * h[wide] + 2) ** 2 * channels).sum() < _PROLONG_COST * npix**2 * n_channels:
+        side = np.minimum(2 * h[wide] + 2, npix + 2)  # a kernel's box, clipped to the map
+        if (side**2 * channels).sum() < _PROLONG_COST * npix**2 * n_channels:
             top = 0
 
     def deposit(sel, origin, f, n):
