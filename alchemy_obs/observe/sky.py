@@ -772,7 +772,7 @@ def _fraction_in_band(nu, sigma_nu, flux, freqs, step) -> float:
     if not total > 0:
         return 1.0
     # Only lines within _CDF_RANGE sigma of an edge, or beyond one, lose flux (more than
-    # 6e-16); the normal CDF is taken for those alone (3 % of the particles of
+    # 6e-16); the normal CDF is taken for those alone (0.4 % of the particles of
     # benchmarks/mocks.py: 4 ms less per cube).
     reach = _CDF_RANGE * sigma_nu
     cut = np.flatnonzero((nu - reach <= lo) | (nu + reach >= hi))
