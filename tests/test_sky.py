@@ -207,7 +207,7 @@ def _pixel_integrals(px, py, h, npix):
 @pytest.mark.parametrize(("h_pix", "frac", "tol"), [
     (2.5, (0.6, 0.1), 1e-4),   # corner differences of the cumulative table
     (6.0, (0.3, 0.8), 5e-4),   # pixel-centre rule, Gauss points in the central pixels
-    (13.0, (0.2, 0.4), 2e-3),  # one pyramid level up (6.5 pixels there), prolonged
+    (13.0, (0.2, 0.4), 5e-4),  # above the maps' H_LEVEL, alone: on the cube's own pixels
 ])
 def test_pixel_weights_match_direct_pixel_integrals(h_pix, frac, tol):
     npix = 32
@@ -388,32 +388,56 @@ def test_default_cosmic_ray_smoothing_is_a_few_hundred_pc():
     assert 0.1 <= np.sqrt(8 * np.log(2)) * sigma_kpc <= 1.0
 
 
-@pytest.mark.parametrize("h_pix", [12.0, 31.0])
-def test_wide_kernel_goes_through_the_pyramid_of_the_maps(h_pix):
-    # A kernel wider than 10 pixels is deposited on a coarser level and prolonged channel
-    # by channel: the flux is kept, the moment-0 map is the maps' pyramid map (within 0.5 %,
-    # L1, of the exact pixel integrals), and every pixel keeps the particle's spectrum (the
-    # prolongation scales with each channel's weight).
-    npix = 96
-    pixel = 0.25
+def _wide_kernels(h_pix, copies, npix=96, pixel=0.25):
+    """``copies`` coincident particles of 1e6 Msun in all, support ``h_pix`` pixels: moment 0,
+    spectrum and cube of :func:`hi_cube`, the flux it should hold, and the maps' arguments."""
     place = SkyPlacement(redshift=0.01)
-    src = _single(x=0.13, y=-0.41, h=h_pix * pixel)
-    cube = hi_cube(src, place, SkyGrid(npix, pixel * u.kpc), SpectralAxis(24, 4 * u.km / u.s))
-    data = cube.data.value
-    width = NU0 * 4 / C_KMS
+    one = _single(x=0.13, y=-0.41, h=h_pix * pixel, m=1e6 / copies)
+    src = HISource(*(np.repeat(getattr(one, k), copies, axis=0) for k in (
+        "positions", "velocities", "hi_mass", "smoothing_length", "temperature")))
+    data = hi_cube(src, place, SkyGrid(npix, pixel * u.kpc),
+                   SpectralAxis(24, 4 * u.km / u.s)).data.value
     total = radio.hi_line_flux(1e6 * u.Msun, place.luminosity_distance).to_value(u.Jy * u.Hz)
-    assert data.sum() * width == pytest.approx(total, rel=1e-12)
-    moment0 = data.sum(axis=0)
     px, py = npix / 2 + 0.13 / pixel, npix / 2 - 0.41 / pixel
-    args = ([px], [py], [h_pix], [1.0], (0, npix, 0, npix), npix)
+    return data, total / (NU0 * 4 / C_KMS), ([px], [py], [h_pix], [1.0], (0, npix, 0, npix), npix)
+
+
+def _assert_every_pixel_keeps_the_spectrum(data):
+    moment0 = data.sum(axis=0)
+    spectrum = data.sum(axis=(1, 2))
+    lit = moment0 > 1e-6 * moment0.max()
+    profile = data[:, lit] / moment0[lit]
+    np.testing.assert_allclose(profile, np.broadcast_to((spectrum / spectrum.sum())[:, None],
+                                                        profile.shape), rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize("h_pix", [12.0, 31.0])
+def test_few_wide_kernels_are_integrated_exactly_over_the_cube_pixels(h_pix):
+    # Wider than the maps' H_LEVEL, but prolonging the whole cube would cost more than
+    # depositing one kernel on its 24^2 to 62^2 pixels: the kernel is integrated exactly
+    # over the cube's own pixels (the maps' exact=True map), and keeps its flux.
+    data, flux, args = _wide_kernels(h_pix, 1)
+    assert data.sum() == pytest.approx(flux, rel=1e-12)
+    moment0 = data.sum(axis=0)
+    np.testing.assert_allclose(moment0 / moment0.sum(), project_particles(*args, exact=True),
+                               rtol=0, atol=1e-12 * moment0.max() / moment0.sum())
+    _assert_every_pixel_keeps_the_spectrum(data)
+
+
+@pytest.mark.parametrize("h_pix", [12.0, 31.0])
+def test_many_wide_kernels_go_through_the_pyramid_of_the_maps(h_pix):
+    # 600 such kernels cost more pixels times channels than _PROLONG_COST times the
+    # 96^2 x 24 cube: they are deposited on a coarser level and prolonged channel by
+    # channel. The flux is kept, the moment-0 map is the maps' pyramid map (within 0.5 %,
+    # L1, of the exact pixel integrals), and every pixel keeps the particles' spectrum (the
+    # prolongation scales with each channel's weight).
+    data, flux, args = _wide_kernels(h_pix, 600)
+    assert data.sum() == pytest.approx(flux, rel=1e-12)
+    moment0 = data.sum(axis=0)
     exact = project_particles(*args, exact=True)
     assert np.abs(moment0 / moment0.sum() - exact).sum() < 5e-3
     # The same deposit as the maps: their pyramid map, not the exact one, to round-off.
     np.testing.assert_allclose(moment0 / moment0.sum(), project_particles(*args), rtol=0,
                                atol=1e-12 * exact.max())
     assert np.abs(moment0 / moment0.sum() - exact).max() > 1e-9 * exact.max()
-    spectrum = data.sum(axis=(1, 2))
-    lit = moment0 > 1e-6 * moment0.max()
-    profile = data[:, lit] / moment0[lit]
-    np.testing.assert_allclose(profile, np.broadcast_to((spectrum / spectrum.sum())[:, None],
-                                                        profile.shape), rtol=1e-9, atol=1e-15)
+    _assert_every_pixel_keeps_the_spectrum(data)
