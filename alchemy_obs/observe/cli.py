@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from astropy import units as u
+from astropy.wcs.utils import proj_plane_pixel_scales
 
 from alchemy_obs.campaign import CampaignReport, run_campaign
 from alchemy_obs.cli_checks import check_input_file, check_input_folder, check_output_folder
@@ -70,7 +71,7 @@ def mock_galaxy(path: Path, config: Config, view: str = "faceon") -> tuple[str, 
     -------
     label : str
         Where the galaxy came from.
-    mocks : dict of str to Mock
+    mocks : dict of str to HIMock or ContinuumMock
         ``"hi"`` and/or ``"continuum"`` (``mock.products``).
     """
     from alchemy_obs.maps.build import cutout_sources
@@ -90,7 +91,7 @@ def mock_galaxy(path: Path, config: Config, view: str = "faceon") -> tuple[str, 
 def mock_summary(kind: str, m) -> str:
     """One line a radio astronomer reads first: channels, beam, noise, field."""
     beam = m.beam
-    place = m.sky.placement
+    place = m.placement
     kpc = (np.sqrt(beam.major * beam.minor).to_value(u.rad)
            * place.angular_diameter_distance.to_value(u.kpc))
     rms = np.median(m.result.noise_rms.to_value(u.Jy / u.beam))
@@ -101,7 +102,8 @@ def mock_summary(kind: str, m) -> str:
                 f"({freqs.min().value:.4f}-{freqs.max().value:.4f} GHz)")
     else:
         band = f"{freqs.mean().value:.2f} GHz"
-    field = m.sky.pixel_size.to_value(u.arcsec) * m.result.image.shape[-1] / 60.0
+    pixel_deg = proj_plane_pixel_scales(m.wcs)[1]
+    field = pixel_deg * 60.0 * m.result.image.shape[-1]
     return (f"{kind}: {band}; beam {beam.major.to_value(u.arcsec):.1f}\" x "
             f"{beam.minor.to_value(u.arcsec):.1f}\" PA {beam.pa.to_value(u.deg):.0f} deg "
             f"({kpc:.2f} kpc at {place.angular_diameter_distance.to_value(u.Mpc):.1f} Mpc); "

@@ -41,8 +41,9 @@ from astropy.wcs import WCS
 from alchemy_obs.config import ObserveConfig
 from alchemy_obs.observe.fast import ImagePlaneMode
 from alchemy_obs.observe.imaging import ImageResult, Imager
-from alchemy_obs.observe.interferometer import BuiltinSimulator, Simulator, SkyImage
+from alchemy_obs.observe.interferometer import BuiltinSimulator, GridGeometry, Simulator
 from alchemy_obs.observe.telescope import Observation, Telescope
+from alchemy_obs.skyimage import SkyImage
 
 __all__ = ["MockObserver", "ImagerFactory", "observation_for"]
 
@@ -53,7 +54,7 @@ ImagerFactory = Callable[[WCS, tuple[int, int]], Any]
 def _image_wcs(sky: SkyImage, npix: int | None, cell_arcsec: float | None) -> tuple[WCS, tuple[int, int]]:
     if npix is None and cell_arcsec is None:
         return sky.wcs.celestial, sky.data.shape[-2:]
-    geo = sky.geometry
+    geo = GridGeometry.from_sky(sky)
     n = npix or geo.nx
     cell = cell_arcsec / 3600 if cell_arcsec else np.rad2deg(geo.cell)
     w = WCS(naxis=2)
@@ -66,16 +67,16 @@ def _image_wcs(sky: SkyImage, npix: int | None, cell_arcsec: float | None) -> tu
 
 
 def observation_for(
-    sky, settings: ObserveConfig, *, telescope: Telescope,
+    sky: SkyImage, settings: ObserveConfig, *, telescope: Telescope,
     channel_width: u.Quantity | None = None,
 ) -> Observation:
     """The observation of ``sky``: pointed at its reference position, in its channels.
 
     Parameters
     ----------
-    sky : SkyImage or object with ``data`` and ``wcs`` (and optionally ``frequencies``)
-        Observed in its ``frequencies`` if it has them, else in the channels of its
-        spectral axis, else (an image without either) in the configured channels.
+    sky : SkyImage
+        Observed in its ``frequencies`` if it has them (a cube always has), else (an image
+        without) in the configured channels.
     settings : ObserveConfig
         Track, dump time, band and polarisations (and the channels of an image without
         frequencies).
@@ -84,13 +85,10 @@ def observation_for(
         Channel width; default the sky's channel spacing, or ``settings.channel_width_hz``
         for a single channel.
     """
-    sky_img = SkyImage.from_sky(sky)
-    # The sky's own channel list when it has one: its WCS describes it only to rounding.
-    freqs = getattr(sky, "frequencies", None)
-    freqs = u.Quantity(freqs, u.Hz) if freqs is not None else sky_img.frequencies
+    freqs = sky.frequencies
     if channel_width is None and freqs is not None and len(freqs) > 1:
         channel_width = abs(freqs[1] - freqs[0])
-    return Observation.from_config(settings, sky_img.phase_centre, freqs,
+    return Observation.from_config(settings, sky.phase_centre, freqs,
                                    channel_width=channel_width, telescope=telescope)
 
 
@@ -175,40 +173,40 @@ class MockObserver:
             cell_arcsec=img.cell_arcsec, centred_grid=wsclean,
         )
 
-    def observation_for(self, sky, channel_width: u.Quantity | None = None) -> Observation:
+    def observation_for(self, sky: SkyImage, channel_width: u.Quantity | None = None) -> Observation:
         """The observation of ``sky`` with this telescope (see :func:`observation_for`)."""
         return observation_for(sky, self.settings, telescope=self.telescope,
                                channel_width=channel_width)
 
-    def imager_for(self, sky):
+    def imager_for(self, sky: SkyImage):
         """The imager on the image grid of ``sky`` (default: the sky's own grid)."""
-        sky = SkyImage.from_sky(sky)
         npix, cell = self.npix, self.cell_arcsec
         if self.centred_grid:
-            npix = npix or sky.geometry.nx
-            cell = cell or float(np.rad2deg(sky.geometry.cell) * 3600)
+            geo = GridGeometry.from_sky(sky)
+            npix = npix or geo.nx
+            cell = cell or float(np.rad2deg(geo.cell) * 3600)
         return self.imager(*_image_wcs(sky, npix, cell))
 
-    def observe(self, sky, observation: Observation | None = None) -> ImageResult:
-        """Mock observation of ``sky`` (SkyImage or any object with ``data`` and ``wcs``).
+    def observe(self, sky: SkyImage, observation: Observation | None = None) -> ImageResult:
+        """Mock observation of ``sky``.
 
         Parameters
         ----------
-        sky : SkyImage or object with ``data`` (Jy/pixel) and ``wcs``
+        sky : SkyImage
+            Jy per pixel.
         observation : Observation, optional
             Default :meth:`observation_for` ``(sky)``; pass one to control pointing or
             channel width yourself.
         """
-        sky_img = SkyImage.from_sky(sky)
         obs = observation if observation is not None else self.observation_for(sky)
         if isinstance(self.simulator, ImagePlaneMode):
-            fast = self.simulator.simulator(obs, self.imager_for(sky_img))
+            fast = self.simulator.simulator(obs, self.imager_for(sky))
             self.last_observation = fast.observation
-            result = fast.observe(sky_img)
+            result = fast.observe(sky)
         else:
             self.last_observation = obs
-            vis = self.simulator.observe(sky_img, obs)
-            result = self.imager_for(sky_img).image(vis, noise=self.simulator.noise)
-        if sky_img.wcs.wcs.specsys:
-            result.meta["specsys"] = sky_img.wcs.wcs.specsys
+            vis = self.simulator.observe(sky, obs)
+            result = self.imager_for(sky).image(vis, noise=self.simulator.noise)
+        if sky.wcs.wcs.specsys:
+            result.meta["specsys"] = sky.wcs.wcs.specsys
         return result
