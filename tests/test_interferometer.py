@@ -123,12 +123,12 @@ def test_source_below_elevation_limit():
     assert zen.elevations().max().to_value(u.deg) == pytest.approx(90, abs=0.5)
 
 
-def test_observation_from_config_start_utc():
-    from alchemy_obs.config import load_config
+def test_observation_of_a_track_with_a_start_utc():
+    from alchemy_obs.observe.telescope import Track
 
-    cfg = load_config(None, ["observe.start_utc=2028-03-01T20:00:00", "observe.dump_s=600",
-                             "observe.telescope.array=AA1"]).observe
-    obs = Observation.from_config(cfg, sky_wcs(64, 3.0).celestial.pixel_to_world(32, 32))
+    track = Track(start_utc="2028-03-01T20:00:00", dump_time=600 * u.s)
+    obs = Observation.from_track(track, sky_wcs(64, 3.0).celestial.pixel_to_world(32, 32),
+                                 telescope=Telescope.ska_mid("AA1"))
     assert obs.times[0].isot == "2028-03-01T20:05:00.000"
     assert obs.n_times == 11  # 2 sidereal hours = 7180 s -> 11 full 600 s dumps
     assert obs.frequencies[0] == 1.4e9 * u.Hz

@@ -60,8 +60,8 @@ def test_observer_takes_an_explicit_observation():
     cfg = _config("visibility")
     observer = MockObserver.from_config(cfg)
     sky = SkyImage(data=asymmetric_source(N) * u.Jy, wcs=sky_wcs(N, 4.0))
-    obs = Observation.from_config(cfg, sky.phase_centre, [1.2e9] * u.Hz,
-                                  channel_width=2 * u.MHz, telescope=observer.telescope)
+    obs = Observation.from_track(observer.track, sky.phase_centre, [1.2e9] * u.Hz,
+                                 channel_width=2 * u.MHz, telescope=observer.telescope)
     result = observer.observe(sky, obs)
     assert observer.last_observation is obs
     assert result.frequencies[0] == 1.2e9 * u.Hz
@@ -92,3 +92,17 @@ def test_from_config_chooses_the_parts():
     from alchemy_obs.observe.wsclean import WSCleanImager
 
     assert wsclean.imager.func is WSCleanImager and wsclean.centred_grid
+
+
+def test_observation_for_takes_a_track_without_configuration():
+    from alchemy_obs.observe.engine import observation_for
+    from alchemy_obs.observe.telescope import Track
+
+    sky = SkyImage(asymmetric_source(N) * u.Jy, sky_wcs(N, 4.0), frequencies=[1.3e9] * u.Hz)
+    track = Track(hour_angles=[-0.5, 0.5] * u.hourangle, dump_time=600 * u.s)
+    obs = observation_for(sky, telescope=Telescope.ska_mid("AA0.5"), track=track,
+                          channel_width=5 * u.MHz)
+    # One sidereal hour is 3590 s of UTC: five whole 600 s dumps.
+    assert obs.n_times == 5 and obs.channel_width == 5 * u.MHz
+    assert obs.frequencies[0] == 1.3e9 * u.Hz
+    assert obs.phase_centre.separation(sky.phase_centre) < 1e-9 * u.deg

@@ -14,7 +14,8 @@
 
 and :meth:`MockObserver.from_config` chooses them from an
 :class:`~alchemy_obs.config.ObserveConfig`. :func:`observation_for` is the one place that
-points an :class:`~alchemy_obs.observe.telescope.Observation` at a sky.
+points an :class:`~alchemy_obs.observe.telescope.Observation` at a sky, along a
+:class:`~alchemy_obs.observe.telescope.Track`.
 
 In fast mode the :class:`~alchemy_obs.observe.fast.ImagePlaneSimulator` is cached per
 observation set-up (pointing, channels, grid); a dataset should therefore put every galaxy
@@ -42,7 +43,7 @@ from alchemy_obs.config import ObserveConfig
 from alchemy_obs.observe.fast import ImagePlaneMode
 from alchemy_obs.observe.imaging import ImageResult, Imager
 from alchemy_obs.observe.interferometer import BuiltinSimulator, GridGeometry, Simulator
-from alchemy_obs.observe.telescope import Observation, Telescope
+from alchemy_obs.observe.telescope import Observation, Telescope, Track
 from alchemy_obs.skyimage import SkyImage
 
 __all__ = ["MockObserver", "ImagerFactory", "observation_for"]
@@ -67,7 +68,7 @@ def _image_wcs(sky: SkyImage, npix: int | None, cell_arcsec: float | None) -> tu
 
 
 def observation_for(
-    sky: SkyImage, settings: ObserveConfig, *, telescope: Telescope,
+    sky: SkyImage, *, telescope: Telescope, track: Track,
     channel_width: u.Quantity | None = None,
 ) -> Observation:
     """The observation of ``sky``: pointed at its reference position, in its channels.
@@ -76,20 +77,20 @@ def observation_for(
     ----------
     sky : SkyImage
         Observed in its ``frequencies`` if it has them (a cube always has), else (an image
-        without) in the configured channels.
-    settings : ObserveConfig
-        Track, dump time, band and polarisations (and the channels of an image without
-        frequencies).
+        without) in the track's channels.
     telescope : Telescope
+    track : Track
+        Hour angles or start, dump time, band and polarisations (and the channels of an image
+        without frequencies).
     channel_width : Quantity, optional
-        Channel width; default the sky's channel spacing, or ``settings.channel_width_hz``
-        for a single channel.
+        Channel width; default the sky's channel spacing, or ``track.channel_width`` for a
+        single channel.
     """
     freqs = sky.frequencies
     if channel_width is None and freqs is not None and len(freqs) > 1:
         channel_width = abs(freqs[1] - freqs[0])
-    return Observation.from_config(settings, sky.phase_centre, freqs,
-                                   channel_width=channel_width, telescope=telescope)
+    return Observation.from_track(track, sky.phase_centre, freqs, channel_width=channel_width,
+                                  telescope=telescope)
 
 
 class MockObserver:
@@ -104,7 +105,7 @@ class MockObserver:
     imager : ImagerFactory
         ``imager(wcs, shape)`` makes the imager of a grid. The fast mode needs the built-in
         :class:`~alchemy_obs.observe.imaging.Imager`.
-    settings : ObserveConfig, optional
+    track : Track
         Track, band and channels of the observations (:func:`observation_for`).
     npix, cell_arcsec : int and float, optional
         Image grid; default the sky's grid.
@@ -115,13 +116,13 @@ class MockObserver:
 
     def __init__(
         self, *, telescope: Telescope, simulator: Simulator | ImagePlaneMode,
-        imager: ImagerFactory = Imager, settings: ObserveConfig | None = None,
+        imager: ImagerFactory = Imager, track: Track = Track(),
         npix: int | None = None, cell_arcsec: float | None = None, centred_grid: bool = False,
     ) -> None:
         self.telescope = telescope
         self.simulator = simulator
         self.imager = imager
-        self.settings = settings if settings is not None else ObserveConfig()
+        self.track = track
         self.npix, self.cell_arcsec, self.centred_grid = npix, cell_arcsec, centred_grid
         self.last_observation: Observation | None = None
 
@@ -169,13 +170,13 @@ class MockObserver:
             imager = functools.partial(Imager, **clean, epsilon=img.epsilon, nthreads=img.threads)
         return cls(
             telescope=telescope if telescope is not None else Telescope.from_config(config.telescope),
-            simulator=simulator, imager=imager, settings=config, npix=img.npix,
+            simulator=simulator, imager=imager, track=Track.from_config(config), npix=img.npix,
             cell_arcsec=img.cell_arcsec, centred_grid=wsclean,
         )
 
     def observation_for(self, sky: SkyImage, channel_width: u.Quantity | None = None) -> Observation:
-        """The observation of ``sky`` with this telescope (see :func:`observation_for`)."""
-        return observation_for(sky, self.settings, telescope=self.telescope,
+        """The observation of ``sky`` with this telescope and track (see :func:`observation_for`)."""
+        return observation_for(sky, telescope=self.telescope, track=self.track,
                                channel_width=channel_width)
 
     def imager_for(self, sky: SkyImage):
