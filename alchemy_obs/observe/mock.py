@@ -16,14 +16,17 @@ imaging result and derives the mock domains of the dataset: HI moment 0 (Jy/beam
 rest-frame velocity) and HI column density (cm^-2) of an HI mock, the continuum image
 (Jy/beam) of a continuum mock. :func:`mock_view_maps` resamples them onto a view's
 physical map grid with :func:`~alchemy_obs.observe.resample.reproject_map` (the rule
-``infer`` uses), and :func:`add_mock_domains` stores them as new domains of
-the views of a dataset shard.
+``infer`` uses), :func:`add_mock_domains` stores them as new domains of
+the views of a dataset shard, and :func:`mock_dataset` does that for every galaxy of a
+dataset (:func:`~alchemy_obs.campaign.run_campaign`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +36,7 @@ from astropy.wcs import WCS
 from radio_beam import Beam
 
 from alchemy_obs.atomic import temporary_beside
+from alchemy_obs.campaign import CampaignReport, Submit, run_campaign
 from alchemy_obs.config import MapsConfig, MockConfig, ObserveConfig
 from alchemy_obs.observe.engine import MockObserver
 from alchemy_obs.observe.imaging import ImageResult
@@ -64,6 +68,7 @@ __all__ = [
     "tapered",
     "mock_view_maps",
     "add_mock_domains",
+    "mock_dataset",
     "plot_mock",
 ]
 
@@ -424,6 +429,62 @@ def add_mock_domains(shard: str | Path, galaxy, mock: MockConfig, observe: Obser
         data = u.Quantity([v[name] for v in per_view])
         write_domain(shard, name, data, overwrite=name in present)
     return todo
+
+
+def _mock_shard(source, *, dataset: Path, mock: MockConfig, observe: ObserveConfig,
+                maps: MapsConfig, overwrite: bool) -> bool:
+    from alchemy_obs.maps.store import shard_path
+
+    return bool(add_mock_domains(shard_path(dataset, source.galaxy_id), source.load(), mock,
+                                 observe, maps, overwrite=overwrite))
+
+
+def mock_dataset(
+    dataset: str | Path, sources: Sequence, *, mock: MockConfig, observe: ObserveConfig,
+    maps: MapsConfig, overwrite: bool = False, submit: Submit | None = None,
+) -> CampaignReport:
+    """Add the mock domains to every shard of ``dataset`` whose galaxy is in ``sources``.
+
+    Galaxies without a shard are left out with a warning; the shards are joined again when
+    at least one galaxy succeeded.
+
+    Parameters
+    ----------
+    dataset : path-like
+        The map dataset folder (``alchemy-obs maps``).
+    sources : sequence of GalaxySource
+        The galaxies the dataset was built from.
+    mock, observe, maps : MockConfig, ObserveConfig, MapsConfig
+        The sky models, the observation and the maps' gas model and splits.
+    overwrite : bool
+        Replace mock domains already present.
+    submit : callable, optional
+        Runs each galaxy's step instead (a Prefect task's ``submit``, see
+        :func:`~alchemy_obs.campaign.run_campaign`).
+
+    Returns
+    -------
+    CampaignReport
+    """
+    from alchemy_obs.maps.store import join_shards, shard_path
+
+    dataset = Path(dataset)
+    present = []
+    for source in sources:
+        shard = shard_path(dataset, source.galaxy_id)
+        if shard.exists():
+            present.append(source)
+        else:
+            log.warning("%s: no shard %s (run alchemy-obs maps first); skipped", source.label, shard)
+    step = partial(_mock_shard, dataset=dataset, mock=mock, observe=observe, maps=maps,
+                   overwrite=overwrite)
+    report = run_campaign(present, step, submit=submit, desc="mocks")
+    if report.done:
+        shards = sorted(Path(dataset, "shards").glob("galaxy_*.h5"))
+        report.dataset = join_shards(shards, dataset / "dataset.h5",
+                                     split_fractions=maps.split_fractions,
+                                     split_seed=maps.split_seed)
+    return report
 
 
 def _kind_of(domain: str) -> str:
