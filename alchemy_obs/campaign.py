@@ -1,8 +1,9 @@
 """The per-galaxy campaign loop: one step per galaxy, recorded as written, skipped or failed.
 
 A campaign (the maps of a dataset, the mock domains added to it) runs the same step on
-every galaxy. :func:`run_campaign` runs it, in this process or in worker processes, and
-records each galaxy: written (the step wrote something), skipped (its output was already
+every galaxy. :func:`run_campaign` runs it, in this process, in worker processes or through
+a ``submit`` function of the caller's (a Prefect task's ``submit``, whose task runner may be
+a thread pool or a Dask cluster, or an executor's), and records each galaxy: written (the step wrote something), skipped (its output was already
 complete) or failed. A galaxy that fails is logged with its label and the others go on,
 because one unreadable cutout must not stop a campaign of thousands. Joining the shards of
 the galaxies that succeeded is the caller's last step (:func:`~alchemy_obs.maps.store.join_shards`).
@@ -18,7 +19,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["CampaignReport", "GalaxyStep", "run_campaign"]
+__all__ = ["CampaignReport", "GalaxyStep", "Submit", "run_campaign"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,16 @@ class _Source(Protocol):
 
 #: ``step(source) -> bool``: True if it wrote the galaxy's output, False if that was complete.
 GalaxyStep = Callable[[Any], bool]
+
+
+class _Future(Protocol):
+    def result(self) -> bool: ...
+
+
+#: ``submit(step, source) -> future``: starts ``step(source)`` elsewhere; the future's
+#: ``result()`` returns the step's outcome or raises its error
+#: (:meth:`concurrent.futures.Executor.submit`, a Prefect task's ``submit``).
+Submit = Callable[[GalaxyStep, Any], _Future]
 
 
 @dataclass
@@ -60,7 +71,7 @@ class CampaignReport:
 def run_campaign(
     sources: Sequence[_Source], step: GalaxyStep, *, report: CampaignReport | None = None,
     workers: int = 1, initializer: Callable[..., None] | None = None, initargs: tuple = (),
-    desc: str = "", progress: bool = False,
+    submit: Submit | None = None, desc: str = "", progress: bool = False,
 ) -> CampaignReport:
     """Run ``step`` on every galaxy of ``sources`` and record what happened.
 
@@ -78,6 +89,10 @@ def run_campaign(
         parent whose numba thread pool is running is unsafe.
     initializer, initargs
         Run once in every worker process.
+    submit : callable, optional
+        ``submit(step, source) -> future``: run the steps through it instead (``workers``
+        must then be 1). Every galaxy is submitted first, so the caller's runner may run them
+        side by side; the outcomes are recorded in the order of ``sources``.
     desc, progress
         Label and switch of the progress bar.
 
@@ -88,6 +103,8 @@ def run_campaign(
     """
     from tqdm import tqdm
 
+    if submit is not None and workers > 1:
+        raise ValueError("run_campaign: give workers or submit, not both")
     report = report if report is not None else CampaignReport()
     bar = tqdm(total=len(sources), desc=desc, unit="galaxy", disable=None if progress else True)
 
@@ -99,7 +116,14 @@ def run_campaign(
             (report.written if outcome else report.skipped).append(source.galaxy_id)
         bar.update()
 
-    if workers <= 1:
+    if submit is not None:
+        futures = [(s, submit(step, s)) for s in sources]
+        for s, fut in futures:
+            try:
+                record(s, fut.result())
+            except Exception as exc:  # one bad galaxy must not stop a campaign
+                record(s, exc)
+    elif workers <= 1:
         for s in sources:
             try:
                 record(s, step(s))

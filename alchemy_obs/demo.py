@@ -98,10 +98,13 @@ def _stage_mock(config: Config, out: Path) -> None:
 
 def _stage_mock_dataset(config: Config, out: Path) -> None:
     """Add the mock domains (hi_mom0, hi_nhi, continuum) to every view of the demo dataset."""
-    from alchemy_obs.observe.cli import mock_dataset
+    from alchemy_obs.maps.build import cutout_sources
+    from alchemy_obs.observe.mock import mock_dataset
 
     cutouts = sorted((out / "synthetic").glob("cutout_*.hdf5"))
-    report = mock_dataset(out / "maps", cutouts, _demo_mock_config(config))
+    mock_config = _demo_mock_config(config)
+    report = mock_dataset(out / "maps", cutout_sources(cutouts), mock=mock_config.mock,
+                          observe=mock_config.observe, maps=mock_config.maps)
     for label, error in report.failed.items():
         log.error("demo mock dataset: %s failed: %s", label, error)
     if report.dataset is None:

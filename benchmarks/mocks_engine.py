@@ -26,8 +26,9 @@ from astropy.wcs import WCS
 from alchemy_obs.config import TelescopeConfig
 from alchemy_obs.observe.fast import ImagePlaneSimulator
 from alchemy_obs.observe.imaging import Imager, dirty_image, fit_beam, psf_image
-from alchemy_obs.observe.interferometer import BuiltinSimulator, SkyImage
+from alchemy_obs.observe.interferometer import BuiltinSimulator
 from alchemy_obs.observe.telescope import Observation, Telescope
+from alchemy_obs.skyimage import SkyImage
 
 RESULTS = Path(__file__).parent / "results" / "mocks_engine.json"
 

@@ -1,44 +1,32 @@
 """``make-mocks``: SKA-MID mock observations of every view of a map dataset.
 
-One task per galaxy shard: it loads the galaxy's particles once, makes the HI and continuum
-mocks of each view (sky model, telescope, imaging) and adds them as new domains of the
-shard (atomic rewrite). Shards that already hold the mock domains are skipped, so a rerun
-resumes. A final task joins the shards again so that ``dataset.h5`` shows the new domains.
+The flow runs :func:`alchemy_obs.observe.mock.mock_dataset`, the loop of ``alchemy-obs mock
+--dataset``, with each galaxy's step submitted as one Prefect task: it loads the galaxy's
+particles once, makes the HI and continuum mocks of each view (sky model, telescope,
+imaging) and adds them as new domains of the shard (atomic rewrite). Shards that already
+hold the mock domains are skipped, so a rerun resumes. The shards are then joined again so
+that ``dataset.h5`` shows the new domains.
 """
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 
-from alchemy_obs.config import MapsConfig, MockConfig, ObserveConfig
-from alchemy_obs.maps.build import GalaxySource
-from alchemy_obs.maps.store import shard_path
-from alchemy_obs.observe.mock import add_mock_domains
-from alchemy_obs.flows.common import cache_key, completed_ids, file_stamp, flow_config
-from alchemy_obs.flows.maps import build_maps, galaxy_sources, join_dataset
+from alchemy_obs.campaign import GalaxyStep
+from alchemy_obs.maps.build import GalaxySource, galaxy_sources
+from alchemy_obs.observe.mock import mock_dataset
+from alchemy_obs.flows.common import check_campaign, flow_config
+from alchemy_obs.flows.maps import build_maps
 from alchemy_obs.flows.runners import task_runner_from_config
 
 __all__ = ["make_mocks", "mock_shard"]
 
 
-def _mock_key(context, parameters) -> str:
-    source: GalaxySource = parameters["source"]
-    shard = shard_path(parameters["out_dir"], source.galaxy_id)
-    return cache_key("mock", source.galaxy_id, source.label, parameters["mock"],
-                     parameters["observe"], parameters["maps"], file_stamp(shard))
-
-
-@task(name="mock-shard", task_run_name="mock-{source.galaxy_id}",
-      cache_key_fn=_mock_key, persist_result=True)
-def mock_shard(source: GalaxySource, out_dir: str, mock: MockConfig, observe: ObserveConfig,
-               maps: MapsConfig) -> int:
-    """Add the mock domains to the views of one galaxy's shard; returns the galaxy id."""
-    shard = shard_path(out_dir, source.galaxy_id)
-    if not shard.exists():
-        raise FileNotFoundError(f"{shard}: no map shard for galaxy {source.galaxy_id}; "
-                                "run build-maps first")
-    add_mock_domains(shard, source.load(), mock, observe, maps)
-    return source.galaxy_id
+@task(name="mock-shard", task_run_name="mock-{source.galaxy_id}")
+def mock_shard(step: GalaxyStep, source: GalaxySource) -> bool:
+    """Add the mock domains to the views of one galaxy's shard (``step`` holds the dataset
+    folder and the mock, observe and maps settings); True if the shard was written."""
+    return step(source)
 
 
 @flow(name="make-mocks")
@@ -66,13 +54,7 @@ def make_mocks(
 @flow(name="make-mocks-tasks")
 def _make_mocks(config, overrides, source, inputs, ids) -> str:
     cfg = flow_config(config, overrides)
-    out_dir = str(cfg.maps.out_dir)
-    sources = [s for s in galaxy_sources(cfg, source, inputs, ids)
-               if shard_path(out_dir, s.galaxy_id).exists()]
-    futures = [mock_shard.submit(s, out_dir, cfg.mock, cfg.observe, cfg.maps)
-               for s in sources]
-    done = completed_ids(sources, futures, "mock")
-    dataset = join_dataset(done, out_dir, cfg.maps)
-    get_run_logger().info("dataset %s: mocks of %d of %d galaxies", dataset, len(done),
-                          len(sources))
-    return dataset
+    sources = galaxy_sources(source, inputs=inputs, ids=ids, synth=cfg.synth, tng=cfg.tng)
+    report = mock_dataset(cfg.maps.out_dir, sources, mock=cfg.mock, observe=cfg.observe,
+                          maps=cfg.maps, submit=mock_shard.submit)
+    return check_campaign(report, "mocks", len(sources))

@@ -39,3 +39,17 @@ def test_worker_processes_give_the_serial_report():
     sources = [SimpleNamespace(galaxy_id=g, label=f"g{g}") for g in (1, 2, 3)]
     parallel = run_campaign(sources, _step, workers=2)
     assert (sorted(parallel.written), parallel.skipped, list(parallel.failed)) == ([1], [3], ["g2"])
+
+
+def test_a_submit_function_gives_the_serial_report():
+    """A task runner's submit (here a thread pool's) runs the steps; the report is the same."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sources = [SimpleNamespace(galaxy_id=g, label=f"g{g}") for g in (4, 1, 2, 3)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        report = run_campaign(sources, _step, submit=pool.submit)
+    serial = run_campaign(sources, _step)
+    assert (report.written, report.skipped, report.failed) == (
+        serial.written, serial.skipped, serial.failed) == ([4, 1], [3], {"g2": "OSError: unreadable cutout"})
+    with pytest.raises(ValueError, match="not both"):
+        run_campaign(sources, _step, workers=2, submit=pool.submit)

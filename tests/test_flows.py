@@ -61,15 +61,15 @@ with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
 
 _RUN_KILLED_AT_THIRD_SHARD = """
 import os, signal, sys
-import alchemy_obs.flows.maps
+import alchemy_obs.flows.maps, alchemy_obs.maps.build
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-real, started = alchemy_obs.flows.maps.build_shard, []
+real, started = alchemy_obs.maps.build.build_shard, []
 def build_shard(*args, **kwargs):
     started.append(1)
     if len(started) == 3:
         os.kill(os.getpid(), signal.SIGKILL)
     return real(*args, **kwargs)
-alchemy_obs.flows.maps.build_shard = build_shard
+alchemy_obs.maps.build.build_shard = build_shard
 with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
     alchemy_obs.flows.maps.main(sys.argv[1:])
 """

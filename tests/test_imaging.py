@@ -20,7 +20,8 @@ from alchemy_obs.observe.imaging import (
     psf_image,
     restore,
 )
-from alchemy_obs.observe.interferometer import BuiltinSimulator, SkyImage
+from alchemy_obs.observe.interferometer import BuiltinSimulator, GridGeometry
+from alchemy_obs.skyimage import SkyImage
 from alchemy_obs.observe.telescope import Observation, Telescope
 
 from _observe_helpers import asymmetric_source, sky_wcs
@@ -82,7 +83,7 @@ def test_extended_asymmetric_source_clean(obs):
     imager = Imager(wcs, (N, N), weighting="briggs", robust=0.0)  # automatic mask and threshold
     res = imager.image(vis)
     beam = res.beams[0]
-    offs = sky.geometry.offsets() * u.rad
+    offs = GridGeometry.from_sky(sky).offsets() * u.rad
     apparent = img * _apparent(obs, imager, vis, offs, obs.frequencies[0])
     truth = restore(apparent, np.zeros_like(apparent), beam, cell=CELL * u.arcsec)
     restored = res.image.to_value(u.Jy / u.beam)[0]
@@ -148,7 +149,7 @@ def test_default_clean_keeps_the_flux_of_extended_emission(obs, weighting):
     beam = res.beams[0]
     beam_pix = np.pi * beam.major.to_value(u.arcsec) * beam.minor.to_value(u.arcsec) / (
         4 * np.log(2)) / CELL**2
-    apparent = (img * _apparent(obs, imager, vis, sky.geometry.offsets() * u.rad,
+    apparent = (img * _apparent(obs, imager, vis, GridGeometry.from_sky(sky).offsets() * u.rad,
                                 obs.frequencies[0])).sum()
     restored = res.image.to_value(u.Jy / u.beam)[0].sum() / beam_pix
     # The residual left at the floor (3e-4 of the peak) is in Jy per *dirty* beam: divided by

@@ -90,7 +90,8 @@ def test_smoothing_kernel_has_the_beam_shape_and_orientation():
     from astropy.wcs import WCS
     from radio_beam import Beam
 
-    from alchemy_obs.infer.preprocess import SkyMap, convolve_to
+    from alchemy_obs.infer.preprocess import convolve_to
+    from alchemy_obs.skyimage import SkyImage
 
     w = WCS(naxis=2)
     w.wcs.ctype = ["RA---SIN", "DEC--SIN"]
@@ -99,7 +100,7 @@ def test_smoothing_kernel_has_the_beam_shape_and_orientation():
     image = np.zeros((129, 129))
     image[64, 64] = 1.0
     goal = Beam(20 * u.arcsec, 8 * u.arcsec, 30 * u.deg)
-    out = convolve_to(SkyMap(u.Quantity(image, u.K), w, Beam(0.1 * u.arcsec)), goal)
+    out = convolve_to(SkyImage(u.Quantity(image, u.K), w, beam=Beam(0.1 * u.arcsec)), goal)
     assert out.beam == goal
     y, x = np.mgrid[0:129, 0:129]
     east, north, weight = -(x - 64.0), y - 64.0, out.data.value / out.data.value.sum()
@@ -114,5 +115,5 @@ def test_smoothing_kernel_has_the_beam_shape_and_orientation():
     small = Beam(6 * u.arcsec)
     sigma = 6.0 / np.sqrt(8 * np.log(2))
     point = np.exp(-0.5 * ((x - 64.0) ** 2 + (y - 64.0) ** 2) / sigma**2)
-    per_beam = convolve_to(SkyMap(u.Quantity(point, u.Jy / u.beam), w, small), Beam(18 * u.arcsec))
+    per_beam = convolve_to(SkyImage(u.Quantity(point, u.Jy / u.beam), w, beam=small), Beam(18 * u.arcsec))
     assert per_beam.data.value.max() == pytest.approx(1.0, rel=2e-3)

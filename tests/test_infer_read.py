@@ -296,23 +296,24 @@ def test_hi_mom0_is_put_on_the_training_beam():
     from astropy.wcs import WCS
     from radio_beam import Beam
 
-    from alchemy_obs.infer.preprocess import SkyMap, training_beam
+    from alchemy_obs.infer.preprocess import training_beam
+    from alchemy_obs.skyimage import SkyImage
 
     wcs = WCS(naxis=2)
     train = Beam(major=10 * u.arcsec, minor=10 * u.arcsec)
     # 1 Jy/beam km/s in a 20" x 10" beam is the surface brightness of 0.5 Jy per 10" beam.
-    obs = SkyMap(np.ones((2, 2)) * u.Jy / u.beam * u.km / u.s, wcs,
-                 Beam(major=20 * u.arcsec, minor=10 * u.arcsec), 0.0)
+    obs = SkyImage(np.ones((2, 2)) * u.Jy / u.beam * u.km / u.s, wcs,
+                   beam=Beam(major=20 * u.arcsec, minor=10 * u.arcsec))
     np.testing.assert_allclose(to_domain(obs, "hi_mom0", training_beam=train).value, 0.5, rtol=1e-12)
     # The same beam as the training mocks (a mock read back): unchanged; no training beam:
     # per the observation's beam, as before.
-    same = SkyMap(obs.data, wcs, train, 0.0)
+    same = SkyImage(obs.data, wcs, beam=train)
     np.testing.assert_allclose(to_domain(same, "hi_mom0", training_beam=train).value, 1.0, rtol=1e-12)
     np.testing.assert_allclose(to_domain(obs, "hi_mom0").value, 1.0, rtol=1e-12)
     # Brightness temperature needs no observation beam then: T = 1.222e6 S / (nu^2 bmaj bmin)
     # (S in Jy/beam, nu in GHz, arcsec), so 1 K km/s at 1.4204 GHz in a 10" beam is
     # 2.0176 * 100 / 1.222e6 = 1.651e-4 Jy/beam km/s.
-    kelvin = SkyMap(np.ones((2, 2)) * u.K * u.km / u.s, wcs, None, 0.0)
+    kelvin = SkyImage(np.ones((2, 2)) * u.K * u.km / u.s, wcs)
     np.testing.assert_allclose(to_domain(kelvin, "hi_mom0", training_beam=train).value,
                                1.4204058**2 * 100 / 1.222e6, rtol=1e-3)
     # The training beam comes from the model card.

@@ -13,9 +13,10 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 from alchemy_obs.cli import main
 from alchemy_obs.infer.pipeline import infer_file, load_translator
-from alchemy_obs.infer.preprocess import SkyMap, galaxy_centre, model_grid
+from alchemy_obs.infer.preprocess import galaxy_centre, model_grid
 from alchemy_obs.observe.resample import reproject_map
 from alchemy_obs.infer.read import parse_beam, read_observation
+from alchemy_obs.skyimage import SkyImage
 from alchemy_obs.translate.normalise import Normalisation
 
 
@@ -147,15 +148,15 @@ def test_centre_and_round_trip_reprojection():
     y, x = np.indices((100, 100))
     blob = np.exp(-0.5 * (((x - 60) / 8.0) ** 2 + ((y - 45) / 6.0) ** 2))
     exp_lon, exp_lat = w.pixel_to_world_values(60, 45)
-    lon, lat = galaxy_centre(SkyMap(blob * u.cm**-2, w, None))
+    lon, lat = galaxy_centre(SkyImage(blob * u.cm**-2, w))
     assert lon == pytest.approx(float(exp_lon), abs=1e-6)
     assert lat == pytest.approx(float(exp_lat), abs=1e-6)
     # Noise over the whole field does not pull the centre towards the field's centre.
     noisy = blob + np.random.default_rng(3).normal(0, 0.02, blob.shape)
-    lon_n, lat_n = galaxy_centre(SkyMap(noisy * u.cm**-2, w, None))
+    lon_n, lat_n = galaxy_centre(SkyImage(noisy * u.cm**-2, w))
     assert lon_n == pytest.approx(float(exp_lon), abs=0.1 * 2e-3)  # 0.1 pixel
     assert lat_n == pytest.approx(float(exp_lat), abs=0.1 * 2e-3)
-    assert galaxy_centre(SkyMap(noisy * u.cm**-2, w, None), "header") == (40.0, -20.0)
+    assert galaxy_centre(SkyImage(noisy * u.cm**-2, w), "header") == (40.0, -20.0)
     grid = model_grid((lon, lat), w, pixel_kpc=0.5, npix=64, distance=10 * u.Mpc)
     assert grid.wcs.ctype[0] == "RA---SIN"
     assert abs(grid.wcs.cdelt[0]) == pytest.approx(np.degrees(0.5 / 1e4))
@@ -316,7 +317,7 @@ def test_simulated_ska_mid_cube(tmp_path, model_dir):
     path = write_fits(m.result, tmp_path / "mock_hi_image.fits", m.observation,
                       restfreq=HI_REST_FREQUENCY)
     sky = line_integral(read_observation(path))
-    assert sky.redshift == pytest.approx(m.sky.placement.observed_redshift, abs=1e-7)
+    assert sky.redshift == pytest.approx(m.placement.observed_redshift, abs=1e-7)
     mom0 = m.moment0(pbcor=False)  # the written cube is the apparent brightness
     np.testing.assert_allclose(to_domain(sky, "hi_mom0").to_value(mom0.unit), mom0.value,
                                rtol=1e-6, atol=1e-6 * np.abs(mom0.value).max())

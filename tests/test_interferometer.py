@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from astropy import units as u
 
-from alchemy_obs.observe.interferometer import BuiltinSimulator, SkyImage, Simulator
+from alchemy_obs.observe.interferometer import BuiltinSimulator, Simulator
+from alchemy_obs.skyimage import SkyImage
 from alchemy_obs.observe.telescope import Observation, Telescope
 
 from _observe_helpers import asymmetric_source, direction_cosines, sky_wcs
@@ -82,16 +83,19 @@ def test_noise_follows_radiometer_equation(setup):
     assert abs(np.mean(z.real * z.imag)) < 0.1
 
 
-def test_sky_checks():
+def test_sky_checks(setup):
+    _, _, _, obs = setup
     wcs = sky_wcs(64, 3.0)
     with pytest.raises(ValueError, match="Jy per pixel"):
-        SkyImage(np.zeros((64, 64)) * u.K, wcs)
+        BuiltinSimulator().predict(SkyImage(np.zeros((64, 64)) * u.K, wcs), obs)
     bad = sky_wcs(64, 3.0)
     bad.wcs.cdelt = [3 / 3600, 3 / 3600]
     with pytest.raises(ValueError, match="RA increasing to the left"):
-        SkyImage(np.zeros((64, 64)) * u.Jy, bad)
+        BuiltinSimulator().predict(SkyImage(np.zeros((64, 64)) * u.Jy, bad), obs)
     with pytest.raises(ValueError, match="even"):
-        SkyImage(np.zeros((63, 63)) * u.Jy, wcs)
+        BuiltinSimulator().predict(SkyImage(np.zeros((63, 63)) * u.Jy, wcs), obs)
+    with pytest.raises(ValueError, match="2-D or 3-D"):
+        SkyImage(np.zeros(64) * u.Jy, wcs)
 
 
 def test_pointing_mismatch_is_an_error(setup):
@@ -119,12 +123,12 @@ def test_source_below_elevation_limit():
     assert zen.elevations().max().to_value(u.deg) == pytest.approx(90, abs=0.5)
 
 
-def test_observation_from_config_start_utc():
-    from alchemy_obs.config import load_config
+def test_observation_of_a_track_with_a_start_utc():
+    from alchemy_obs.observe.telescope import Track
 
-    cfg = load_config(None, ["observe.start_utc=2028-03-01T20:00:00", "observe.dump_s=600",
-                             "observe.telescope.array=AA1"]).observe
-    obs = Observation.from_config(cfg, sky_wcs(64, 3.0).celestial.pixel_to_world(32, 32))
+    track = Track(start_utc="2028-03-01T20:00:00", dump_time=600 * u.s)
+    obs = Observation.from_track(track, sky_wcs(64, 3.0).celestial.pixel_to_world(32, 32),
+                                 telescope=Telescope.ska_mid("AA1"))
     assert obs.times[0].isot == "2028-03-01T20:05:00.000"
     assert obs.n_times == 11  # 2 sidereal hours = 7180 s -> 11 full 600 s dumps
     assert obs.frequencies[0] == 1.4e9 * u.Hz

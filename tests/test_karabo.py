@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from astropy import units as u
 
-from alchemy_obs.observe.interferometer import BuiltinSimulator, SkyImage
+from alchemy_obs.observe.interferometer import BuiltinSimulator
+from alchemy_obs.skyimage import SkyImage
 from alchemy_obs.observe.karabo import karabo_available, sky_to_point_sources, write_oskar_telescope
 from alchemy_obs.observe.telescope import Observation, Telescope
 

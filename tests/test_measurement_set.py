@@ -8,7 +8,8 @@ from astropy import units as u
 
 from alchemy_obs.config import TelescopeConfig
 from alchemy_obs.observe.imaging import Imager, dirty_image
-from alchemy_obs.observe.interferometer import BuiltinSimulator, SkyImage
+from alchemy_obs.observe.interferometer import BuiltinSimulator
+from alchemy_obs.skyimage import SkyImage
 from alchemy_obs.observe.telescope import Observation, Telescope
 
 from _observe_helpers import asymmetric_source, sky_wcs

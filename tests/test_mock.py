@@ -10,7 +10,7 @@ from astropy import units as u
 from astropy.convolution import convolve_fft
 
 from alchemy_obs.config import MapsConfig, MockConfig, load_config
-from alchemy_obs.observe.mock import make_mock, map_wcs
+from alchemy_obs.observe.mock import ContinuumMock, HIMock, make_mock, map_wcs
 from alchemy_obs.observe.resample import reproject_map
 from alchemy_obs.observe.sky import (
     ContinuumModel,
@@ -60,6 +60,7 @@ def hi_mock():
     place = SkyPlacement(distance=20 * u.Mpc)
     grid = SkyGrid(64, 0.5 * u.kpc)
     m = make_mock(_disc(), place, grid, observe=cfg.observe, spectral=SpectralAxis(24, 15 * u.km / u.s))
+    assert isinstance(m, HIMock) and not hasattr(m, "continuum")
     return m, grid, place
 
 
@@ -108,7 +109,7 @@ def test_fits_opens_in_spectral_cube_with_beam(hi_mock, tmp_path):
     assert np.allclose(np.sort(nu), np.sort(m.sky.frequencies.to_value(u.Hz)), rtol=1e-10)
     mom0 = cube.with_spectral_unit(u.km / u.s, velocity_convention="radio",
                                    rest_value=radio.HI_REST_FREQUENCY).moment0()
-    ours = m.moment0().to_value(u.Jy / u.beam * u.km / u.s) / (1 + m.sky.placement.observed_redshift)
+    ours = m.moment0().to_value(u.Jy / u.beam * u.km / u.s) / (1 + m.placement.observed_redshift)
     assert np.nanmax(np.abs(mom0.value)) == pytest.approx(np.max(np.abs(ours)), rel=1e-3)
 
 
@@ -123,7 +124,9 @@ def test_continuum_mock_flux():
     grid = SkyGrid(64, 0.5 * u.kpc)
     m = make_mock(src, place, grid, observe=cfg.observe,
                   continuum=ContinuumModel(diffusion_length=0.5 * u.kpc))
-    assert m.kind == "continuum" and m.result.image.shape == (1, 64, 64)
+    # A continuum mock has no moments: it is its own type.
+    assert isinstance(m, ContinuumMock) and not hasattr(m, "moment0")
+    assert m.result.image.shape == (1, 64, 64)
     img = m.continuum()
     assert img.unit == u.Jy / u.beam
     ref = _beam_convolved(m.sky.data.to_value(u.Jy), m.beam, grid.pixel_angle(place))
@@ -173,7 +176,7 @@ def test_mock_of_galaxy_matches_maps_hi(tmp_path):
                                       observe=cfg.observe, maps=maps_cfg)
     m = mocks["hi"]
     # The whole line is inside the band: the cube holds the HI mass of the field.
-    place = m.sky.placement
+    place = m.placement
     flux = m.sky.data.sum().to_value(u.Jy) * 10.0 * u.Jy * u.km / u.s
     in_field = (maps["hi"].sum() * (meta["pixel_kpc"] * u.kpc) ** 2).to_value(u.Msun)
     assert radio.hi_mass(flux, place.luminosity_distance).to_value(u.Msun) == pytest.approx(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import partial
-from types import SimpleNamespace
 
 import pytest
 from astropy import units as u
@@ -15,6 +14,7 @@ from alchemy_obs.observe.fits import write_fits
 from alchemy_obs.observe.imaging import Imager
 from alchemy_obs.observe.interferometer import BuiltinSimulator
 from alchemy_obs.observe.telescope import Telescope
+from alchemy_obs.skyimage import SkyImage
 
 from _observe_helpers import asymmetric_source, sky_wcs
 
@@ -31,8 +31,7 @@ def _config(mode):
 @pytest.mark.parametrize("mode", ["fast", "visibility"])
 def test_observer_on_a_sky_like_object(mode, tmp_path):
     img = asymmetric_source(N)
-    # Any object with data (Jy/pixel) and wcs works, e.g. observe.sky.SkyModel.
-    sky = SimpleNamespace(data=img * u.Jy, wcs=sky_wcs(N, 4.0), frequencies=[1.3e9] * u.Hz)
+    sky = SkyImage(img * u.Jy, sky_wcs(N, 4.0), frequencies=[1.3e9] * u.Hz)
     observer = MockObserver.from_config(_config(mode))
     result = observer.observe(sky)
     assert result.image.shape == (1, N, N)
@@ -47,11 +46,11 @@ def test_observer_on_a_sky_like_object(mode, tmp_path):
 
 def test_fast_mode_caches_per_setup():
     observer = MockObserver.from_config(_config("fast"))
-    sky = SimpleNamespace(data=asymmetric_source(N) * u.Jy, wcs=sky_wcs(N, 4.0))
+    sky = SkyImage(data=asymmetric_source(N) * u.Jy, wcs=sky_wcs(N, 4.0))
     observer.observe(sky)
-    observer.observe(SimpleNamespace(data=2 * asymmetric_source(N) * u.Jy, wcs=sky_wcs(N, 4.0)))
+    observer.observe(SkyImage(data=2 * asymmetric_source(N) * u.Jy, wcs=sky_wcs(N, 4.0)))
     assert len(observer.simulator.cache) == 1
-    observer.observe(SimpleNamespace(data=asymmetric_source(N) * u.Jy, wcs=sky_wcs(N, 4.0, ra=10.0)))
+    observer.observe(SkyImage(data=asymmetric_source(N) * u.Jy, wcs=sky_wcs(N, 4.0, ra=10.0)))
     assert len(observer.simulator.cache) == 2
 
 
@@ -60,9 +59,9 @@ def test_observer_takes_an_explicit_observation():
 
     cfg = _config("visibility")
     observer = MockObserver.from_config(cfg)
-    sky = SimpleNamespace(data=asymmetric_source(N) * u.Jy, wcs=sky_wcs(N, 4.0))
-    obs = Observation.from_config(cfg, observer.observation_for(sky).phase_centre,
-                                  [1.2e9] * u.Hz, channel_width=2 * u.MHz, telescope=observer.telescope)
+    sky = SkyImage(data=asymmetric_source(N) * u.Jy, wcs=sky_wcs(N, 4.0))
+    obs = Observation.from_track(observer.track, sky.phase_centre, [1.2e9] * u.Hz,
+                                 channel_width=2 * u.MHz, telescope=observer.telescope)
     result = observer.observe(sky, obs)
     assert observer.last_observation is obs
     assert result.frequencies[0] == 1.2e9 * u.Hz
@@ -74,8 +73,8 @@ def test_observer_composed_of_parts_without_configuration(fast):
     simulator = ImagePlaneMode(noise=False) if fast else BuiltinSimulator(noise=False)
     observer = MockObserver(telescope=telescope, simulator=simulator,
                             imager=partial(Imager, niter=200, gain=0.2))
-    sky = SimpleNamespace(data=asymmetric_source(N) * u.Jy, wcs=sky_wcs(N, 4.0),
-                          frequencies=[1.3e9] * u.Hz)
+    sky = SkyImage(data=asymmetric_source(N) * u.Jy, wcs=sky_wcs(N, 4.0),
+                   frequencies=[1.3e9] * u.Hz)
     result = observer.observe(sky)
     assert result.image.shape == (1, N, N) and result.frequencies[0] == 1.3e9 * u.Hz
     assert observer.last_observation.telescope is telescope
@@ -93,3 +92,17 @@ def test_from_config_chooses_the_parts():
     from alchemy_obs.observe.wsclean import WSCleanImager
 
     assert wsclean.imager.func is WSCleanImager and wsclean.centred_grid
+
+
+def test_observation_for_takes_a_track_without_configuration():
+    from alchemy_obs.observe.engine import observation_for
+    from alchemy_obs.observe.telescope import Track
+
+    sky = SkyImage(asymmetric_source(N) * u.Jy, sky_wcs(N, 4.0), frequencies=[1.3e9] * u.Hz)
+    track = Track(hour_angles=[-0.5, 0.5] * u.hourangle, dump_time=600 * u.s)
+    obs = observation_for(sky, telescope=Telescope.ska_mid("AA0.5"), track=track,
+                          channel_width=5 * u.MHz)
+    # One sidereal hour is 3590 s of UTC: five whole 600 s dumps.
+    assert obs.n_times == 5 and obs.channel_width == 5 * u.MHz
+    assert obs.frequencies[0] == 1.3e9 * u.Hz
+    assert obs.phase_centre.separation(sky.phase_centre) < 1e-9 * u.deg

@@ -12,7 +12,7 @@ from alchemy_obs.config import TelescopeConfig
 from alchemy_obs.observe.fast import ImagePlaneSimulator
 from alchemy_obs.observe.fits import write_fits
 from alchemy_obs.observe.imaging import Imager
-from alchemy_obs.observe.interferometer import SkyImage
+from alchemy_obs.skyimage import SkyImage
 from alchemy_obs.observe.telescope import Observation, Telescope
 
 from _observe_helpers import asymmetric_source, sky_wcs

@@ -66,7 +66,7 @@ def test_mock_map_through_infer_preprocessing_returns_training_input(tmp_path):
     maps, mocks = mock_module.mock_view_maps(galaxy, np.eye(3), extent, map_npix=npix, mock=cfg.mock,
                                              observe=cfg.observe, maps=MapsConfig(domains=["hi"]))
     write_mock_products(mocks, tmp_path, "g0", object_name="galaxy 0")
-    placement = mocks["hi"].sky.placement
+    placement = mocks["hi"].placement
     centre = (placement.ra.to_value(u.deg), placement.dec.to_value(u.deg))
     for domain, product in (("hi_nhi", "nhi"), ("hi_mom0", "mom0")):
         path = tmp_path / f"g0_hi_{product}.fits"

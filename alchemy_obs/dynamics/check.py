@@ -104,9 +104,10 @@ def _map_centre(data: np.ndarray, wcs: WCS, header: fits.Header, how: str, path)
     if how != "flux":
         raise DynamicsError(f"--centre {how!r}: use model, flux, header or LON,LAT in degrees")
     # Imported here: the infer package loads torch, which the other centres do not need.
-    from alchemy_obs.infer.preprocess import SkyMap, galaxy_centre
+    from alchemy_obs.infer.preprocess import galaxy_centre
+    from alchemy_obs.skyimage import SkyImage
 
-    lon, lat = galaxy_centre(SkyMap(data * _SURFACE, wcs, None), "flux")
+    lon, lat = galaxy_centre(SkyImage(data * _SURFACE, wcs), "flux")
     return frame_of(lon, lat)
 
 

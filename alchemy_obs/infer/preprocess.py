@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 from astropy import units as u
@@ -38,10 +38,10 @@ from alchemy_obs.observe.mock import MOCK_DOMAINS
 from alchemy_obs.observe.resample import sky_grid
 from alchemy_obs.physics import radio
 from alchemy_obs.physics.units import COSMOLOGY
+from alchemy_obs.skyimage import SkyImage
 
 __all__ = [
     "DOMAIN_UNITS",
-    "SkyMap",
     "robust_rms",
     "noise_mask",
     "line_integral",
@@ -70,28 +70,6 @@ MIN_HUBBLE_VELOCITY = 1000 * u.km / u.s
 #: with a warning; a coarser one is refused. 1.5 admits the demo's own mocks, whose disc-sized
 #: fields give beams of 1.0-1.4 times the 2.4 kpc of the shipped model's training mocks.
 BEAM_TOLERANCE = 1.5
-
-
-@dataclass
-class SkyMap:
-    """A 2-D map on the observation's celestial grid.
-
-    Attributes
-    ----------
-    data : Quantity
-        ``(ny, nx)``; NaN where the observation has no data.
-    wcs : astropy.wcs.WCS
-        The observation's celestial WCS.
-    beam : radio_beam.Beam or None
-        Resolution of ``data``.
-    redshift : float
-        Redshift of the HI line (0 for maps without a spectral axis).
-    """
-
-    data: u.Quantity
-    wcs: WCS
-    beam: Beam | None
-    redshift: float = 0.0
 
 
 def _mad_sigma(values: np.ndarray) -> float:
@@ -224,7 +202,7 @@ _MASK_SMOOTH_PIXELS_NO_BEAM = 1.5
 def line_integral(
     obs: Observation, mask_sigma: float | None = None, *,
     smooth_beams: float = MASK_SMOOTH_BEAMS, smooth_channels: int = MASK_SMOOTH_CHANNELS,
-) -> SkyMap:
+) -> SkyImage:
     """Moment-0 of a cube over observed frequency, or an image as it is.
 
     Parameters
@@ -246,13 +224,13 @@ def line_integral(
 
     Returns
     -------
-    SkyMap
+    SkyImage
         For a cube: :math:`\\int S\\,d\\nu_{\\rm obs}` in Jy/beam Hz (or K Hz), with the line
         redshift from the flux-weighted mean frequency. For an image: its values and unit.
         Sky pixels with no unblanked data are NaN.
     """
     if obs.cube is None:
-        return SkyMap(u.Quantity(obs.image, obs.unit), obs.celestial_wcs, obs.beam, 0.0)
+        return SkyImage(u.Quantity(obs.image, obs.unit), obs.celestial_wcs, beam=obs.beam)
     cube = obs.cube.with_spectral_unit(u.Hz, rest_value=obs.rest_frequency)
     data = cube.unmasked_data[:].value  # float32 or float64 as read; never copied whole
     unblanked = cube.mask.include()
@@ -300,8 +278,8 @@ def line_integral(
         beam = obs.beam
         centre = obs.rest_frequency / (1.0 + redshift)
         value = radio.kelvin_to_jy_per_beam(mom0 * u.K, centre, beam.major, beam.minor)
-        return SkyMap(value * u.Hz, obs.celestial_wcs, beam, redshift)
-    return SkyMap(u.Quantity(mom0, unit * u.Hz), obs.celestial_wcs, obs.beam, redshift)
+        return SkyImage(value * u.Hz, obs.celestial_wcs, beam=beam, redshift=redshift)
+    return SkyImage(u.Quantity(mom0, unit * u.Hz), obs.celestial_wcs, beam=obs.beam, redshift=redshift)
 
 
 # A beam only used to route K through Jy/beam: the beam solid angle cancels exactly.
@@ -309,7 +287,7 @@ _REFERENCE_BEAM = Beam(1 * u.arcsec)
 
 
 def to_domain(
-    sky: SkyMap, domain: str, path: str | os.PathLike = "", *, training_beam: Beam | None = None
+    sky: SkyImage, domain: str, path: str | os.PathLike = "", *, training_beam: Beam | None = None
 ) -> u.Quantity:
     """The map in the units of a model input domain.
 
@@ -322,7 +300,7 @@ def to_domain(
 
     Parameters
     ----------
-    sky : SkyMap
+    sky : SkyImage
         Output of :func:`line_integral`.
     domain : str
         One of :data:`DOMAIN_UNITS`.
@@ -502,12 +480,12 @@ def resolve_distance(
     return d, f"redshift z={redshift:.7f} ({cosmology.name})"
 
 
-def galaxy_centre(sky: SkyMap, how: str = "flux") -> tuple[float, float]:
+def galaxy_centre(sky: SkyImage, how: str = "flux") -> tuple[float, float]:
     """Sky position (longitude, latitude in degrees, input frame) of the galaxy centre.
 
     Parameters
     ----------
-    sky : SkyMap
+    sky : SkyImage
         The integrated map on the input grid.
     how : {"flux", "header"}
         ``"flux"``: flux-weighted centre of the pixels more than 3 sigma (MAD) above the
@@ -614,7 +592,7 @@ def _beam_kernel(beam: Beam, wcs: WCS) -> np.ndarray:
     return kernel / kernel.sum()
 
 
-def convolve_to(sky: SkyMap, beam: Beam, path: str | os.PathLike = "") -> SkyMap:
+def convolve_to(sky: SkyImage, beam: Beam, path: str | os.PathLike = "") -> SkyImage:
     """``sky`` smoothed from its beam to the larger ``beam``.
 
     The map is convolved with the Gaussian that takes one beam to the other
@@ -625,7 +603,7 @@ def convolve_to(sky: SkyMap, beam: Beam, path: str | os.PathLike = "") -> SkyMap
 
     Parameters
     ----------
-    sky : SkyMap
+    sky : SkyImage
         The map with its beam.
     beam : radio_beam.Beam
         The resolution wanted; must contain ``sky.beam``.
@@ -634,7 +612,7 @@ def convolve_to(sky: SkyMap, beam: Beam, path: str | os.PathLike = "") -> SkyMap
 
     Returns
     -------
-    SkyMap
+    SkyImage
         The smoothed map, with ``beam``.
     """
     if sky.beam is None:
@@ -645,7 +623,7 @@ def convolve_to(sky: SkyMap, beam: Beam, path: str | os.PathLike = "") -> SkyMap
     except ValueError as exc:
         raise InferError(path, f"cannot smooth the beam {sky.beam} to {beam} ({exc})") from None
     if not kernel_beam.major > 0:
-        return SkyMap(sky.data, sky.wcs, beam, sky.redshift)
+        return replace(sky, beam=beam)
     from scipy.signal import fftconvolve
 
     values = sky.data.value
@@ -655,14 +633,14 @@ def convolve_to(sky: SkyMap, beam: Beam, path: str | os.PathLike = "") -> SkyMap
     if u.beam in sky.data.unit.bases:
         smoothed *= (beam.sr / sky.beam.sr).to_value(u.one)
     smoothed[blank] = np.nan
-    return SkyMap(u.Quantity(smoothed, sky.data.unit), sky.wcs, beam, sky.redshift)
+    return replace(sky, data=u.Quantity(smoothed, sky.data.unit), beam=beam)
 
 
 def match_beam(
-    sky: SkyMap, training_kpc: float | None, distance: u.Quantity,
+    sky: SkyImage, training_kpc: float | None, distance: u.Quantity,
     *,
     path: str | os.PathLike = "", tolerance: float = BEAM_TOLERANCE,
-) -> tuple[SkyMap, str]:
+) -> tuple[SkyImage, str]:
     """Bring ``sky`` to the resolution the model was trained at.
 
     The model's beam at the galaxy is :func:`model_beam`. A finer observation is smoothed
@@ -673,7 +651,7 @@ def match_beam(
 
     Parameters
     ----------
-    sky : SkyMap
+    sky : SkyImage
         The moment-0 (or image) on the observation's grid.
     training_kpc : float or None
         FWHM of the model's training beam, kpc (:func:`training_beam_kpc`); ``None``: unknown,
@@ -687,7 +665,7 @@ def match_beam(
 
     Returns
     -------
-    sky : SkyMap
+    sky : SkyImage
         The map the model should see, with its beam.
     note : str
         What was done, for the output's ``HISTORY``.

@@ -39,7 +39,7 @@ from astropy import units as u
 from astropy.wcs import WCS
 
 from alchemy_obs.infer.errors import InferError
-from alchemy_obs.infer.preprocess import SkyMap
+from alchemy_obs.skyimage import SkyImage
 
 __all__ = ["MAX_TILES", "TilePlan", "blend_window", "emission_support", "plan_tiles",
            "blend_tiles", "coverage_fractions"]
@@ -132,7 +132,7 @@ def blend_window(npix: int) -> np.ndarray:
     return np.outer(profile, profile)
 
 
-def emission_support(sky: SkyMap) -> np.ndarray:
+def emission_support(sky: SkyImage) -> np.ndarray:
     """Sky pixels holding emission: those where the (masked) moment-0 map is non-zero.
 
     With the default noise mask every pixel outside the detected emission is exactly zero,
@@ -141,7 +141,7 @@ def emission_support(sky: SkyMap) -> np.ndarray:
 
     Parameters
     ----------
-    sky : SkyMap
+    sky : SkyImage
         The moment-0 map of :func:`~alchemy_obs.infer.preprocess.line_integral`, before any
         smoothing (smoothing would spread it over the whole field).
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import astropy.units as u
 import numpy as np
 
-from alchemy_obs.campaign import CampaignReport, run_campaign
-from alchemy_obs.config import MapsConfig, config_hash
+from alchemy_obs.campaign import CampaignReport, Submit, run_campaign
+from alchemy_obs.config import MapsConfig, SynthConfig, TNGConfig, config_hash
 from alchemy_obs.maps.geometry import galaxy_views
 from alchemy_obs.maps.render import cosmology_json, render_views
 from alchemy_obs.maps.store import (
@@ -36,7 +36,8 @@ from alchemy_obs.maps.store import (
 from alchemy_obs.sim.galaxy import Galaxy
 
 __all__ = ["GalaxySource", "BuildReport", "maps_hash", "view_names", "build_shard",
-           "build_dataset", "cutout_sources", "tng_sources", "snapshot_sources"]
+           "build_dataset", "SOURCES", "galaxy_sources", "cutout_sources", "tng_sources",
+           "snapshot_sources"]
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,7 @@ def build_dataset(
     config: MapsConfig,
     *,
     workers: int = 1,
+    submit: Submit | None = None,
     progress: bool = True,
 ) -> BuildReport:
     """Build (or complete) the dataset of ``sources`` in ``out_dir``.
@@ -185,6 +187,9 @@ def build_dataset(
     config : MapsConfig
     workers : int
         Processes rendering shards in parallel (1: in this process).
+    submit : callable, optional
+        Runs each galaxy's :func:`build_shard` instead (a Prefect task's ``submit``, see
+        :func:`~alchemy_obs.campaign.run_campaign`).
     progress : bool
         Show a progress bar.
 
@@ -202,8 +207,8 @@ def build_dataset(
     threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
     report = run_campaign(
         sources, partial(build_shard, out_dir=out_dir, config=config), report=BuildReport(),
-        workers=workers, initializer=_init_worker, initargs=(threads,), desc="maps",
-        progress=progress,
+        workers=workers, initializer=_init_worker, initargs=(threads,), submit=submit,
+        desc="maps", progress=progress,
     )
     if report.done:
         report.dataset = join_shards(
@@ -275,3 +280,53 @@ def snapshot_sources(
                      partial(_load_snapshot, Path(folder), snapshot, int(i)))
         for i in ids
     ]
+
+
+#: Where galaxies come from (:func:`galaxy_sources`).
+SOURCES = ("synthetic", "cutouts", "tng", "snapshot")
+
+
+def galaxy_sources(
+    source: str, *, inputs: Sequence[str | os.PathLike] | None = None,
+    ids: Sequence[int] | None = None, synth: SynthConfig, tng: TNGConfig,
+) -> list[GalaxySource]:
+    """The galaxies of a campaign, as ``alchemy-obs maps --source`` and the flows choose them.
+
+    Parameters
+    ----------
+    source : {"synthetic", "cutouts", "tng", "snapshot"}
+        Synthetic galaxies (written first, or kept where already complete), TNG-layout
+        cutout files, subhaloes through the TNG web API, or subhaloes of a local snapshot
+        (``tng.snapshot_dir``).
+    inputs : sequence of path-like, optional
+        ``cutouts``: cutout files, or folders of ``*.hdf5`` cutouts.
+    ids : sequence of int, optional
+        ``tng`` and ``snapshot``: subhalo ids.
+    synth, tng : SynthConfig, TNGConfig
+        The synthetic galaxies; the simulation, snapshot and API settings.
+
+    Returns
+    -------
+    list of GalaxySource
+    """
+    if source == "synthetic":
+        from alchemy_obs.sim.synthetic import write_synthetic_cutouts
+
+        return cutout_sources(write_synthetic_cutouts(synth))
+    if source == "cutouts":
+        paths = []
+        for p in map(Path, inputs or []):
+            paths.extend(sorted(p.glob("*.hdf5")) if p.is_dir() else [p])
+        if not paths:
+            raise ValueError(f"{', '.join(map(str, inputs or [])) or 'no inputs'}: "
+                             "no *.hdf5 cutout files")
+        return cutout_sources(paths)
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}: use {', '.join(SOURCES)}")
+    if not ids:
+        raise ValueError(f"--source {source} needs --ids")
+    if source == "tng":
+        return tng_sources(tng, ids)
+    if tng.snapshot_dir is None:
+        raise ValueError("--source snapshot needs tng.snapshot_dir (--set tng.snapshot_dir=...)")
+    return snapshot_sources(tng.snapshot_dir, tng.snapshot, ids)

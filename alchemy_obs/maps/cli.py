@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        # maps.build.SOURCES, spelt out: importing maps.build here would load numba and h5py
+        # for every alchemy-obs command
         "--source", choices=["synthetic", "cutouts", "tng", "snapshot"], default="synthetic",
         help="where galaxies come from: generate synthetic ones (synth.* settings), a folder "
              "of TNG-layout cutout files (--input), the TNG web API (--ids), or a local "
@@ -47,25 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _sources(args: argparse.Namespace, config: Config):
     from alchemy_obs.cli_checks import check_input_folder
-    from alchemy_obs.maps.build import cutout_sources, snapshot_sources, tng_sources
+    from alchemy_obs.maps.build import galaxy_sources
 
-    if args.source == "synthetic":
-        from alchemy_obs.sim.synthetic import write_synthetic_cutouts
-
-        return cutout_sources(write_synthetic_cutouts(config.synth))
     if args.source == "cutouts":
         check_input_folder(args.input, "--input", "folder of cutout files (--source cutouts)")
-        paths = sorted(args.input.glob("*.hdf5"))
-        if not paths:
-            raise ValueError(f"{args.input}: no *.hdf5 cutout files")
-        return cutout_sources(paths)
-    if not args.ids:
-        raise ValueError(f"--source {args.source} needs --ids")
-    if args.source == "tng":
-        return tng_sources(config.tng, args.ids)
-    if config.tng.snapshot_dir is None:
-        raise ValueError("--source snapshot needs tng.snapshot_dir (--set tng.snapshot_dir=...)")
-    return snapshot_sources(config.tng.snapshot_dir, config.tng.snapshot, args.ids)
+    return galaxy_sources(args.source, inputs=None if args.input is None else [args.input],
+                          ids=args.ids, synth=config.synth, tng=config.tng)
 
 
 def _refuse_other_settings(out: Path, config: Config) -> None:

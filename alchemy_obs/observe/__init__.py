@@ -3,10 +3,11 @@
 Composed like MARTINI: small objects handed to one driver.
 
 * :mod:`~alchemy_obs.observe.telescope` -- :class:`Telescope` (SKA-MID layouts, dish types,
-  SEFD, primary beam) and :class:`Observation` (pointing, track, channels, uvw, noise).
-* :mod:`~alchemy_obs.observe.interferometer` -- :class:`SkyImage` (Jy/pixel + WCS),
-  :class:`Visibilities` and the :class:`Simulator` protocol with the built-in ducc0 engine
-  :class:`BuiltinSimulator`.
+  SEFD, primary beam), :class:`Track` (hour angles, dump time, band) and
+  :class:`Observation` (pointing, track, channels, uvw, noise).
+* :mod:`~alchemy_obs.observe.interferometer` -- :class:`Visibilities` and the
+  :class:`Simulator` protocol with the built-in ducc0 engine :class:`BuiltinSimulator`,
+  which observes a :class:`~alchemy_obs.skyimage.SkyImage` in Jy per pixel.
 * :mod:`~alchemy_obs.observe.imaging` -- weighting, dirty image, CLEAN, restoring
   (:class:`Imager`, :class:`ImageResult`).
 * :mod:`~alchemy_obs.observe.fast` -- :class:`ImagePlaneSimulator` and
@@ -23,8 +24,8 @@ from alchemy_obs.observe.engine import MockObserver, observation_for
 from alchemy_obs.observe.fast import ImagePlaneMode, ImagePlaneSimulator
 from alchemy_obs.observe.fits import write_fits
 from alchemy_obs.observe.imaging import ImageResult, Imager
-from alchemy_obs.observe.interferometer import BuiltinSimulator, Simulator, SkyImage, Visibilities
-from alchemy_obs.observe.telescope import Observation, Telescope
+from alchemy_obs.observe.interferometer import BuiltinSimulator, Simulator, Visibilities
+from alchemy_obs.observe.telescope import Observation, Telescope, Track
 
 __all__ = [
     "BuiltinSimulator",
@@ -35,8 +36,8 @@ __all__ = [
     "MockObserver",
     "Observation",
     "Simulator",
-    "SkyImage",
     "Telescope",
+    "Track",
     "Visibilities",
     "observation_for",
     "write_fits",

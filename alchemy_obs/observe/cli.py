@@ -17,13 +17,12 @@ import argparse
 import logging
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 from astropy import units as u
+from astropy.wcs.utils import proj_plane_pixel_scales
 
-from alchemy_obs.campaign import CampaignReport, run_campaign
 from alchemy_obs.cli_checks import check_input_file, check_input_folder, check_output_folder
 from alchemy_obs.config import Config
 from alchemy_obs.errors import UsageError
@@ -70,7 +69,7 @@ def mock_galaxy(path: Path, config: Config, view: str = "faceon") -> tuple[str, 
     -------
     label : str
         Where the galaxy came from.
-    mocks : dict of str to Mock
+    mocks : dict of str to HIMock or ContinuumMock
         ``"hi"`` and/or ``"continuum"`` (``mock.products``).
     """
     from alchemy_obs.maps.build import cutout_sources
@@ -90,7 +89,7 @@ def mock_galaxy(path: Path, config: Config, view: str = "faceon") -> tuple[str, 
 def mock_summary(kind: str, m) -> str:
     """One line a radio astronomer reads first: channels, beam, noise, field."""
     beam = m.beam
-    place = m.sky.placement
+    place = m.placement
     kpc = (np.sqrt(beam.major * beam.minor).to_value(u.rad)
            * place.angular_diameter_distance.to_value(u.kpc))
     rms = np.median(m.result.noise_rms.to_value(u.Jy / u.beam))
@@ -101,7 +100,8 @@ def mock_summary(kind: str, m) -> str:
                 f"({freqs.min().value:.4f}-{freqs.max().value:.4f} GHz)")
     else:
         band = f"{freqs.mean().value:.2f} GHz"
-    field = m.sky.pixel_size.to_value(u.arcsec) * m.result.image.shape[-1] / 60.0
+    pixel_deg = proj_plane_pixel_scales(m.wcs)[1]
+    field = pixel_deg * 60.0 * m.result.image.shape[-1]
     return (f"{kind}: {band}; beam {beam.major.to_value(u.arcsec):.1f}\" x "
             f"{beam.minor.to_value(u.arcsec):.1f}\" PA {beam.pa.to_value(u.deg):.0f} deg "
             f"({kpc:.2f} kpc at {place.angular_diameter_distance.to_value(u.Mpc):.1f} Mpc); "
@@ -113,47 +113,6 @@ def mock_settings_hash(config: Config) -> str:
     from alchemy_obs.config import config_hash
 
     return config_hash(config.mock, config.observe, config.maps)
-
-
-def _mock_shard(source, dataset: Path, config: Config, overwrite: bool) -> bool:
-    from alchemy_obs.maps.store import shard_path
-    from alchemy_obs.observe.mock import add_mock_domains
-
-    return add_mock_domains(shard_path(dataset, source.galaxy_id), source.load(), config.mock,
-                            config.observe, config.maps, overwrite=overwrite)
-
-
-def mock_dataset(
-    dataset: Path, inputs: list[Path], config: Config, *, overwrite: bool = False
-) -> CampaignReport:
-    """Add the mock domains to every shard of ``dataset`` whose galaxy is in ``inputs``.
-
-    Galaxies without a shard are left out with a warning; the shards are joined again when
-    at least one galaxy succeeded.
-
-    Returns
-    -------
-    CampaignReport
-    """
-    from alchemy_obs.maps.build import cutout_sources
-    from alchemy_obs.maps.store import join_shards, shard_path
-
-    sources = []
-    for source in cutout_sources(inputs):
-        shard = shard_path(dataset, source.galaxy_id)
-        if shard.exists():
-            sources.append(source)
-        else:
-            log.warning("%s: no shard %s (run alchemy-obs maps first); skipped", source.label, shard)
-    report = run_campaign(
-        sources, partial(_mock_shard, dataset=dataset, config=config, overwrite=overwrite)
-    )
-    if report.done:
-        shards = sorted(Path(dataset, "shards").glob("galaxy_*.h5"))
-        report.dataset = join_shards(shards, Path(dataset) / "dataset.h5",
-                                     split_fractions=config.maps.split_fractions,
-                                     split_seed=config.maps.split_seed)
-    return report
 
 
 def _cutouts(path: Path | None) -> list[Path]:
@@ -212,7 +171,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
         for f in files:
             print(f)
         return 0
-    report = mock_dataset(args.dataset, _cutouts(args.input), config, overwrite=args.overwrite)
+    from alchemy_obs.maps.build import cutout_sources
+    from alchemy_obs.observe.mock import mock_dataset
+
+    report = mock_dataset(args.dataset, cutout_sources(_cutouts(args.input)), mock=config.mock,
+                          observe=config.observe, maps=config.maps, overwrite=args.overwrite)
     print(f"mock: {len(report.written)} galaxies written, {len(report.skipped)} already "
           f"complete, {len(report.failed)} failed")
     if report.dataset is not None:

@@ -14,7 +14,8 @@
 
 and :meth:`MockObserver.from_config` chooses them from an
 :class:`~alchemy_obs.config.ObserveConfig`. :func:`observation_for` is the one place that
-points an :class:`~alchemy_obs.observe.telescope.Observation` at a sky.
+points an :class:`~alchemy_obs.observe.telescope.Observation` at a sky, along a
+:class:`~alchemy_obs.observe.telescope.Track`.
 
 In fast mode the :class:`~alchemy_obs.observe.fast.ImagePlaneSimulator` is cached per
 observation set-up (pointing, channels, grid); a dataset should therefore put every galaxy
@@ -41,8 +42,9 @@ from astropy.wcs import WCS
 from alchemy_obs.config import ObserveConfig
 from alchemy_obs.observe.fast import ImagePlaneMode
 from alchemy_obs.observe.imaging import ImageResult, Imager
-from alchemy_obs.observe.interferometer import BuiltinSimulator, Simulator, SkyImage
-from alchemy_obs.observe.telescope import Observation, Telescope
+from alchemy_obs.observe.interferometer import BuiltinSimulator, GridGeometry, Simulator
+from alchemy_obs.observe.telescope import Observation, Telescope, Track
+from alchemy_obs.skyimage import SkyImage
 
 __all__ = ["MockObserver", "ImagerFactory", "observation_for"]
 
@@ -53,7 +55,7 @@ ImagerFactory = Callable[[WCS, tuple[int, int]], Any]
 def _image_wcs(sky: SkyImage, npix: int | None, cell_arcsec: float | None) -> tuple[WCS, tuple[int, int]]:
     if npix is None and cell_arcsec is None:
         return sky.wcs.celestial, sky.data.shape[-2:]
-    geo = sky.geometry
+    geo = GridGeometry.from_sky(sky)
     n = npix or geo.nx
     cell = cell_arcsec / 3600 if cell_arcsec else np.rad2deg(geo.cell)
     w = WCS(naxis=2)
@@ -66,32 +68,29 @@ def _image_wcs(sky: SkyImage, npix: int | None, cell_arcsec: float | None) -> tu
 
 
 def observation_for(
-    sky, settings: ObserveConfig, *, telescope: Telescope,
+    sky: SkyImage, *, telescope: Telescope, track: Track,
     channel_width: u.Quantity | None = None,
 ) -> Observation:
     """The observation of ``sky``: pointed at its reference position, in its channels.
 
     Parameters
     ----------
-    sky : SkyImage or object with ``data`` and ``wcs`` (and optionally ``frequencies``)
-        Observed in its ``frequencies`` if it has them, else in the channels of its
-        spectral axis, else (an image without either) in the configured channels.
-    settings : ObserveConfig
-        Track, dump time, band and polarisations (and the channels of an image without
-        frequencies).
+    sky : SkyImage
+        Observed in its ``frequencies`` if it has them (a cube always has), else (an image
+        without) in the track's channels.
     telescope : Telescope
+    track : Track
+        Hour angles or start, dump time, band and polarisations (and the channels of an image
+        without frequencies).
     channel_width : Quantity, optional
-        Channel width; default the sky's channel spacing, or ``settings.channel_width_hz``
-        for a single channel.
+        Channel width; default the sky's channel spacing, or ``track.channel_width`` for a
+        single channel.
     """
-    sky_img = SkyImage.from_sky(sky)
-    # The sky's own channel list when it has one: its WCS describes it only to rounding.
-    freqs = getattr(sky, "frequencies", None)
-    freqs = u.Quantity(freqs, u.Hz) if freqs is not None else sky_img.frequencies
+    freqs = sky.frequencies
     if channel_width is None and freqs is not None and len(freqs) > 1:
         channel_width = abs(freqs[1] - freqs[0])
-    return Observation.from_config(settings, sky_img.phase_centre, freqs,
-                                   channel_width=channel_width, telescope=telescope)
+    return Observation.from_track(track, sky.phase_centre, freqs, channel_width=channel_width,
+                                  telescope=telescope)
 
 
 class MockObserver:
@@ -106,7 +105,7 @@ class MockObserver:
     imager : ImagerFactory
         ``imager(wcs, shape)`` makes the imager of a grid. The fast mode needs the built-in
         :class:`~alchemy_obs.observe.imaging.Imager`.
-    settings : ObserveConfig, optional
+    track : Track
         Track, band and channels of the observations (:func:`observation_for`).
     npix, cell_arcsec : int and float, optional
         Image grid; default the sky's grid.
@@ -117,13 +116,13 @@ class MockObserver:
 
     def __init__(
         self, *, telescope: Telescope, simulator: Simulator | ImagePlaneMode,
-        imager: ImagerFactory = Imager, settings: ObserveConfig | None = None,
+        imager: ImagerFactory = Imager, track: Track = Track(),
         npix: int | None = None, cell_arcsec: float | None = None, centred_grid: bool = False,
     ) -> None:
         self.telescope = telescope
         self.simulator = simulator
         self.imager = imager
-        self.settings = settings if settings is not None else ObserveConfig()
+        self.track = track
         self.npix, self.cell_arcsec, self.centred_grid = npix, cell_arcsec, centred_grid
         self.last_observation: Observation | None = None
 
@@ -171,44 +170,44 @@ class MockObserver:
             imager = functools.partial(Imager, **clean, epsilon=img.epsilon, nthreads=img.threads)
         return cls(
             telescope=telescope if telescope is not None else Telescope.from_config(config.telescope),
-            simulator=simulator, imager=imager, settings=config, npix=img.npix,
+            simulator=simulator, imager=imager, track=Track.from_config(config), npix=img.npix,
             cell_arcsec=img.cell_arcsec, centred_grid=wsclean,
         )
 
-    def observation_for(self, sky, channel_width: u.Quantity | None = None) -> Observation:
-        """The observation of ``sky`` with this telescope (see :func:`observation_for`)."""
-        return observation_for(sky, self.settings, telescope=self.telescope,
+    def observation_for(self, sky: SkyImage, channel_width: u.Quantity | None = None) -> Observation:
+        """The observation of ``sky`` with this telescope and track (see :func:`observation_for`)."""
+        return observation_for(sky, telescope=self.telescope, track=self.track,
                                channel_width=channel_width)
 
-    def imager_for(self, sky):
+    def imager_for(self, sky: SkyImage):
         """The imager on the image grid of ``sky`` (default: the sky's own grid)."""
-        sky = SkyImage.from_sky(sky)
         npix, cell = self.npix, self.cell_arcsec
         if self.centred_grid:
-            npix = npix or sky.geometry.nx
-            cell = cell or float(np.rad2deg(sky.geometry.cell) * 3600)
+            geo = GridGeometry.from_sky(sky)
+            npix = npix or geo.nx
+            cell = cell or float(np.rad2deg(geo.cell) * 3600)
         return self.imager(*_image_wcs(sky, npix, cell))
 
-    def observe(self, sky, observation: Observation | None = None) -> ImageResult:
-        """Mock observation of ``sky`` (SkyImage or any object with ``data`` and ``wcs``).
+    def observe(self, sky: SkyImage, observation: Observation | None = None) -> ImageResult:
+        """Mock observation of ``sky``.
 
         Parameters
         ----------
-        sky : SkyImage or object with ``data`` (Jy/pixel) and ``wcs``
+        sky : SkyImage
+            Jy per pixel.
         observation : Observation, optional
             Default :meth:`observation_for` ``(sky)``; pass one to control pointing or
             channel width yourself.
         """
-        sky_img = SkyImage.from_sky(sky)
         obs = observation if observation is not None else self.observation_for(sky)
         if isinstance(self.simulator, ImagePlaneMode):
-            fast = self.simulator.simulator(obs, self.imager_for(sky_img))
+            fast = self.simulator.simulator(obs, self.imager_for(sky))
             self.last_observation = fast.observation
-            result = fast.observe(sky_img)
+            result = fast.observe(sky)
         else:
             self.last_observation = obs
-            vis = self.simulator.observe(sky_img, obs)
-            result = self.imager_for(sky_img).image(vis, noise=self.simulator.noise)
-        if sky_img.wcs.wcs.specsys:
-            result.meta["specsys"] = sky_img.wcs.wcs.specsys
+            vis = self.simulator.observe(sky, obs)
+            result = self.imager_for(sky).image(vis, noise=self.simulator.noise)
+        if sky.wcs.wcs.specsys:
+            result.meta["specsys"] = sky.wcs.wcs.specsys
         return result

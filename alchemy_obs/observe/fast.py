@@ -43,8 +43,9 @@ from alchemy_obs.observe.imaging import (
     primary_beam_response,
     uv_cells,
 )
-from alchemy_obs.observe.interferometer import GridGeometry, SkyImage, Visibilities, visibility_flags
+from alchemy_obs.observe.interferometer import GridGeometry, Visibilities, sky_planes, visibility_flags
 from alchemy_obs.observe.telescope import Observation
+from alchemy_obs.skyimage import SkyImage
 
 __all__ = ["ImagePlaneMode", "ImagePlaneSimulator", "PSF_SHIFT_PIX", "shared_psf_channels"]
 
@@ -154,13 +155,12 @@ class ImagePlaneSimulator:
         e = self.rng.standard_normal(shape) + 1j * self.rng.standard_normal(shape)
         return fft2(self.noise_amp * e, axes=(-2, -1)).real
 
-    def dirty(self, sky) -> np.ndarray:
+    def dirty(self, sky: SkyImage) -> np.ndarray:
         """Dirty cube (nchan, ny, nx) in Jy/beam of ``sky`` (noise included if enabled)."""
-        sky = SkyImage.from_sky(sky)
-        geo = self.imager.geometry
-        if (sky.geometry.nx, sky.geometry.ny) != (geo.nx, geo.ny) or not np.isclose(sky.geometry.cell, geo.cell):
+        cube = sky_planes(sky)
+        geo, sky_geo = self.imager.geometry, GridGeometry.from_sky(sky)
+        if (sky_geo.nx, sky_geo.ny) != (geo.nx, geo.ny) or not np.isclose(sky_geo.cell, geo.cell):
             raise ValueError("fast mode needs the sky on the imager's grid (same shape and cell)")
-        cube = sky.cube
         nchan = len(self.observation.frequencies)
         if len(cube) not in (1, nchan):
             raise ValueError(f"sky has {len(cube)} channels, the observation {nchan}")
@@ -173,7 +173,7 @@ class ImagePlaneSimulator:
             out += self.noise_image()
         return out
 
-    def observe(self, sky, observation: Observation | None = None) -> ImageResult:
+    def observe(self, sky: SkyImage, observation: Observation | None = None) -> ImageResult:
         """Dirty image, image-plane CLEAN and restore of ``sky``.
 
         ``observation``, if given, must be the cached one (the simulator protocol passes it).

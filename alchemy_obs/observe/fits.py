@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from astropy import units as u
@@ -28,6 +29,9 @@ from alchemy_obs import __version__
 from alchemy_obs.atomic import temporary_beside
 from alchemy_obs.observe.imaging import ImageResult
 from alchemy_obs.observe.telescope import Observation
+
+if TYPE_CHECKING:
+    from alchemy_obs.observe.mock import ContinuumMock, HIMock
 
 __all__ = ["to_hdulist", "write_fits", "write_hdulist", "mock_cards", "write_mock_products"]
 
@@ -167,7 +171,7 @@ def write_fits(
     return write_hdulist(hdul, path, overwrite)
 
 
-def mock_cards(mock, *, object_name: str, settings: str, seed: int) -> dict:
+def mock_cards(mock: HIMock | ContinuumMock, *, object_name: str, settings: str, seed: int) -> dict:
     """Provenance and distance cards of a mock's FITS products (name -> (value, comment)).
 
     ``DISTANCE`` is the angular-diameter distance, the one that turns angles into lengths,
@@ -175,7 +179,7 @@ def mock_cards(mock, *, object_name: str, settings: str, seed: int) -> dict:
     ``--distance``; ``DISTLUM`` is the luminosity distance the fluxes were computed with.
     ``SIMULATD = T`` marks the data as simulated.
     """
-    place = mock.sky.placement
+    place = mock.placement
     return {
         "OBJECT": (object_name, "source galaxy"),
         "SIMULATD": (True, "simulated data (alchemy-obs mock observation)"),
@@ -227,7 +231,7 @@ def write_mock_products(
 
     Parameters
     ----------
-    mocks : dict of str to Mock
+    mocks : dict of str to HIMock or ContinuumMock
     out : path-like
         Output folder.
     stem : str
@@ -277,8 +281,10 @@ def write_mock_products(
             pb_hdul[0].header["BUNIT"] = ""
             pb_hdul[0].header.remove("NOISERMS", ignore_missing=True)
             put(pb_hdul, "pb", "primary-beam response (divide the images by it)")
-        sky = fits.HDUList([fits.PrimaryHDU(np.asarray(m.sky.data.value, np.float32), m.sky.header())])
-        sky[0].header["SPECSYS"] = specsys
+        sky_header = m.sky.wcs.to_header()
+        sky_header["BUNIT"] = "Jy/pixel"
+        sky_header["SPECSYS"] = specsys
+        sky = fits.HDUList([fits.PrimaryHDU(np.asarray(m.sky.data.value, np.float32), sky_header)])
         put(sky, "sky", "sky model")
         if kind == "hi":
             for name, image in (("mom0", m.moment0()), ("nhi", m.column_density())):

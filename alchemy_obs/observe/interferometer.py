@@ -6,10 +6,8 @@ Every backend is an object with one method, ``observe(sky, observation)``, retur
 
 Conventions
 -----------
-* The sky is a :class:`SkyImage` -- or any object with ``data`` and ``wcs`` attributes, such
-  as :class:`alchemy_obs.observe.sky.SkyModel`, which is converted with
-  :meth:`SkyImage.from_sky` --: ``data`` in Jy per pixel (per channel for a cube) on a
-  celestial WCS whose reference value is the phase centre, with RA increasing to the left
+* The sky is a :class:`~alchemy_obs.skyimage.SkyImage` with ``data`` in Jy per pixel
+  (per channel for a cube, :func:`sky_planes`) on a celestial WCS whose reference value is the phase centre, with RA increasing to the left
   (CDELT1 < 0), square pixels and no rotation; SIN is exact, TAN differs from SIN by
   ``theta^3/2`` (1e-9 rad at 5 arcmin), which is ignored.
 * A pixel (l, m) holding S Jy contributes ``S exp(-2 pi i (u l + v m + w (n - 1)))`` to the
@@ -36,14 +34,14 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 from astropy import units as u
-from astropy.coordinates import SkyCoord
 from astropy.wcs import WCS
 from ducc0.wgridder.experimental import dirty2vis, vis2dirty
 
 from alchemy_obs.observe.telescope import Observation
+from alchemy_obs.skyimage import SkyImage
 
 __all__ = [
-    "SkyImage",
+    "sky_planes",
     "Visibilities",
     "Simulator",
     "BuiltinSimulator",
@@ -105,6 +103,11 @@ class GridGeometry:
         cell = (cdelt[1] * unit).to_value(u.rad)
         ny, nx = shape
         return cls(nx, ny, float(cell), float(cel.wcs.crpix[0] - 1), float(cel.wcs.crpix[1] - 1))
+
+    @classmethod
+    def from_sky(cls, sky: SkyImage) -> GridGeometry:
+        """Geometry of the grid of a :class:`~alchemy_obs.skyimage.SkyImage`."""
+        return cls.from_wcs(sky.wcs, sky.data.shape[-2:])
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -187,73 +190,18 @@ def grid(
     return geometry.from_ducc(dirty)
 
 
-@dataclass
-class SkyImage:
-    """Sky brightness on a grid: a 2-D image or a cube, with its WCS.
-
-    Parameters
-    ----------
-    data : Quantity, shape (ny, nx) or (nchan, ny, nx)
-        Jy per pixel (per channel for a cube).
-    wcs : WCS
-        Celestial WCS (2-D) or celestial plus spectral axis (3-D, FITS order RA, Dec, spectral).
-        The celestial reference value is the phase centre of an observation of this sky.
-    """
-
-    data: u.Quantity
-    wcs: WCS
-
-    def __post_init__(self) -> None:
-        data = u.Quantity(self.data)
-        unit = data.unit
-        if unit.is_equivalent(u.Jy / u.pix):
-            data = data.to(u.Jy / u.pix).value * u.Jy
-        elif not unit.is_equivalent(u.Jy):
-            raise ValueError(f"sky data must be in Jy per pixel, got unit {unit!r}")
-        self.data = data.to(u.Jy)
-        if self.data.ndim not in (2, 3):
-            raise ValueError(f"sky data must be 2-D or 3-D, got shape {self.data.shape}")
-        if self.wcs.naxis != self.data.ndim:
-            raise ValueError(f"WCS has {self.wcs.naxis} axes but the data {self.data.ndim}")
-        if self.data.ndim == 3 and self.wcs.spectral.naxis != 1:
-            raise ValueError("a sky cube needs a spectral WCS axis")
-        self.geometry = GridGeometry.from_wcs(self.wcs, self.data.shape[-2:])
-
-    @classmethod
-    def from_sky(cls, sky) -> SkyImage:
-        """A :class:`SkyImage` from any object with ``data`` (Jy/pixel) and ``wcs``."""
-        if isinstance(sky, cls):
-            return sky
-        try:
-            return cls(sky.data, sky.wcs)
-        except AttributeError:
-            raise TypeError(f"a sky needs .data and .wcs attributes, got {type(sky).__name__}") from None
-
-    @property
-    def cube(self) -> np.ndarray:
-        """Data as float64 (nchan, ny, nx) Jy/pixel (nchan = 1 for an image)."""
-        d = self.data.to_value(u.Jy).astype(np.float64, copy=False)
-        return d[None] if d.ndim == 2 else d
-
-    @property
-    def phase_centre(self) -> SkyCoord:
-        """Celestial reference value of the WCS."""
-        cel = self.wcs.celestial
-        return SkyCoord(*cel.wcs.crval, unit=cel.wcs.cunit[0] or "deg",
-                        frame=(cel.wcs.radesys or "icrs").lower())
-
-    @property
-    def frequencies(self) -> u.Quantity | None:
-        """Channel frequencies of a cube (any spectral axis type), ``None`` for an image."""
-        if self.data.ndim == 2:
-            return None
-        sc = self.wcs.spectral.pixel_to_world(np.arange(self.data.shape[0]))
-        return u.Quantity(sc.to(u.Hz))
-
-    @property
-    def total_flux(self) -> u.Quantity:
-        """Sum over the sky per channel."""
-        return self.cube.sum(axis=(1, 2)) * u.Jy
+def sky_planes(sky: SkyImage) -> np.ndarray:
+    """The planes of a sky to observe, float64 (nchan, ny, nx) Jy per pixel (nchan = 1 for
+    an image); refuses data in other units."""
+    data = sky.data
+    if data.unit.is_equivalent(u.Jy / u.pix):
+        values = data.to_value(u.Jy / u.pix)
+    elif data.unit.is_equivalent(u.Jy):
+        values = data.to_value(u.Jy)
+    else:
+        raise ValueError(f"sky data must be in Jy per pixel, got unit {data.unit!r}")
+    values = values.astype(np.float64, copy=False)
+    return values[None] if values.ndim == 2 else values
 
 
 @dataclass
@@ -306,7 +254,7 @@ class Visibilities:
 class Simulator(Protocol):
     """What every telescope simulator backend provides."""
 
-    def observe(self, sky, observation: Observation):
+    def observe(self, sky: SkyImage, observation: Observation):
         """Observe ``sky``; returns :class:`Visibilities` or an image result."""
 
 
@@ -326,9 +274,9 @@ def visibility_flags(observation: Observation, geometry: GridGeometry) -> np.nda
     return flag
 
 
-def _check_pointing(sky: SkyImage, observation: Observation) -> None:
+def _check_pointing(sky: SkyImage, geometry: GridGeometry, observation: Observation) -> None:
     sep = sky.phase_centre.separation(observation.phase_centre)
-    if sep > 0.01 * abs(sky.geometry.cell) * u.rad:
+    if sep > 0.01 * abs(geometry.cell) * u.rad:
         raise ValueError(
             f"sky WCS reference {sky.phase_centre.to_string('hmsdms')} is not the observation's "
             f"phase centre {observation.phase_centre.to_string('hmsdms')} ({sep.to(u.arcsec):.3f} apart)"
@@ -336,7 +284,7 @@ def _check_pointing(sky: SkyImage, observation: Observation) -> None:
 
 
 def _check_channels(sky: SkyImage, observation: Observation) -> None:
-    nchan = sky.cube.shape[0]
+    nchan = sky.data.shape[0]
     if sky.data.ndim == 3 and nchan != len(observation.frequencies):
         raise ValueError(
             f"sky cube has {nchan} channels but the observation {len(observation.frequencies)}"
@@ -369,18 +317,17 @@ class BuiltinSimulator:
         self.rng = np.random.default_rng(seed)
         self.nthreads = nthreads
 
-    def predict(self, sky, observation: Observation) -> Visibilities:
+    def predict(self, sky: SkyImage, observation: Observation) -> Visibilities:
         """Noise-free visibilities of the primary-beam-attenuated sky."""
-        sky = SkyImage.from_sky(sky)
-        _check_pointing(sky, observation)
+        cube = sky_planes(sky)
+        geo = GridGeometry.from_sky(sky)
+        _check_pointing(sky, geo, observation)
         _check_channels(sky, observation)
-        geo = sky.geometry
         uvw = observation.uvw()
         freq = observation.frequencies.to_value(u.Hz)
         flag = visibility_flags(observation, geo)
         data = np.zeros((len(uvw), len(freq)), np.complex128)
         offsets = geo.offsets() * u.rad
-        cube = sky.cube
         for c, f in enumerate(freq):
             plane = cube[c] if len(cube) > 1 else cube[0]
             for pair, rows in observation.baseline_groups().items():
@@ -400,7 +347,7 @@ class BuiltinSimulator:
         noise = vis.sigma * (self.rng.standard_normal(shape) + 1j * self.rng.standard_normal(shape))
         return vis.replace_data(np.where(vis.flag, 0, vis.data + noise))
 
-    def observe(self, sky, observation: Observation) -> Visibilities:
+    def observe(self, sky: SkyImage, observation: Observation) -> Visibilities:
         """Visibilities of ``sky`` seen by ``observation``, with noise if enabled."""
         vis = self.predict(sky, observation)
         return self.add_noise(vis) if self.noise else vis

@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 from astropy import units as u
 
-from alchemy_obs.observe.interferometer import SkyImage, Visibilities
+from alchemy_obs.observe.interferometer import Visibilities, sky_planes
 from alchemy_obs.observe.measurement_set import read_ms_data
 from alchemy_obs.observe.telescope import Observation, Telescope
+from alchemy_obs.skyimage import SkyImage
 
 __all__ = ["karabo_available", "sky_to_point_sources", "write_oskar_telescope", "KaraboSimulator"]
 
@@ -45,14 +46,15 @@ def karabo_available() -> bool:
     return True
 
 
-def sky_to_point_sources(sky, channel: int = 0, max_sources: int = 20000,
+def sky_to_point_sources(sky: SkyImage, channel: int = 0, max_sources: int = 20000,
                          *,
                          keep_fraction: float = 0.999) -> tuple[np.ndarray, float]:
     """Brightest pixels of one channel as Karabo point sources.
 
     Parameters
     ----------
-    sky : SkyImage or object with ``data`` and ``wcs``
+    sky : SkyImage
+        Jy per pixel.
     channel : int
     max_sources : int
         Upper limit on the number of sources (the direct Fourier sum's cost).
@@ -67,8 +69,8 @@ def sky_to_point_sources(sky, channel: int = 0, max_sources: int = 20000,
     dropped : float
         Fraction of the positive flux left out.
     """
-    sky = SkyImage.from_sky(sky)
-    plane = sky.cube[channel if len(sky.cube) > 1 else 0]
+    planes = sky_planes(sky)
+    plane = planes[channel if len(planes) > 1 else 0]
     flat = plane.ravel()
     order = np.argsort(flat)[::-1]
     order = order[flat[order] > 0]
@@ -125,14 +127,13 @@ class KaraboSimulator:
         self.rng = np.random.default_rng(seed)
         self.use_gpus = use_gpus
 
-    def observe(self, sky, observation: Observation) -> Visibilities:
+    def observe(self, sky: SkyImage, observation: Observation) -> Visibilities:
         """Simulate each channel with Karabo, then add thermal noise."""
         from karabo.simulation.interferometer import InterferometerSimulation
         from karabo.simulation.observation import Observation as KObservation
         from karabo.simulation.sky_model import SkyModel as KSky
         from karabo.simulation.telescope import Telescope as KTelescope
 
-        sky = SkyImage.from_sky(sky)
         obs = observation
         dump = obs.dump_time.to_value(u.s)
         start = (obs.times[0] - obs.dump_time / 2).to_datetime()

@@ -11,18 +11,22 @@ As in MARTINI, small objects are handed to one function, :func:`make_mock`:
 * the observation (:class:`~alchemy_obs.config.ObserveConfig`: array, track, correlator,
   noise, imaging and the visibility or fast image-plane mode), or a ready simulator to reuse.
 
-The result, a :class:`Mock`, holds the sky model and the imaging result and derives the mock
-domains of the dataset: HI moment 0 (Jy/beam km/s, rest-frame velocity), HI column density
-(cm^-2) and continuum (Jy/beam). :func:`mock_view_maps` resamples them onto a view's
+The result, an :class:`HIMock` or a :class:`ContinuumMock`, holds the sky model and the
+imaging result and derives the mock domains of the dataset: HI moment 0 (Jy/beam km/s,
+rest-frame velocity) and HI column density (cm^-2) of an HI mock, the continuum image
+(Jy/beam) of a continuum mock. :func:`mock_view_maps` resamples them onto a view's
 physical map grid with :func:`~alchemy_obs.observe.resample.reproject_map` (the rule
-``infer`` uses), and :func:`add_mock_domains` stores them as new domains of
-the views of a dataset shard.
+``infer`` uses), :func:`add_mock_domains` stores them as new domains of
+the views of a dataset shard, and :func:`mock_dataset` does that for every galaxy of a
+dataset (:func:`~alchemy_obs.campaign.run_campaign`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +36,7 @@ from astropy.wcs import WCS
 from radio_beam import Beam
 
 from alchemy_obs.atomic import temporary_beside
+from alchemy_obs.campaign import CampaignReport, Submit, run_campaign
 from alchemy_obs.config import MapsConfig, MockConfig, ObserveConfig
 from alchemy_obs.observe.engine import MockObserver
 from alchemy_obs.observe.imaging import ImageResult
@@ -42,7 +47,6 @@ from alchemy_obs.observe.sky import (
     HISource,
     LineModel,
     SkyGrid,
-    SkyModel,
     SkyPlacement,
     SpectralAxis,
     continuum_image,
@@ -51,10 +55,12 @@ from alchemy_obs.observe.sky import (
 )
 from alchemy_obs.observe.telescope import Observation
 from alchemy_obs.physics import radio
+from alchemy_obs.skyimage import SkyImage
 
 __all__ = [
     "MOCK_DOMAINS",
-    "Mock",
+    "HIMock",
+    "ContinuumMock",
     "make_mock",
     "map_wcs",
     "placement_from_config",
@@ -62,6 +68,7 @@ __all__ = [
     "tapered",
     "mock_view_maps",
     "add_mock_domains",
+    "mock_dataset",
     "plot_mock",
 ]
 
@@ -76,27 +83,28 @@ MOCK_DOMAINS: dict[str, u.UnitBase] = {
 
 
 @dataclass
-class Mock:
-    """A mock observation: the sky model and what the telescope and imager made of it.
+class _MockObservation:
+    """What the two mock types share: the sky model and what the telescope made of it.
 
     Attributes
     ----------
-    kind : {"hi", "continuum"}
-    sky : SkyModel
+    sky : SkyImage
         Input sky in Jy per pixel (per channel).
     result : ImageResult
         Dirty, CLEAN model, residual and restored planes with beams (Jy/beam).
     observation : Observation
         The observation simulated.
-    simulator : object
-        The simulator used (reusable for skies on the same grid and channels).
+    placement : SkyPlacement
+        Where the galaxy was put (distances and redshift of the products).
+    simulator : MockObserver
+        The observer used (reusable for skies on the same grid and channels).
     """
 
-    kind: str
-    sky: SkyModel
+    sky: SkyImage
     result: ImageResult
     observation: Observation
-    simulator: object = field(default=None, repr=False)
+    placement: SkyPlacement
+    simulator: MockObserver = field(repr=False)
 
     @property
     def wcs(self) -> WCS:
@@ -107,15 +115,6 @@ class Mock:
     def beam(self) -> Beam:
         """Restoring beam of the middle channel (they differ by the fractional bandwidth)."""
         return self.result.beams[len(self.result.beams) // 2]
-
-    def _channel_width_hz(self) -> float:
-        f = self.result.frequencies.to_value(u.Hz)
-        return abs(f[1] - f[0]) if len(f) > 1 else self.observation.channel_width.to_value(u.Hz)
-
-    def channel_velocity_width(self) -> u.Quantity:
-        """Channel width as a rest-frame velocity width, :math:`c\\,|\\Delta\\nu|/\\nu_{\\rm obs}`."""
-        return radio.frequency_integral_to_velocity_integral(
-            self._channel_width_hz() * u.Hz, self.sky.placement.observed_redshift).to(u.km / u.s)
 
     def plane(self, plane: str = "image", pbcor: bool = True) -> u.Quantity:
         """A plane set (Jy/beam) corrected for the primary beam: the sky's brightness.
@@ -129,17 +128,29 @@ class Mock:
         pb = self.result.primary_beam
         return cube if pb is None or not pbcor else cube / pb
 
+
+@dataclass
+class HIMock(_MockObservation):
+    """A mock HI line observation: a cube, its moment 0 and HI column density."""
+
+    def _channel_width_hz(self) -> float:
+        f = self.result.frequencies.to_value(u.Hz)
+        return abs(f[1] - f[0]) if len(f) > 1 else self.observation.channel_width.to_value(u.Hz)
+
+    def channel_velocity_width(self) -> u.Quantity:
+        """Channel width as a rest-frame velocity width, :math:`c\\,|\\Delta\\nu|/\\nu_{\\rm obs}`."""
+        return radio.frequency_integral_to_velocity_integral(
+            self._channel_width_hz() * u.Hz, self.placement.observed_redshift).to(u.km / u.s)
+
     def moment0_frequency(self, plane: str = "image", pbcor: bool = True) -> u.Quantity:
         """:math:`\\sum_c I_c |\\Delta\\nu|` of a primary-beam corrected plane set (Jy/beam
         Hz); no clipping, so the noise stays unbiased."""
-        if self.kind != "hi":
-            raise ValueError("moment 0 needs an HI mock")
         return self.plane(plane, pbcor).sum(axis=0) * self._channel_width_hz() * u.Hz
 
     def moment0(self, plane: str = "image", pbcor: bool = True) -> u.Quantity:
         """HI moment 0 in Jy/beam km/s of rest-frame velocity
         (:func:`~alchemy_obs.physics.radio.frequency_integral_to_velocity_integral`)."""
-        z = self.sky.placement.observed_redshift
+        z = self.placement.observed_redshift
         return radio.frequency_integral_to_velocity_integral(self.moment0_frequency(plane, pbcor), z)
 
     def column_density(self, plane: str = "image", pbcor: bool = True) -> u.Quantity:
@@ -147,19 +158,24 @@ class Mock:
         beam = self.beam
         return radio.hi_column_density_from_flux(
             self.moment0_frequency(plane, pbcor), beam.major, beam.minor,
-            redshift=self.sky.placement.observed_redshift,
+            redshift=self.placement.observed_redshift,
         )
+
+    def domains(self) -> dict[str, u.Quantity]:
+        """The dataset domains of this mock on its own grid: ``hi_mom0`` and ``hi_nhi``."""
+        return {"hi_mom0": self.moment0(), "hi_nhi": self.column_density()}
+
+
+@dataclass
+class ContinuumMock(_MockObservation):
+    """A mock radio continuum observation: one image of the band."""
 
     def continuum(self, plane: str = "image") -> u.Quantity:
         """Primary-beam corrected continuum image (Jy/beam) of a plane set."""
-        if self.kind != "continuum":
-            raise ValueError("not a continuum mock")
         return self.plane(plane)[0]
 
     def domains(self) -> dict[str, u.Quantity]:
-        """The dataset domains of this mock on its own grid."""
-        if self.kind == "hi":
-            return {"hi_mom0": self.moment0(), "hi_nhi": self.column_density()}
+        """The dataset domain of this mock on its own grid: ``continuum``."""
         return {"continuum": self.continuum()}
 
 
@@ -174,7 +190,7 @@ def make_mock(
     continuum: ContinuumModel = ContinuumModel(),
     kernel: str = "cubic_spline",
     simulator=None,
-) -> Mock:
+) -> HIMock | ContinuumMock:
     """Make a mock observation of a galaxy.
 
     Parameters
@@ -204,7 +220,7 @@ def make_mock(
 
     Returns
     -------
-    Mock
+    HIMock or ContinuumMock
     """
     img = observe.imaging
     if img.npix is not None or img.cell_arcsec is not None:
@@ -217,16 +233,16 @@ def make_mock(
                              "holds the source's whole line)")
         sky = hi_cube(source, placement, grid, spectral, line, kernel)
         observation = observer.observation_for(sky)
-        kind = "hi"
+        mock_type = HIMock
     elif isinstance(source, ContinuumSource):
         sky = continuum_image(source, placement, grid, continuum, kernel)
         # One channel as wide as the continuum band (an image has no channel spacing).
         observation = observer.observation_for(sky, channel_width=continuum.bandwidth)
-        kind = "continuum"
+        mock_type = ContinuumMock
     else:
         raise TypeError(f"source must be an HISource or a ContinuumSource, got {type(source).__name__}")
     result = observer.observe(sky, observation)
-    return Mock(kind, sky, result, observer.last_observation, observer)
+    return mock_type(sky, result, observer.last_observation, placement, observer)
 
 
 def map_wcs(placement: SkyPlacement, extent_kpc, npix: int) -> WCS:
@@ -320,7 +336,7 @@ def mock_view_maps(
     observe: ObserveConfig,
     maps: MapsConfig | None = None,
     simulators: dict | None = None,
-) -> tuple[dict[str, u.Quantity], dict[str, Mock]]:
+) -> tuple[dict[str, u.Quantity], dict[str, HIMock | ContinuumMock]]:
     """Mock domains of one view of a galaxy, reprojected onto the view's map grid.
 
     The sky model covers the map's field with ``mock.npix`` pixels, is observed (with the
@@ -348,7 +364,7 @@ def mock_view_maps(
     -------
     maps : dict of str to Quantity
         Domain -> (map_npix, map_npix) map, see :data:`MOCK_DOMAINS`.
-    mocks : dict of str to Mock
+    mocks : dict of str to HIMock or ContinuumMock
         The mock observations ("hi", "continuum") on their own grids.
     """
     maps = MapsConfig() if maps is None else maps
@@ -415,11 +431,67 @@ def add_mock_domains(shard: str | Path, galaxy, mock: MockConfig, observe: Obser
     return todo
 
 
+def _mock_shard(source, *, dataset: Path, mock: MockConfig, observe: ObserveConfig,
+                maps: MapsConfig, overwrite: bool) -> bool:
+    from alchemy_obs.maps.store import shard_path
+
+    return bool(add_mock_domains(shard_path(dataset, source.galaxy_id), source.load(), mock,
+                                 observe, maps, overwrite=overwrite))
+
+
+def mock_dataset(
+    dataset: str | Path, sources: Sequence, *, mock: MockConfig, observe: ObserveConfig,
+    maps: MapsConfig, overwrite: bool = False, submit: Submit | None = None,
+) -> CampaignReport:
+    """Add the mock domains to every shard of ``dataset`` whose galaxy is in ``sources``.
+
+    Galaxies without a shard are left out with a warning; the shards are joined again when
+    at least one galaxy succeeded.
+
+    Parameters
+    ----------
+    dataset : path-like
+        The map dataset folder (``alchemy-obs maps``).
+    sources : sequence of GalaxySource
+        The galaxies the dataset was built from.
+    mock, observe, maps : MockConfig, ObserveConfig, MapsConfig
+        The sky models, the observation and the maps' gas model and splits.
+    overwrite : bool
+        Replace mock domains already present.
+    submit : callable, optional
+        Runs each galaxy's step instead (a Prefect task's ``submit``, see
+        :func:`~alchemy_obs.campaign.run_campaign`).
+
+    Returns
+    -------
+    CampaignReport
+    """
+    from alchemy_obs.maps.store import join_shards, shard_path
+
+    dataset = Path(dataset)
+    present = []
+    for source in sources:
+        shard = shard_path(dataset, source.galaxy_id)
+        if shard.exists():
+            present.append(source)
+        else:
+            log.warning("%s: no shard %s (run alchemy-obs maps first); skipped", source.label, shard)
+    step = partial(_mock_shard, dataset=dataset, mock=mock, observe=observe, maps=maps,
+                   overwrite=overwrite)
+    report = run_campaign(present, step, submit=submit, desc="mocks")
+    if report.done:
+        shards = sorted(Path(dataset, "shards").glob("galaxy_*.h5"))
+        report.dataset = join_shards(shards, dataset / "dataset.h5",
+                                     split_fractions=maps.split_fractions,
+                                     split_seed=maps.split_seed)
+    return report
+
+
 def _kind_of(domain: str) -> str:
     return "hi" if domain.startswith("hi_") else "continuum"
 
 
-def plot_mock(mocks: dict[str, Mock], path: str | Path) -> Path:
+def plot_mock(mocks: dict[str, HIMock | ContinuumMock], path: str | Path) -> Path:
     """One row per mock: sky model, dirty image, CLEAN (restored) image and residual.
 
     HI rows show moment 0 (the sky model in Jy/pixel km/s, the images in Jy/beam km/s);
@@ -468,7 +540,7 @@ def plot_mock(mocks: dict[str, Mock], path: str | Path) -> Path:
             if c > 0:
                 draw_beam(ax, m.beam, color="cyan" if title != "residual" else "k")
             else:
-                draw_scale_bar(ax, m.sky.placement.angular_diameter_distance)
+                draw_scale_bar(ax, m.placement.angular_diameter_distance)
             fig.colorbar(im, ax=ax, shrink=0.8, label=unit)
     fig.suptitle("SIMULATED SKA-MID observation (alchemy-obs mock)", fontsize=11)
     fig.subplots_adjust(wspace=0.3, hspace=0.3)

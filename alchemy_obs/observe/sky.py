@@ -8,8 +8,8 @@ The pieces are small objects composed by one function each, as in MARTINI (Oman 
 * :class:`SpectralAxis` is the channel grid, frequency (``FREQ``) or radio velocity (``VRAD``);
 * :class:`LineModel` sets the line width (thermal plus turbulent) and its truncation;
 * :class:`HISource` / :class:`ContinuumSource` are the per-particle inputs;
-* :func:`hi_cube` and :func:`continuum_image` return a :class:`SkyModel` (Jy per pixel, with
-  its :class:`~astropy.wcs.WCS`).
+* :func:`hi_cube` and :func:`continuum_image` return a
+  :class:`~alchemy_obs.skyimage.SkyImage` (Jy per pixel, with its :class:`~astropy.wcs.WCS`).
 
 Geometry
 --------
@@ -67,6 +67,7 @@ from alchemy_obs.maps.smoothing import GAS_FACTOR, smoothing_length
 from alchemy_obs.physics import gas as gas_physics
 from alchemy_obs.physics import radio, units
 from alchemy_obs.sim.galaxy import Galaxy
+from alchemy_obs.skyimage import SkyImage
 
 __all__ = [
     "BandTruncationWarning",
@@ -79,7 +80,6 @@ __all__ = [
     "ContinuumModel",
     "HISource",
     "ContinuumSource",
-    "SkyModel",
     "hi_cube",
     "continuum_image",
     "thermal_sigma",
@@ -512,39 +512,6 @@ class ContinuumSource:
         )
 
 
-@dataclass(frozen=True)
-class SkyModel:
-    """A sky image or cube in Jy per pixel (per channel) with its WCS.
-
-    Attributes
-    ----------
-    data : Quantity
-        (n_channels, ny, nx) for a cube or (ny, nx) for an image; Jy (per pixel).
-    wcs : astropy.wcs.WCS
-        Celestial (and spectral) WCS of ``data`` (FITS axis order, reversed from numpy).
-    frequencies : Quantity
-        Channel-centre frequencies (one entry for a continuum image).
-    placement : SkyPlacement
-        Where the galaxy was put.
-    """
-
-    data: u.Quantity
-    wcs: WCS
-    frequencies: u.Quantity
-    placement: SkyPlacement
-
-    @property
-    def pixel_size(self) -> u.Quantity:
-        """Angular pixel size (arcsec)."""
-        return abs(self.wcs.wcs.cdelt[1]) * u.Unit(self.wcs.wcs.cunit[1]).to(u.arcsec) * u.arcsec
-
-    def header(self):
-        """FITS header of the WCS with ``BUNIT = 'Jy/pixel'``."""
-        hdr = self.wcs.to_header()
-        hdr["BUNIT"] = "Jy/pixel"
-        return hdr
-
-
 #: Nodes per sigma and half-range (sigmas) of the Gaussian CDF table; beyond the range the
 #: CDF is 0 or 1 to 6e-16.
 _CDF_SCALE = 256
@@ -827,7 +794,7 @@ def hi_cube(
     spectral: SpectralAxis,
     line: LineModel = LineModel(),
     kernel: str = "cubic_spline",
-) -> SkyModel:
+) -> SkyImage:
     """HI line sky cube in Jy per pixel per channel.
 
     Parameters
@@ -847,7 +814,7 @@ def hi_cube(
 
     Returns
     -------
-    SkyModel
+    SkyImage
         ``data`` of shape (n_channels, npix, npix): the mean flux density of each pixel over
         each channel. Summing ``data * |channel width|`` gives the line flux of the particles
         inside the cube, :math:`M_{\\rm HI}/(C D_L^2)` (see :func:`~alchemy_obs.physics.radio.hi_mass`).
@@ -892,7 +859,7 @@ def hi_cube(
     w.wcs.restfrq = radio.HI_REST_FREQUENCY.to_value(u.Hz)
     w.wcs.specsys = "BARYCENT"
     w.wcs.set()
-    return SkyModel(data=data, wcs=w, frequencies=freqs * u.Hz, placement=placement)
+    return SkyImage(data=data, wcs=w, frequencies=freqs * u.Hz, redshift=placement.observed_redshift)
 
 
 def continuum_image(
@@ -901,7 +868,7 @@ def continuum_image(
     grid: SkyGrid,
     model: ContinuumModel = ContinuumModel(),
     kernel: str = "cubic_spline",
-) -> SkyModel:
+) -> SkyImage:
     """Radio continuum sky image from star formation, in Jy per pixel.
 
     Each particle's SFR becomes a flux density at the observed frequency with the
@@ -925,7 +892,7 @@ def continuum_image(
 
     Returns
     -------
-    SkyModel
+    SkyImage
         ``data`` (npix, npix) in Jy per pixel; the sum is the total flux density inside the grid.
     """
     s = radio.sfr_to_flux_density(
@@ -940,5 +907,4 @@ def continuum_image(
     if sigma_pix > 0:
         image = gaussian_filter(image, sigma_pix, mode="constant", truncate=5.0)
     w = grid.celestial_wcs(placement)
-    return SkyModel(data=image * u.Jy, wcs=w, frequencies=u.Quantity([model.frequency.to(u.Hz)]),
-                    placement=placement)
+    return SkyImage(data=image * u.Jy, wcs=w, frequencies=u.Quantity([model.frequency.to(u.Hz)]))

@@ -56,6 +56,7 @@ __all__ = [
     "DishType",
     "Telescope",
     "Observation",
+    "Track",
     "read_layout",
     "check_band",
 ]
@@ -340,6 +341,48 @@ class Telescope:
         return np.exp(-4 * np.log(2) * (theta / fwhm) ** 2)
 
 
+@dataclass(frozen=True)
+class Track:
+    """How a pointing is observed: the track, the correlator and the default channels.
+
+    Parameters
+    ----------
+    hour_angles : Quantity, shape (2,)
+        Start and end hour angle of the track.
+    start_utc : str, optional
+        UTC start (ISOT); overrides the start hour angle, the duration is kept.
+    dump_time : Quantity
+        Correlator dump (integration) time.
+    band : {"1", "2"}
+        SKA-MID receiver band.
+    n_pol : int
+        Polarisation products averaged into Stokes I.
+    freq_start, channel_width : Quantity
+        Centre of the first channel and channel width of a sky without its own channels.
+    n_channels : int
+        Channels of a sky without its own.
+    """
+
+    hour_angles: u.Quantity = field(default_factory=lambda: [-1.0, 1.0] * u.hourangle)
+    start_utc: str | None = None
+    dump_time: u.Quantity = field(default_factory=lambda: 300.0 * u.s)
+    band: str = "2"
+    n_pol: int = 2
+    freq_start: u.Quantity = field(default_factory=lambda: 1.4e9 * u.Hz)
+    channel_width: u.Quantity = field(default_factory=lambda: 1.0e6 * u.Hz)
+    n_channels: int = 1
+
+    @classmethod
+    def from_config(cls, config: ObserveConfig) -> Track:
+        """The track of an :class:`~alchemy_obs.config.ObserveConfig`."""
+        return cls(
+            hour_angles=[config.hour_angle_start_h, config.hour_angle_end_h] * u.hourangle,
+            start_utc=config.start_utc, dump_time=config.dump_s * u.s, band=config.band,
+            n_pol=config.n_pol, freq_start=config.freq_start_hz * u.Hz,
+            channel_width=config.channel_width_hz * u.Hz, n_channels=config.n_channels,
+        )
+
+
 @dataclass
 class Observation:
     """A track of one pointing with one correlator set-up.
@@ -441,51 +484,50 @@ class Observation:
                    u.Quantity(channel_width, u.Hz), band, n_pol)
 
     @classmethod
-    def from_config(
+    def from_track(
         cls,
-        config: ObserveConfig,
+        track: Track,
         phase_centre: SkyCoord,
         frequencies: u.Quantity | None = None,
         *,
         channel_width: u.Quantity | None = None,
-        telescope: Telescope | None = None,
+        telescope: Telescope,
     ) -> Observation:
-        """The observation described by ``config``; channels may come from a sky cube instead.
+        """The observation of ``track``; the channels may come from a sky cube instead.
 
         Parameters
         ----------
-        config : ObserveConfig
+        track : Track
         phase_centre : SkyCoord
         frequencies, channel_width : Quantity, optional
-            Channel centres and width (e.g. the spectral axis of a sky cube); default from
-            ``config.freq_start_hz``, ``channel_width_hz``, ``n_channels``.
-        telescope : Telescope, optional
-            Default ``Telescope.from_config(config.telescope)``.
+            Channel centres and width (e.g. the spectral axis of a sky cube); default the
+            track's ``freq_start``, ``channel_width`` and ``n_channels``.
+        telescope : Telescope
         """
-        tel = telescope if telescope is not None else Telescope.from_config(config.telescope)
         if frequencies is None:
-            freq_start = config.freq_start_hz * u.Hz
-            width = config.channel_width_hz * u.Hz
-            n = config.n_channels
+            freq_start = track.freq_start
+            width = track.channel_width
+            n = track.n_channels
         else:
             freqs = np.atleast_1d(u.Quantity(frequencies, u.Hz))
             freq_start = freqs[0]
             n = len(freqs)
             if channel_width is None:
-                width = abs(freqs[1] - freqs[0]) if n > 1 else config.channel_width_hz * u.Hz
+                width = abs(freqs[1] - freqs[0]) if n > 1 else track.channel_width
             else:
                 width = u.Quantity(channel_width, u.Hz)
-        dump = config.dump_s * u.s
-        if config.start_utc is not None:
-            duration = ((config.hour_angle_end_h - config.hour_angle_start_h) / _SIDEREAL_PER_SOLAR) * u.hour
-            obs = cls.from_start(tel, phase_centre, Time(config.start_utc, scale="utc"), duration=duration,
-                                 dump_time=dump, freq_start=freq_start, channel_width=width,
-                                 n_channels=1, band=config.band, n_pol=config.n_pol)
+        ha0, ha1 = track.hour_angles.to_value(u.hourangle)
+        if track.start_utc is not None:
+            duration = ((ha1 - ha0) / _SIDEREAL_PER_SOLAR) * u.hour
+            obs = cls.from_start(telescope, phase_centre, Time(track.start_utc, scale="utc"),
+                                 duration=duration, dump_time=track.dump_time, freq_start=freq_start,
+                                 channel_width=width, n_channels=1, band=track.band,
+                                 n_pol=track.n_pol)
         else:
             obs = cls.from_hour_angles(
-                tel, phase_centre, [config.hour_angle_start_h, config.hour_angle_end_h] * u.hourangle,
-                dump_time=dump, freq_start=freq_start, channel_width=width, n_channels=1,
-                band=config.band, n_pol=config.n_pol,
+                telescope, phase_centre, track.hour_angles, dump_time=track.dump_time,
+                freq_start=freq_start, channel_width=width, n_channels=1, band=track.band,
+                n_pol=track.n_pol,
             )
         if frequencies is not None:
             obs.frequencies = np.atleast_1d(u.Quantity(frequencies, u.Hz))
