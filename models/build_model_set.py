@@ -5,18 +5,20 @@ temperature and magnetic field, on synthetic galaxies through the same path as t
 --dataset``, with ``configs/experiments/model_set.yaml``. Every method of the table
 (pix2pix, DDPM with DDIM sampling, InDI, the score SDE and DiM) is trained on the same views
 and scored on the same held-out galaxies, next to the mean-map and per-pixel regression
-baselines. The released model of each target is its best method on the validation
-galaxies (the test galaxies only score it).
+baselines. The released model of each target is its best run on the validation galaxies,
+among the table's methods and the lever runs that read the same input (the test galaxies
+only score it).
 
 Usage (from anywhere; intermediate files go to ``build/model_set/`` of the repository)::
 
     python models/build_model_set.py data                 # 60 galaxies x 6 views, ~4 CPU-min
     python models/build_model_set.py train [--targets dm ...] [--methods pix2pix ...]
     python models/build_model_set.py score                # held-out metrics of every run
-    python models/build_model_set.py train --levers       # one change at a time (then score)
+    python models/build_model_set.py train --levers       # one change at a time
+    python models/build_model_set.py score --levers
     python models/build_model_set.py publish              # models/hi2<target>, registry
     python models/build_model_set.py table                # docs/_static/model_set/*.csv
-    python models/build_model_set.py all
+    python models/build_model_set.py all                  # all of these, levers included
 
 Every stage resumes: cutouts, shards, mock domains, checkpoints and scores already made are
 kept. ``--device cuda`` trains on a GPU (the configurations are the CPU ones). The table's
@@ -286,26 +288,31 @@ def stage_publish(targets: list[str]) -> None:
     beam = _beam_kpc()
     _write_test_views(MODELS, test_galaxies)
     for target in targets:
+        # Candidates: every method of the table and every lever run that reads the released
+        # input (the continuum lever does not: infer has only the HI cube). The validation
+        # galaxies choose; the test galaxies only score the choice.
         runs = {k: r for k, r in scores["runs"].items() if r["target"] == target
-                and not r.get("lever")}
+                and r["inputs"] == TARGETS[target]}
         if not runs:
             continue
         best = min(runs.values(), key=lambda r: r["val"]["profile_abs_dex"] + r["val"]["mass_abs_dex"])
+        recipe = best["method"] + (f" ({best['lever']})" if best["lever"] else "")
         name, folder = f"hi2{target}", MODELS / f"hi2{target}"
-        method, card = load_model(Run(target, best["method"]).out / "model", device="cpu")
+        method, card = load_model(Run(target, best["method"], lever=best["lever"]).out / "model",
+                                  device="cpu")
         base = scores["baselines"][target]["test"]
         card.update(
             demonstration=True,
             description=(f"HI column density (SKA-MID mock) -> {DOMAINS[target].description}, "
-                         f"{best['method']} trained on synthetic galaxies (alchemy-obs synth), "
+                         f"{recipe} trained on synthetic galaxies (alchemy-obs synth), "
                          "not IllustrisTNG: check it on real galaxies before trusting it "
                          "(alchemy-obs dynamics-check)."),
             beam_fwhm_kpc=round(beam, 4), nfe_per_map=best["nfe_per_map"],
             train_cpu_min=round(best["train_cpu_min"], 2),
             selection={"rule": "smallest validation profile + mass error",
-                       "validation": {r["method"]: {k: r["val"][k] for k in
-                                                    ("profile_abs_dex", "mass_abs_dex")}
-                                      for r in runs.values()}},
+                       "validation": {run: {k: r["val"][k] for k in
+                                            ("profile_abs_dex", "mass_abs_dex")}
+                                      for run, r in runs.items()}},
             training_data={
                 **card["training_data"],
                 "store": f"{STORE.relative_to(ROOT)} (rebuilt by models/build_model_set.py)",
@@ -330,7 +337,7 @@ def stage_publish(targets: list[str]) -> None:
         entry = register_model(folder, name, MODELS / "registry.yaml", version="1",
                                description=card["description"], demonstration=True,
                                beam_fwhm_kpc=card["beam_fwhm_kpc"])
-        rows = [(f"{best['method']} (this model)", best["test"]),
+        rows = [(f"{recipe} (this model)", best["test"]),
                 ("mean training map", base["mean map"]),
                 ("per-pixel linear regression", base["pixel regression"])]
         table = ["| predictor | radial profile mean abs dex | map total abs dex | SSIM | power spectrum abs dex |",
@@ -338,7 +345,7 @@ def stage_publish(targets: list[str]) -> None:
         table += [f"| {label} | {m['profile_abs_dex']:.3f} | {m['mass_abs_dex']:.3f} | "
                   f"{m['ssim']:.3f} | {m['power_abs_dex']:.3f} |" for label, m in rows]
         (folder / "README.md").write_text(_readme(name, card, table))
-        print(f"{name}: {best['method']}, sha256 {entry.sha256}")
+        print(f"{name}: {recipe}, sha256 {entry.sha256}")
         print("\n".join(table))
 
 
@@ -391,8 +398,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="train and score the lever runs instead of the table's")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    runs = [r for r in (LEVERS if args.levers else TABLE_RUNS)
-            if r.target in args.targets and r.method in args.methods]
+    # ``all`` trains the levers too: they are candidates for release (stage_publish)
+    pool = TABLE_RUNS + LEVERS if args.stage == "all" else LEVERS if args.levers else TABLE_RUNS
+    runs = [r for r in pool if r.target in args.targets and r.method in args.methods]
     stages = ["data", "train", "score", "publish", "table"] if args.stage == "all" else [args.stage]
     for stage in stages:
         if stage == "data":

@@ -103,15 +103,31 @@ def test_group_norm_channels_last_backward_matches_torch(channels, groups):
     assert got[0].is_contiguous(memory_format=torch.channels_last)
 
 
-def test_attention_gate_scales_skip_between_zero_and_one():
+@pytest.mark.parametrize("stride", [1, 2])
+def test_attention_gate_scales_skip_between_zero_and_one(stride):
     torch.manual_seed(0)
-    gate = AttentionGate(6, 4)
-    x, g = torch.randn(2, 6, 8, 8), torch.randn(2, 4, 8, 8)
+    gate = AttentionGate(6, 4, stride=stride)
+    x, g = torch.randn(2, 6, 8, 8), torch.randn(2, 4, 8 // stride, 8 // stride)
     out = gate(x, g)
     ratio = out / x
     # One coefficient per pixel, shared by all channels, in (0, 1).
     assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio), atol=1e-5)
     assert (ratio > 0).all() and (ratio < 1).all()
+
+
+def test_attention_gate_reads_the_coarse_gating_signal():
+    # Oktay et al.: the gate of a skip is computed on the grid of the coarser decoder map and
+    # upsampled, so changing one coarse pixel of g moves the coefficients only around the
+    # 2x2 block of skip pixels it covers (bilinear upsampling spreads it by one pixel).
+    torch.manual_seed(0)
+    gate = AttentionGate(4, 4, stride=2)
+    x, g = torch.randn(1, 4, 16, 16), torch.randn(1, 4, 8, 8)
+    g2 = g.clone()
+    g2[..., 3, 3] += 5.0
+    changed = (gate(x, g2) - gate(x, g)).abs().sum(1)[0] > 0
+    rows, cols = torch.nonzero(changed, as_tuple=True)
+    assert changed[6:8, 6:8].all()
+    assert rows.min() >= 5 and rows.max() <= 8 and cols.min() >= 5 and cols.max() <= 8
 
 
 def test_patchgan_receptive_field_is_70():

@@ -109,14 +109,18 @@ class UNet(nn.Module):
         self.mid2 = ResBlock(ch, ch, tdim, groups=groups, dropout=dropout)
 
         self.up = nn.ModuleList()
+        gate_ch = ch
         for lvl in reversed(range(n_levels)):
             w = widths[lvl]
             level = nn.Module()
-            level.gate = AttentionGate(w, ch) if attention_gates else None
+            # the gating signal is the decoder map before upsampling: same grid as the skip at
+            # the bottom level, twice coarser above it
+            stride = 1 if lvl == n_levels - 1 else 2
+            level.gate = AttentionGate(w, gate_ch, stride=stride) if attention_gates else None
             blocks = nn.ModuleList()
             for i in range(num_res_blocks):
                 blocks.append(ResBlock(ch + w if i == 0 else w, w, tdim, groups=groups, dropout=dropout))
-            ch = w
+            ch = gate_ch = w
             level.blocks = blocks
             level.attn = attn(w, lvl)
             level.upsample = Upsample(w, widths[lvl - 1]) if lvl > 0 else None
@@ -154,14 +158,16 @@ class UNet(nn.Module):
             if level.downsample is not None:
                 h = level.downsample(h)
         h = self.mid2(self.mid_attn(self.mid1(h, temb)), temb)
+        coarse = h
         for level in self.up:
             skip = skips.pop()
             if level.gate is not None:
-                skip = level.gate(skip, h)
+                skip = level.gate(skip, coarse)
             h = torch.cat([h, skip], dim=1)
             for block in level.blocks:
                 h = block(h, temb)
             h = level.attn(h)
+            coarse = h
             if level.upsample is not None:
                 h = level.upsample(h)
         # NCHW out, as callers expect (a copy only when out_channels > 1)
