@@ -102,9 +102,10 @@ class Run:
         return BUILD / "runs" / self.name
 
     def overrides(self, device: str) -> list[str]:
+        # out_dir relative to the repository, cli's working directory: no local path in cards
         sets = [f"train.data.target={self.target}", f"train.data.inputs=[{','.join(self.inputs)}]",
-                f"train.out_dir={self.out}", f"device={device}", *METHODS[self.method],
-                *self.extra]
+                f"train.out_dir={self.out.relative_to(ROOT)}", f"device={device}",
+                *METHODS[self.method], *self.extra]
         return [arg for s in sets for arg in ("--set", s)]
 
 
