@@ -266,6 +266,13 @@ def plot(sweep: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def projection_h_level() -> float:
+    """The pyramid threshold the projections of this run use (pixels)."""
+    import alchemy_obs.maps.project as projection
+
+    return float(projection.H_LEVEL)
+
+
 def main(argv: list[str] | None = None) -> int:
     import numba
 
@@ -280,9 +287,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", action="store_true",
                         help="also measure the pyramid's accuracy for one support radius at "
                              "a time, 0.01 to 50 pixels")
+    parser.add_argument("--h-level", type=float, default=None,
+                        help="support radius (pixels) above which kernels go to a coarser "
+                             "level of the pyramid (default: the package's H_LEVEL, 10); "
+                             "lower trades accuracy for speed")
     parser.add_argument("--no-plot", action="store_true", help="skip the sweeps and the plot")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.h_level is not None:
+        import alchemy_obs.maps.project as projection
+
+        # project_particles reads the threshold at call time
+        projection.H_LEVEL = args.h_level
 
     sizes = [10_000, 100_000] if args.quick else [1_000_000, 4_000_000]
     tools = [t for t in TOOLS if (t in args.tools or t == "histogram") and available(t)]
@@ -318,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
         "threads": args.threads, "threading_layer": numba.threading_layer(),
         "repeat": args.repeat, "skipped": skipped, "warmup_seconds": warmups,
+        "h_level": projection_h_level(),
         "results": rows, "growth_1024_over_512": growth,
     }
     if args.levels:

@@ -9,11 +9,13 @@ Run from the repository root::
 Part 0 times one training step (forward, backward, Adam; batch 8 at 64^2, 2 input and 1
 output channels, time embedding, one thread) of the demo attention U-Net against the U-Nets
 of chuchichaestli 0.4.4 and diffusers at the same number of parameters (within 3 %), with
-the ratio to chuchichaestli's. Those two are optional (``pip install .[bench]`` brings
-diffusers; chuchichaestli needs ``pip install chuchichaestli==0.4.4 --no-deps``, since its
-torchvision requirement would replace the CPU build of torch); missing ones are skipped.
-Steps of the three networks are interleaved and the best of ``--unet-repeats`` is kept, so
-that other load on the machine affects them alike.
+the ratio to chuchichaestli's, and the same U-Net without its attention gates, without its
+self-attention and without either, which shows what each costs. The two peers are optional
+(``pip install .[bench]`` brings diffusers; chuchichaestli needs ``pip install
+chuchichaestli==0.4.4 --no-deps``, since its torchvision requirement would replace the CPU
+build of torch); missing ones are skipped. Steps of all the networks are interleaved and
+the best of ``--unet-repeats`` is kept, so that other load on the machine affects them
+alike.
 
 Part 1 times training steps (forward + backward + optimiser, per batch) and sampling (per
 image, each method's default number of steps) for pix2pix, DDPM and InDI at 64^2 and 256^2
@@ -100,10 +102,10 @@ def time_method(name: str, npix: int, device: torch.device, batch: int, repeats:
             "sample_s_per_image": sample_s, "sample_evaluations_timed": measured}
 
 
-def _ours_unet() -> torch.nn.Module:
+def _ours_unet(*overrides: str) -> torch.nn.Module:
     from alchemy_obs.translate.nets import build_network
 
-    return build_network(load_config(None, NETWORK).train.network, 2, 1, time=True)
+    return build_network(load_config(None, [*NETWORK, *overrides]).train.network, 2, 1, time=True)
 
 
 def _chuchichaestli_unet() -> torch.nn.Module:
@@ -158,6 +160,15 @@ def compare_unets(repeats: int, batch: int = 8, npix: int = 64) -> list[dict]:
         "alchemy-obs attention U-Net": (_ours_unet, "alchemy-obs"),
         "chuchichaestli UNet": (_chuchichaestli_unet, "chuchichaestli"),
         "diffusers UNet2DModel": (_Diffusers, "diffusers"),
+        # What the two attention mechanisms cost: the same U-Net without them (fewer
+        # parameters), not a candidate for the comparison.
+        "ours without attention gates": (
+            lambda: _ours_unet("train.network.attention_gates=false"), "alchemy-obs"),
+        "ours without self-attention": (
+            lambda: _ours_unet("train.network.attention_levels=[]"), "alchemy-obs"),
+        "ours without either": (
+            lambda: _ours_unet("train.network.attention_gates=false",
+                               "train.network.attention_levels=[]"), "alchemy-obs"),
     }
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
