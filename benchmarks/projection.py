@@ -17,7 +17,9 @@ over the map's own pixels) as a fraction of the total, and the mass error
 warm-up call excludes compilation.
 
 ``--levels`` measures the pyramid's accuracy kernel by kernel: maps of particles that all
-have one support radius, from 0.01 to 50 pixels, against the exact maps.
+have one support radius, from 0.01 to 50 pixels, against the exact maps. ``--h-level H``
+sends kernels wider than ``H`` pixels (default 10) to the pyramid, to measure how much speed
+a lower threshold buys for its loss of accuracy.
 
 Also plotted (``benchmarks/results/projection.png``): time against N (1e5 to 4e6, on a
 512^2 grid) and against the grid (128^2 to 1024^2, 1e6 particles) for each tool and the
@@ -26,7 +28,7 @@ histogram. Tools not installed (``pip install alchemy-obs[bench]``) are reported
 Run::
 
     python benchmarks/projection.py [--quick] [--repeat 3] [--threads 2] [--levels]
-                                     [--no-plot]
+                                     [--h-level H] [--no-plot]
 
 Prints tables and writes ``benchmarks/results/projection.json``.
 """
