@@ -268,15 +268,10 @@ def plot(sweep: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def projection_h_level() -> float:
-    """The pyramid threshold the projections of this run use (pixels)."""
-    import alchemy_obs.maps.project as projection
-
-    return float(projection.H_LEVEL)
-
-
 def main(argv: list[str] | None = None) -> int:
     import numba
+
+    import alchemy_obs.maps.project as projection
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1e4 and 1e5 particles only")
@@ -297,8 +292,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.h_level is not None:
-        import alchemy_obs.maps.project as projection
-
         # project_particles reads the threshold at call time
         projection.H_LEVEL = args.h_level
 
@@ -336,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
         "threads": args.threads, "threading_layer": numba.threading_layer(),
         "repeat": args.repeat, "skipped": skipped, "warmup_seconds": warmups,
-        "h_level": projection_h_level(),
+        "h_level": float(projection.H_LEVEL),
         "results": rows, "growth_1024_over_512": growth,
     }
     if args.levels:
